@@ -1,0 +1,3 @@
+from olmirror.cli import main
+
+raise SystemExit(main())
