@@ -1,0 +1,86 @@
+"""Apply a plan: per host, under its lock, refusing a host that moved since the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from olmirror.errors import OlmirrorError
+from olmirror.hosts import Connections, Unreachable, in_parallel
+from olmirror.plan import HostPlan, Plan, fact_request
+
+Outcome = Literal["ok", "changed", "failed", "unreachable"]
+
+
+@dataclass
+class HostResult:
+    host: str
+    outcome: Outcome
+    applied: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    error: str | None = None
+
+
+class StalePlan(OlmirrorError):
+    """The host no longer looks as it did when the plan was made."""
+
+
+def _check_fresh(observed: dict[str, str], plan: HostPlan) -> None:
+    moved = [rid for rid, seen in plan.fingerprints.items() if observed.get(rid) != seen]
+    if moved:
+        listed = "; ".join(moved[:5]) + (f"; and {len(moved) - 5} more" if len(moved) > 5 else "")
+        raise StalePlan(
+            f"host {plan.host!r} changed since the plan was made ({listed}); nothing was applied "
+            "there: run `olmirror plan` again and review the new plan"
+        )
+
+
+def apply_host(
+    plan: HostPlan,
+    connections: Connections,
+    on_change: Callable[[str, str], None],
+) -> HostResult:
+    """Converge one host to `plan`; a failure stops this host only."""
+    result = HostResult(plan.host, "ok", unchanged=len(plan.unchanged))
+    if plan.error:
+        result.outcome = "unreachable" if plan.unreachable else "failed"
+        result.error = plan.error
+        return result
+    resources = [c.resource for c in plan.changes]
+    try:
+        conn = connections.get(plan.host)
+        state_dir = connections.inventory[plan.host].state_dir
+        with conn.lock(state_dir):
+            facts = conn.gather(fact_request(resources))
+            _check_fresh({r.id: r.observe(facts) for r in resources}, plan)
+            for change in plan.pending:
+                try:
+                    change.resource.apply(conn)
+                except OlmirrorError as exc:
+                    raise OlmirrorError(f"{change.resource.id}: {exc}") from None
+                except OSError as exc:
+                    raise OlmirrorError(
+                        f"{change.resource.id}: {exc.strerror or exc} ({exc.filename or 'no file'})"
+                    ) from None
+                result.applied.append(change.summary)
+                on_change(plan.host, change.summary)
+    except Unreachable as exc:
+        result.outcome, result.error = "unreachable", str(exc)
+        return result
+    except OlmirrorError as exc:
+        result.outcome, result.error = "failed", str(exc)
+        return result
+    result.outcome = "changed" if result.applied else "ok"
+    return result
+
+
+def apply_plan(
+    plan: Plan,
+    connections: Connections,
+    forks: int,
+    on_change: Callable[[str, str], None] = lambda host, summary: None,
+) -> list[HostResult]:
+    by_host = {h.host: h for h in plan.hosts}
+    results = in_parallel(by_host, lambda h: apply_host(by_host[h], connections, on_change), forks)
+    return list(results.values())

@@ -1,0 +1,127 @@
+"""The connection interface: everything olmirror does to a host goes through it.
+
+Nothing above this layer knows whether a host is this machine or one reached
+over SSH.
+"""
+
+from __future__ import annotations
+
+import base64
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+@dataclass(frozen=True)
+class PathFact:
+    """What a path is on a host: absent (kind None), a file, a directory or something else."""
+
+    kind: str | None
+    mode: int | None = None
+    sha256: str | None = None
+    content: bytes | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_probe(cls, raw: dict[str, Any]) -> PathFact:
+        content = raw.get("content")
+        return cls(
+            kind=raw.get("kind"),
+            mode=raw.get("mode"),
+            sha256=raw.get("sha256"),
+            content=base64.b64decode(content) if content is not None else None,
+            error=raw.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class FactRequest:
+    """The paths (with or without their content) and programs a plan needs to know about."""
+
+    paths: frozenset[str] = frozenset()
+    content: frozenset[str] = frozenset()
+    programs: frozenset[str] = frozenset()
+
+    def merge(self, other: FactRequest) -> FactRequest:
+        return FactRequest(
+            self.paths | other.paths, self.content | other.content, self.programs | other.programs
+        )
+
+    def as_json(self) -> dict[str, list[str]]:
+        return {
+            "paths": sorted(self.paths),
+            "content": sorted(self.content),
+            "programs": sorted(self.programs),
+        }
+
+
+@dataclass(frozen=True)
+class Facts:
+    paths: dict[str, PathFact] = field(default_factory=dict)
+    programs: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_probe(cls, raw: dict[str, Any]) -> Facts:
+        return cls(
+            paths={p: PathFact.from_probe(f) for p, f in raw["paths"].items()},
+            programs=dict(raw["programs"]),
+        )
+
+    def path(self, path: str) -> PathFact:
+        return self.paths[path]
+
+
+class Connection(ABC):
+    """One host. Implementations: `LocalConnection`, and SSH for remote hosts."""
+
+    name: str
+
+    @abstractmethod
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        """Run a program without a shell; a missing program gives returncode 127."""
+
+    @abstractmethod
+    def read_file(self, path: str) -> bytes:
+        """The file's bytes; FileNotFoundError when absent."""
+
+    @abstractmethod
+    def write_file(self, path: str, data: bytes, mode: int | None = None) -> None:
+        """Replace `path` atomically (temp file in the same folder, fsync, rename).
+
+        `mode` None keeps the mode of the file being replaced (0644 for a new one).
+        """
+
+    @abstractmethod
+    def stat(self, path: str) -> PathFact:
+        """The path's kind and mode, without content."""
+
+    @abstractmethod
+    def make_dir(self, path: str, mode: int = 0o755) -> None:
+        """Create `path` and missing parents; an existing directory is fine."""
+
+    @abstractmethod
+    def gather(self, request: FactRequest) -> Facts:
+        """Everything `request` asks for, in one round trip."""
+
+    @abstractmethod
+    def lock(self, state_dir: str | None) -> AbstractContextManager[None]:
+        """Hold this host's apply lock; raise `OlmirrorError` at once if another apply has it."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the connection's resources."""

@@ -1,0 +1,115 @@
+"""The local host: this machine, reached without any transport."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from olmirror.connection import probe
+from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts, PathFact
+from olmirror.errors import OlmirrorError
+
+DEFAULT_STATE_DIR = "~/.local/state/olmirror"
+
+
+def atomic_write(path: str, data: bytes, mode: int | None) -> None:
+    """Write `data` to a temp file beside `path`, fsync it, then rename it over `path`.
+
+    A reader, or a crash at any moment, sees either the old file or the new one.
+    """
+    folder = os.path.dirname(path) or "."
+    try:
+        old = os.stat(path)
+    except FileNotFoundError:
+        old = None
+    if mode is None:
+        mode = stat.S_IMODE(old.st_mode) if old else 0o644
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=".olmirror-tmp", dir=folder
+    )
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            os.fchmod(handle.fileno(), mode)
+            if old is not None and os.geteuid() == 0:
+                os.fchown(handle.fileno(), old.st_uid, old.st_gid)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class LocalConnection(Connection):
+    def __init__(self, name: str = "local") -> None:
+        self.name = name
+
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        try:
+            done = subprocess.run(
+                list(argv), input=stdin, capture_output=True, timeout=timeout, check=False
+            )
+        except FileNotFoundError:
+            return CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found")
+        except PermissionError:
+            return CommandResult(tuple(argv), 126, "", f"{argv[0]}: permission denied")
+        except subprocess.TimeoutExpired:
+            return CommandResult(tuple(argv), 124, "", f"timed out after {timeout} s")
+        return CommandResult(
+            tuple(argv),
+            done.returncode,
+            done.stdout.decode(errors="replace"),
+            done.stderr.decode(errors="replace"),
+        )
+
+    def read_file(self, path: str) -> bytes:
+        return Path(path).read_bytes()
+
+    def write_file(self, path: str, data: bytes, mode: int | None = None) -> None:
+        atomic_write(path, data, mode)
+
+    def stat(self, path: str) -> PathFact:
+        return PathFact.from_probe(probe.probe({"paths": [path]})["paths"][path])
+
+    def make_dir(self, path: str, mode: int = 0o755) -> None:
+        os.makedirs(path, mode=mode, exist_ok=True)
+        os.chmod(path, mode)
+
+    def gather(self, request: FactRequest) -> Facts:
+        return Facts.from_probe(probe.probe(request.as_json()))
+
+    @contextmanager
+    def lock(self, state_dir: str | None) -> Iterator[None]:
+        folder = os.path.expanduser(state_dir or DEFAULT_STATE_DIR)
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "apply.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise OlmirrorError(
+                    f"host {self.name!r}: another olmirror apply is running here (pid {holder}, "
+                    f"lock {path}); wait for it to finish, then run apply again"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            yield
+        finally:
+            os.close(fd)

@@ -1,0 +1,157 @@
+"""Plans as data: what would change on every host, built from facts gathered first.
+
+A plan can be printed, saved as JSON and applied later; it records a
+fingerprint of every resource's state so that a stale plan is refused.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from olmirror import __version__
+from olmirror.connection import Connection, FactRequest
+from olmirror.errors import OlmirrorError
+from olmirror.hosts import Connections, Unreachable, in_parallel
+from olmirror.resources import Change, Resource, ResourceError
+from olmirror.spec import Host
+
+PLAN_FORMAT = 1
+
+
+@dataclass
+class HostPlan:
+    host: str
+    changes: list[Change] = field(default_factory=list)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    unreachable: bool = False
+
+    @property
+    def pending(self) -> list[Change]:
+        return [c for c in self.changes if c.changes]
+
+    @property
+    def unchanged(self) -> list[Change]:
+        return [c for c in self.changes if not c.changes]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "error": self.error,
+            "unreachable": self.unreachable,
+            "changes": [c.to_json() for c in self.changes],
+            "fingerprints": self.fingerprints,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> HostPlan:
+        return cls(
+            host=raw["host"],
+            changes=[Change.from_json(c) for c in raw["changes"]],
+            fingerprints=dict(raw["fingerprints"]),
+            error=raw["error"],
+            unreachable=raw["unreachable"],
+        )
+
+
+@dataclass
+class Plan:
+    spec: str
+    spec_digest: str
+    inventory: dict[str, Host]
+    hosts: list[HostPlan]
+    created: str = field(
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        )
+    )
+
+    @property
+    def change_count(self) -> int:
+        return sum(len(h.pending) for h in self.hosts)
+
+    @property
+    def failed(self) -> list[HostPlan]:
+        return [h for h in self.hosts if h.error]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "olmirror": __version__,
+            "created": self.created,
+            "spec": self.spec,
+            "spec_digest": self.spec_digest,
+            "inventory": {n: h.model_dump(mode="json") for n, h in self.inventory.items()},
+            "summary": {
+                "changes": self.change_count,
+                "hosts": len(self.hosts),
+                "failed_hosts": [h.host for h in self.failed],
+            },
+            "hosts": [h.to_json() for h in self.hosts],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any], source: str) -> Plan:
+        if not isinstance(raw, dict) or raw.get("format") != PLAN_FORMAT:
+            raise OlmirrorError(
+                f"{source}: not an olmirror plan of format {PLAN_FORMAT}; "
+                "make a new one with `olmirror plan --out FILE`"
+            )
+        try:
+            return cls(
+                spec=raw["spec"],
+                spec_digest=raw["spec_digest"],
+                inventory={n: Host.model_validate(h) for n, h in raw["inventory"].items()},
+                hosts=[HostPlan.from_json(h) for h in raw["hosts"]],
+                created=raw["created"],
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise OlmirrorError(
+                f"{source}: the plan file is damaged ({type(exc).__name__}: {exc}); "
+                "make a new one with `olmirror plan --out FILE`"
+            ) from None
+
+
+def fact_request(resources: list[Resource]) -> FactRequest:
+    return functools.reduce(FactRequest.merge, (r.request() for r in resources), FactRequest())
+
+
+def plan_resources(conn: Connection, resources: list[Resource]) -> HostPlan:
+    """Gather the host's facts in one round trip, then compare each resource in order."""
+    plan = HostPlan(conn.name)
+    facts = conn.gather(fact_request(resources))
+    pending: frozenset[str] = frozenset()
+    for resource in resources:
+        try:
+            change = resource.plan(facts, pending)
+        except ResourceError as exc:
+            plan.error = f"{resource.id}: {exc}"
+            return plan
+        if change.changes:
+            pending |= resource.provides()
+        plan.changes.append(change)
+    plan.fingerprints = {r.id: r.observe(facts) for r in resources}
+    return plan
+
+
+def build_plan(
+    spec: str,
+    spec_digest: str,
+    desired: dict[str, list[Resource]],
+    connections: Connections,
+    forks: int,
+) -> Plan:
+    def one(host: str) -> HostPlan:
+        try:
+            return plan_resources(connections.get(host), desired[host])
+        except Unreachable as exc:
+            return HostPlan(host, error=str(exc), unreachable=True)
+        except OlmirrorError as exc:
+            return HostPlan(host, error=str(exc))
+
+    results = in_parallel(desired, one, forks)
+    inventory = {name: connections.inventory[name] for name in desired}
+    return Plan(spec, spec_digest, inventory, list(results.values()))

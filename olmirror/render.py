@@ -1,0 +1,106 @@
+"""Plans and results for people (a terminal, colour only on a TTY) and for programs (JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from olmirror.apply import HostResult
+from olmirror.plan import Plan
+from olmirror.resources import Change
+
+_COLOURS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
+_MARKS = {"create": ("+", "green"), "update": ("~", "yellow"), "run": (">", "cyan")}
+
+
+class Painter:
+    def __init__(self, stream: TextIO, colour: bool | None = None) -> None:
+        self.stream = stream
+        self.colour = stream.isatty() if colour is None else colour
+
+    def __call__(self, text: str, style: str) -> str:
+        return f"\033[{_COLOURS[style]}m{text}\033[0m" if self.colour else text
+
+    def line(self, text: str = "") -> None:
+        self.stream.write(text + "\n")
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _diff_line(paint: Painter, line: str) -> str:
+    if line.startswith(("+++", "---")):
+        return paint(line, "bold")
+    if line.startswith("+"):
+        return paint(line, "green")
+    if line.startswith("-"):
+        return paint(line, "red")
+    if line.startswith("~"):
+        return paint(line, "yellow")
+    if line.startswith("@@"):
+        return paint(line, "cyan")
+    return line
+
+
+def _change(paint: Painter, change: Change) -> None:
+    mark, style = _MARKS[change.action]
+    paint.line(f"  {paint(mark, style)} {change.summary}")
+    for line in change.diff:
+        paint.line(f"      {_diff_line(paint, line)}")
+
+
+def print_plan(plan: Plan, paint: Painter) -> None:
+    for host in plan.hosts:
+        if host.error:
+            label = "unreachable" if host.unreachable else "error"
+            paint.line(f"{paint(host.host, 'bold')}: {paint(label, 'red')}: {host.error}")
+            continue
+        counts = f"{len(host.pending)} to change, {len(host.unchanged)} unchanged"
+        paint.line(f"{paint(host.host, 'bold')}: {counts}")
+        for change in host.pending:
+            _change(paint, change)
+    hosts = len(plan.hosts)
+    unchanged = sum(len(h.unchanged) for h in plan.hosts)
+    summary = (
+        f"Plan: {plan.change_count} to change on {plural(hosts, 'host')}, {unchanged} unchanged"
+    )
+    if plan.failed:
+        summary += f", {plural(len(plan.failed), 'host')} failed"
+    paint.line()
+    paint.line(paint(summary + ".", "bold"))
+
+
+def print_recap(results: list[HostResult], paint: Painter) -> None:
+    paint.line()
+    paint.line(paint("Recap", "bold"))
+    width = max((len(r.host) for r in results), default=0)
+    styles = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "red"}
+    for r in results:
+        status = paint(f"{r.outcome:<11}", styles[r.outcome])
+        line = f"  {r.host:<{width}}  {status} changed={len(r.applied)} unchanged={r.unchanged}"
+        paint.line(line)
+        if r.error:
+            paint.line(f"  {'':<{width}}  {paint(r.error, 'red')}")
+
+
+def results_json(plan: Plan, results: list[HostResult]) -> dict[str, Any]:
+    return {
+        "plan": plan.to_json(),
+        "results": [
+            {
+                "host": r.host,
+                "outcome": r.outcome,
+                "applied": r.applied,
+                "unchanged": r.unchanged,
+                "error": r.error,
+            }
+            for r in results
+        ],
+    }
+
+
+def dump_json(data: dict[str, Any], stream: TextIO = sys.stdout) -> None:
+    json.dump(data, stream, indent=2)
+    stream.write("\n")

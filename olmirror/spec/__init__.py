@@ -1,0 +1,6 @@
+"""The spec: its models, its cross-field checks and its loader."""
+
+from olmirror.spec.loader import LoadedSpec, load_spec
+from olmirror.spec.models import LOCAL, Host, Spec, Worker
+
+__all__ = ["LOCAL", "Host", "LoadedSpec", "Spec", "Worker", "load_spec"]

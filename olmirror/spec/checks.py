@@ -1,0 +1,153 @@
+"""Rules that relate one part of a valid-shaped spec to another.
+
+Each problem comes back with the location of the field at fault, so the loader
+can name its file, line and column like any other error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from olmirror.spec.models import LOCAL, Spec
+
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
+
+
+def _is_remote(spec: Spec, host: str) -> bool:
+    return host != LOCAL and host in spec.hosts
+
+
+def _absolute_on(spec: Spec, host: str, path: str, loc: Loc, what: str) -> Iterator[Problem]:
+    if _is_remote(spec, host) and not path.startswith("/"):
+        yield (
+            loc,
+            (
+                f"{what} {path!r} on remote host {host!r} must be an absolute path; "
+                "relative paths are only resolved for the local host"
+            ),
+        )
+
+
+def _check_hosts(spec: Spec) -> Iterator[Problem]:
+    for name, host in spec.hosts.items():
+        if name == LOCAL:
+            for field in ("address", "ssh_alias", "user", "identity_file"):
+                if getattr(host, field) is not None:
+                    yield (
+                        ("hosts", name, field),
+                        (
+                            f"the 'local' host is this machine and takes no {field}; "
+                            "give the remote machine another name"
+                        ),
+                    )
+        elif host.address is None and host.ssh_alias is None:
+            yield (
+                ("hosts", name),
+                (f"host {name!r} needs an 'address' or an 'ssh_alias' to be reached over SSH"),
+            )
+        if host.become_password_env is not None and not host.become:
+            yield (
+                ("hosts", name, "become_password_env"),
+                ("become_password_env is only used with 'become: true'; set both or remove it"),
+            )
+        if "/" in host.ol:
+            yield from _absolute_on(spec, name, host.ol, ("hosts", name, "ol"), "ol program")
+        if host.state_dir is not None:
+            yield from _absolute_on(
+                spec, name, host.state_dir, ("hosts", name, "state_dir"), "state_dir"
+            )
+
+
+def _undefined_host(spec: Spec, name: str, loc: Loc) -> Iterator[Problem]:
+    if name != LOCAL and name not in spec.hosts:
+        defined = ", ".join(sorted({LOCAL, *spec.hosts}))
+        yield loc, f"{name!r} is not a defined host (defined: {defined}); add it under 'hosts'"
+
+
+def _check_mirror(spec: Spec) -> Iterator[Problem]:
+    mirror = spec.mirror
+    yield from _undefined_host(spec, mirror.host, ("mirror", "host"))
+    yield from _absolute_on(
+        spec, mirror.host, mirror.directory, ("mirror", "directory"), "mirror directory"
+    )
+    serve = mirror.serve
+    if serve.backend == "http":
+        for field in ("listen", "url"):
+            if getattr(serve, field) is None:
+                yield ("mirror", "serve"), f"backend 'http' needs '{field}'"
+        if serve.url is not None and serve.url.rstrip("/").endswith("/simple"):
+            yield (
+                ("mirror", "serve", "url"),
+                (
+                    f"{serve.url!r} ends in /simple; give the mirror's base URL, "
+                    "workers add /simple/ themselves"
+                ),
+            )
+    else:
+        for field in ("listen", "url"):
+            if getattr(serve, field) is not None:
+                yield (
+                    ("mirror", "serve", field),
+                    (f"'{field}' is only used with backend 'http'; remove it or set backend: http"),
+                )
+    seen: dict[tuple[str, str], int] = {}
+    for i, target in enumerate(mirror.targets):
+        key = (target.python, target.platform)
+        if key in seen:
+            yield ("mirror", "targets", i), f"same target as targets[{seen[key]}]; remove one"
+        seen.setdefault(key, i)
+
+
+def _check_allowlist(spec: Spec) -> Iterator[Problem]:
+    blocked = {canonicalize_name(name) for name in spec.allowlist.block}
+    for i, text in enumerate(spec.allowlist.packages):
+        if canonicalize_name(Requirement(text).name) in blocked:
+            yield (
+                ("allowlist", "packages", i),
+                (f"{text!r} is also in allowlist.block; remove it from one of the two"),
+            )
+
+
+def _check_workers(spec: Spec) -> Iterator[Problem]:
+    first: dict[str, int] = {}
+    places: dict[tuple[str, str], int] = {}
+    for i, worker in enumerate(spec.workers):
+        if worker.name in first:
+            yield (
+                ("workers", i, "name"),
+                (f"worker name {worker.name!r} is already used by workers[{first[worker.name]}]"),
+            )
+        first.setdefault(worker.name, i)
+        yield from _undefined_host(spec, worker.host, ("workers", i, "host"))
+        yield from _absolute_on(spec, worker.host, worker.path, ("workers", i, "path"), "path")
+        place = (worker.host, worker.path.rstrip("/"))
+        if place in places:
+            yield (
+                ("workers", i, "path"),
+                (f"workers[{places[place]}] already uses {worker.path!r} on host {worker.host!r}"),
+            )
+        places.setdefault(place, i)
+        blocked = {canonicalize_name(name) for name in spec.allowlist.block}
+        for j, text in enumerate(worker.requirements):
+            if canonicalize_name(Requirement(text).name) in blocked:
+                yield (
+                    ("workers", i, "requirements", j),
+                    (
+                        f"{text!r} is in allowlist.block, so the mirror will not hold it; "
+                        "remove it or unblock it"
+                    ),
+                )
+
+
+def problems(spec: Spec) -> list[Problem]:
+    """Every cross-field problem in `spec`, in file order of the sections."""
+    return [
+        *_check_hosts(spec),
+        *_check_mirror(spec),
+        *_check_allowlist(spec),
+        *_check_workers(spec),
+    ]
