@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import glob
 import os
 import stat
 import subprocess
@@ -16,23 +17,28 @@ from olmirror.connection.base import CommandResult, Connection, FactRequest, Fac
 from olmirror.errors import OlmirrorError
 
 DEFAULT_STATE_DIR = "~/.local/state/olmirror"
+TMP_SUFFIX = ".olmirror-tmp"
 
 
 def atomic_write(path: str, data: bytes, mode: int | None) -> None:
     """Write `data` to a temp file beside `path`, fsync it, then rename it over `path`.
 
-    A reader, or a crash at any moment, sees either the old file or the new one.
+    A reader, or a crash at any moment, sees either the old file or the new one; temp files
+    a crash left behind are removed by the next write of the same file.
     """
     folder = os.path.dirname(path) or "."
+    for leftover in glob.glob(
+        os.path.join(glob.escape(folder), f".{glob.escape(os.path.basename(path))}.*{TMP_SUFFIX}")
+    ):
+        with suppress(FileNotFoundError):
+            os.unlink(leftover)
     try:
         old = os.stat(path)
     except FileNotFoundError:
         old = None
     if mode is None:
         mode = stat.S_IMODE(old.st_mode) if old else 0o644
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".olmirror-tmp", dir=folder
-    )
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TMP_SUFFIX, dir=folder)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

@@ -1,0 +1,200 @@
+"""Plan and apply on the local host: changes shown, applied, then nothing left to change."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from conftest import STANDIN_OL, write_spec
+
+from olmirror.connection import LocalConnection
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _mtimes(*folders: Path) -> dict[str, int]:
+    return {
+        str(p): p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def _standin_config(worker: Path) -> dict:
+    template = (STANDIN_OL.parent / "config.json").read_text()
+    return json.loads(template.replace("/opt/ol/default-ol", str(worker)))
+
+
+def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path) -> None:
+    plan = cli("plan", "-f", str(local_spec), "--detailed-exitcode", "--no-color")
+    assert plan.code == 2, plan.err
+    assert "local: 8 to change, 0 unchanged" in plan.out
+    assert f"run `{STANDIN_OL} worker init -p {tmp_path / 'alpha'} -i ol-min`" in plan.out
+    assert "+six==1.16.0" in plan.out
+    assert f'+ pip_mirror = "{tmp_path / "mirror" / "web"}"' in plan.out
+    assert not (tmp_path / "alpha").exists(), "plan must not touch the host"
+
+    applied = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
+    assert applied.code == 0, applied.err
+    assert "local  changed     changed=8 unchanged=0" in applied.out
+    for name, requirement in (("alpha", "six==1.16.0"), ("beta", "idna==3.7")):
+        worker = tmp_path / name
+        lines = (worker / "registry" / "requirements.in").read_text().splitlines()
+        assert lines[1:] == [requirement]
+        config = json.loads((worker / "config.json").read_text())
+        expected = _standin_config(worker) | {"pip_mirror": str(tmp_path / "mirror" / "web")}
+        assert config == expected
+        assert list(config) == list(expected), "key order is kept"
+
+    before = _mtimes(tmp_path / "alpha", tmp_path / "beta")
+    again = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
+    assert again.code == 0
+    assert "Plan: 0 to change on 1 host, 8 unchanged." in again.out
+    assert "Nothing to change" in again.out
+    assert _mtimes(tmp_path / "alpha", tmp_path / "beta") == before
+    assert cli("plan", "-f", str(local_spec), "--detailed-exitcode").code == 0
+
+
+def test_changes_show_a_unified_diff_and_key_diff(cli, local_spec: Path, tmp_path: Path) -> None:
+    assert cli("apply", "-f", str(local_spec), "--yes").code == 0
+    spec = yaml.safe_load(local_spec.read_text())
+    spec["workers"][0]["requirements"] = ["six==1.17.0", "idna==3.7"]
+    local_spec.write_text(yaml.safe_dump(spec))
+    config = tmp_path / "alpha" / "config.json"
+    config.write_text(config.read_text().replace('"pip_mirror": "', '"pip_mirror": "/elsewhere'))
+    (tmp_path / "beta" / "registry" / "requirements.in").chmod(0o600)
+
+    plan = cli("plan", "-f", str(local_spec), "--no-color", "--detailed-exitcode")
+    assert plan.code == 2
+    assert "-six==1.16.0" in plan.out and "+six==1.17.0" in plan.out and "+idna==3.7" in plan.out
+    assert f'~ pip_mirror: "/elsewhere{tmp_path}/mirror/web" -> "{tmp_path}/mirror/web"' in plan.out
+    assert "mode 0600 -> 0644" in plan.out
+    assert "local: 3 to change, 5 unchanged" in plan.out
+
+    assert cli("apply", "-f", str(local_spec), "--yes").code == 0
+    assert json.loads(config.read_text())["pip_mirror"] == str(tmp_path / "mirror" / "web")
+    assert (tmp_path / "beta" / "registry" / "requirements.in").stat().st_mode & 0o777 == 0o644
+    assert cli("plan", "-f", str(local_spec), "--detailed-exitcode").code == 0
+
+
+def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
+    result = cli("plan", "-f", str(local_spec), "--json")
+    assert result.code == 0
+    plan = json.loads(result.out)
+    assert plan["summary"] == {"changes": 8, "hosts": 1, "failed_hosts": []}
+    (host,) = plan["hosts"]
+    actions = [(c["action"], c["resource"]["kind"]) for c in host["changes"]]
+    assert (
+        actions
+        == [
+            ("run", "command"),
+            ("create", "directory"),
+            ("create", "file"),
+            ("update", "json_keys"),
+        ]
+        * 2
+    )
+    assert host["changes"][2]["diff"][-1] == "+six==1.16.0"
+
+
+def test_saved_plan_is_applied_exactly(cli, local_spec: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "plan.json"
+    assert cli("plan", "-f", str(local_spec), "--out", str(saved)).code == 0
+    spec = yaml.safe_load(local_spec.read_text())
+    spec["workers"][0]["requirements"] = ["something-else==1.0"]
+    local_spec.write_text(yaml.safe_dump(spec))
+
+    applied = cli("apply", str(saved), "--no-color")
+    assert applied.code == 0, applied.err
+    requirements = (tmp_path / "alpha" / "registry" / "requirements.in").read_text()
+    assert "six==1.16.0" in requirements, "the saved plan, not the edited spec, is applied"
+    again = cli("apply", str(saved))
+    assert again.code == 1
+    assert "local  failed" in again.out
+    assert "changed since the plan was made" in again.out
+    assert "run `olmirror plan` again" in again.out
+
+
+def test_stale_saved_plan_is_refused_and_nothing_applied(cli, local_spec, tmp_path) -> None:
+    assert cli("apply", "-f", str(local_spec), "--yes").code == 0
+    spec = yaml.safe_load(local_spec.read_text())
+    spec["workers"][1]["requirements"] = ["idna==3.8"]
+    local_spec.write_text(yaml.safe_dump(spec))
+    saved = tmp_path / "plan.json"
+    assert cli("plan", "-f", str(local_spec), "--out", str(saved)).code == 0
+    config = tmp_path / "alpha" / "config.json"
+    config.write_text(config.read_text().replace('"log_output": true', '"log_output": false'))
+
+    result = cli("apply", str(saved))
+    assert result.code == 1
+    assert f"json {config}" in result.out and "changed since the plan was made" in result.out
+    assert "idna==3.7" in (tmp_path / "beta" / "registry" / "requirements.in").read_text()
+
+
+def test_apply_without_a_terminal_needs_yes(local_spec: Path, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "olmirror", "apply", "-f", str(local_spec)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert done.returncode == 1
+    assert "standard input is not a terminal" in done.stderr and "--yes" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "alpha").exists()
+
+
+def test_a_second_apply_is_locked_out(cli, local_spec: Path, tmp_path: Path) -> None:
+    with LocalConnection().lock(str(tmp_path / "state")):
+        result = cli("apply", "-f", str(local_spec), "--yes")
+    assert result.code == 1
+    assert "another olmirror apply is running" in result.out
+    assert f"pid {os.getpid()}" in result.out
+    assert not (tmp_path / "alpha").exists()
+    assert cli("apply", "-f", str(local_spec), "--yes").code == 0
+
+
+def test_missing_ol_names_the_host_and_the_fix(cli, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, [{"name": "w", "path": str(tmp_path / "w")}])
+    data = yaml.safe_load(spec.read_text())
+    data["hosts"]["local"]["ol"] = str(tmp_path / "no-such-ol")
+    spec.write_text(yaml.safe_dump(data))
+    result = cli("plan", "-f", str(spec), "--no-color")
+    assert result.code == 1
+    assert "local: error:" in result.out
+    assert f"program '{tmp_path / 'no-such-ol'}' not found" in result.out
+    assert "install OpenLambda on host 'local', or set hosts.local.ol" in result.out
+
+
+def test_http_mirror_sets_mirror_host(cli, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, [{"name": "w", "path": str(tmp_path / "w")}])
+    data = yaml.safe_load(spec.read_text())
+    data["mirror"]["serve"] = {
+        "backend": "http",
+        "listen": "127.0.0.1:8080",
+        "url": "http://mirror.internal:8080/",
+    }
+    spec.write_text(yaml.safe_dump(data))
+    assert cli("apply", "-f", str(spec), "--yes").code == 0
+    config = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert config["pip_mirror"] == "http://mirror.internal:8080"
+    assert config["mirror_host"] == "mirror.internal"
+
+
+def test_broken_config_json_is_reported_with_its_position(cli, local_spec, tmp_path) -> None:
+    assert cli("apply", "-f", str(local_spec), "--yes").code == 0
+    (tmp_path / "beta" / "config.json").write_text('{\n  "pip_mirror": ,\n}\n')
+    result = cli("plan", "-f", str(local_spec), "--no-color")
+    assert result.code == 1
+    assert f"{tmp_path / 'beta' / 'config.json'}:2:17: not valid JSON" in result.out
+    assert "1 host failed" in result.out
+
+
+def test_limit_to_unknown_host_is_an_error(cli, local_spec: Path) -> None:
+    result = cli("plan", "-f", str(local_spec), "--limit", "nope")
+    assert result.code == 1
+    assert "'nope' not among the hosts of this plan (local)" in result.err
