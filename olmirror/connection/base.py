@@ -32,6 +32,7 @@ class PathFact:
 
     kind: str | None
     mode: int | None = None
+    size: int | None = None
     sha256: str | None = None
     content: bytes | None = None
     error: str | None = None
@@ -42,6 +43,7 @@ class PathFact:
         return cls(
             kind=raw.get("kind"),
             mode=raw.get("mode"),
+            size=raw.get("size"),
             sha256=raw.get("sha256"),
             content=base64.b64decode(content) if content is not None else None,
             error=raw.get("error"),
@@ -50,20 +52,25 @@ class PathFact:
 
 @dataclass(frozen=True)
 class FactRequest:
-    """The paths (with or without their content) and programs a plan needs to know about."""
+    """What a plan needs to know: paths to stat, to hash, to read, and programs to find."""
 
     paths: frozenset[str] = frozenset()
     content: frozenset[str] = frozenset()
     programs: frozenset[str] = frozenset()
+    hashes: frozenset[str] = frozenset()
 
     def merge(self, other: FactRequest) -> FactRequest:
         return FactRequest(
-            self.paths | other.paths, self.content | other.content, self.programs | other.programs
+            self.paths | other.paths,
+            self.content | other.content,
+            self.programs | other.programs,
+            self.hashes | other.hashes,
         )
 
     def as_json(self) -> dict[str, list[str]]:
         return {
             "paths": sorted(self.paths),
+            "hashes": sorted(self.hashes),
             "content": sorted(self.content),
             "programs": sorted(self.programs),
         }

@@ -3,6 +3,9 @@
 This module is plain standard library on purpose: the SSH connection sends its
 source to the remote host's python3 and runs it there, so that a whole host's
 facts cost one round trip. Locally it is simply called.
+
+A request names paths to stat, paths to hash (whole file, streamed) and paths
+whose content is wanted (small files, hashed too), and programs to find on PATH.
 """
 
 import base64
@@ -14,40 +17,48 @@ import stat
 import sys
 
 MAX_CONTENT = 4 << 20
+CHUNK = 1 << 20
 
 
-def _path_fact(path, with_content):
+def _stat(path):
     try:
         st = os.stat(path)
-    except FileNotFoundError:
-        return {"kind": None}
-    except NotADirectoryError:
+    except (FileNotFoundError, NotADirectoryError):
         return {"kind": None}
     except OSError as exc:
         return {"kind": "error", "error": exc.strerror or str(exc)}
-    fact = {"mode": stat.S_IMODE(st.st_mode), "size": st.st_size}
-    if stat.S_ISDIR(st.st_mode):
-        fact["kind"] = "dir"
-        return fact
-    if not stat.S_ISREG(st.st_mode):
-        fact["kind"] = "other"
-        return fact
-    fact["kind"] = "file"
+    kind = "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
+    return {"kind": kind, "mode": stat.S_IMODE(st.st_mode), "size": st.st_size}
+
+
+def _read(path, fact, with_content):
+    digest = hashlib.sha256()
+    kept = []
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_CONTENT + 1)
+            for chunk in iter(lambda: handle.read(CHUNK), b""):
+                digest.update(chunk)
+                if with_content:
+                    kept.append(chunk)
     except OSError as exc:
         return {"kind": "error", "error": exc.strerror or str(exc)}
-    fact["sha256"] = hashlib.sha256(data).hexdigest()
+    fact["sha256"] = digest.hexdigest()
+    data = b"".join(kept)
     if with_content and len(data) <= MAX_CONTENT:
         fact["content"] = base64.b64encode(data).decode("ascii")
     return fact
 
 
 def probe(request):
-    """Answer {"paths": [...], "content": [...], "programs": [...]} with what exists."""
-    wanted = set(request.get("content", []))
-    paths = {p: _path_fact(p, p in wanted) for p in [*request.get("paths", []), *wanted]}
+    """Answer {"paths", "hashes", "content", "programs"} with what exists on this host."""
+    content = set(request.get("content", []))
+    hashes = set(request.get("hashes", [])) | content
+    paths = {}
+    for path in [*request.get("paths", []), *hashes]:
+        fact = _stat(path)
+        if fact["kind"] == "file" and path in hashes:
+            fact = _read(path, fact, path in content)
+        paths[path] = fact
     programs = {name: shutil.which(name) for name in request.get("programs", [])}
     return {"paths": paths, "programs": programs}
 
