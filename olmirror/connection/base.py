@@ -99,9 +99,17 @@ class Connection(ABC):
 
     @abstractmethod
     def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
     ) -> CommandResult:
-        """Run a program without a shell; a missing program gives returncode 127."""
+        """Run a program without a shell; a missing program gives returncode 127.
+
+        `env` adds variables to the host's environment for this program only.
+        """
 
     @abstractmethod
     def read_file(self, path: str) -> bytes:

@@ -64,11 +64,21 @@ class LocalConnection(Connection):
         self.name = name
 
     def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
     ) -> CommandResult:
         try:
             done = subprocess.run(
-                list(argv), input=stdin, capture_output=True, timeout=timeout, check=False
+                list(argv),
+                input=stdin,
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+                env={**os.environ, **env} if env else None,
             )
         except FileNotFoundError:
             return CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found")
