@@ -10,15 +10,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from olmirror import __version__
-from olmirror.apply import apply_plan
+from olmirror.apply import HostResult, apply_plan
 from olmirror.connection.local import atomic_write
 from olmirror.desired import desired_state, host_config
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import DEFAULT_FORKS, Connections
+from olmirror.lockfile import lock_path, read_lock
 from olmirror.plan import Plan, build_plan
 from olmirror.render import Painter, dump_json, plural, print_plan, print_recap, results_json
+from olmirror.resolve import current_lock
 from olmirror.schema import spec_schema_text
-from olmirror.spec import load_spec
+from olmirror.spec import LoadedSpec, load_spec
+from olmirror.verify import Gap, verify_mirror
 
 EXIT_ERROR = 1
 EXIT_CHANGES = 2
@@ -53,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", parents=[common, spec, hosts], help="converge the hosts")
     apply.add_argument("plan_file", nargs="?", help="apply exactly this saved plan")
     apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    sub.add_parser(
+        "verify", parents=[common, spec], help="check the mirror serves every locked file"
+    )
+    sub.add_parser(
+        "lock", parents=[common, spec], help="resolve the requirements again and write the lock"
+    )
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the spec")
     return parser
 
@@ -70,16 +79,40 @@ def _limit(names: list[str], limit: str | None) -> list[str]:
     return [n for n in names if n in wanted]
 
 
-def _make_plan(args: argparse.Namespace, connections: Connections | None = None) -> Plan:
+def _mirror_of(loaded: LoadedSpec) -> dict[str, str]:
+    mirror = loaded.spec.mirror
+    return {"host": mirror.host, "directory": mirror.directory, "lock": str(lock_path(loaded.path))}
+
+
+def _make_plan(args: argparse.Namespace, connections: Connections) -> Plan:
     loaded = load_spec(args.file)
-    desired = desired_state(loaded)
+    desired = desired_state(loaded, current_lock(loaded))
     names = _limit(list(desired), args.limit)
-    inventory = {name: host_config(loaded.spec, name) for name in names}
-    connections = connections or Connections(inventory)
-    connections.inventory.update(inventory)
+    connections.inventory.update({name: host_config(loaded.spec, name) for name in names})
+    mirror = _mirror_of(loaded) if loaded.spec.mirror.host in names else None
     return build_plan(
-        args.file, loaded.digest, {n: desired[n] for n in names}, connections, args.forks
+        args.file, loaded.digest, {n: desired[n] for n in names}, connections, args.forks, mirror
     )
+
+
+def _print_verify(checked: int, gaps: list[Gap], out: Painter) -> None:
+    if not gaps:
+        out.line(f"Verified: the mirror serves all {checked} locked requirements.")
+        return
+    out.line(out(f"Verify found {plural(len(gaps), 'gap')} in the mirror:", "red"))
+    for gap in gaps:
+        out.line(f"  {gap}")
+    out.line("Run `olmirror apply` to sync the mirror again.")
+
+
+def _cmd_verify(args: argparse.Namespace, out: Painter) -> int:
+    loaded = load_spec(args.file)
+    host = loaded.spec.mirror.host
+    lock = current_lock(loaded)
+    with Connections({host: host_config(loaded.spec, host)}) as connections:
+        checked, gaps = verify_mirror(connections.get(host), loaded.spec.mirror.directory, lock)
+    _print_verify(checked, gaps, out)
+    return EXIT_ERROR if gaps else 0
 
 
 def _cmd_validate(args: argparse.Namespace, out: Painter) -> int:
@@ -136,6 +169,19 @@ def _confirm(plan: Plan, args: argparse.Namespace) -> None:
         raise OlmirrorError("apply cancelled; nothing was changed")
 
 
+def _verify_after_apply(
+    plan: Plan, failed: set[str], connections: Connections
+) -> tuple[int, list[Gap]] | None:
+    """A quick verify (pages and sizes, no hashing) of the mirror the plan converged."""
+    if not plan.mirror or plan.mirror["host"] in failed:
+        return None
+    lock = read_lock(Path(plan.mirror["lock"]))
+    if lock is None:
+        return None
+    conn = connections.get(plan.mirror["host"])
+    return verify_mirror(conn, plan.mirror["directory"], lock, deep=False)
+
+
 def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
     with Connections({}) as connections:
         if args.plan_file:
@@ -147,25 +193,48 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
             plan = _make_plan(args, connections)
         if not args.json:
             print_plan(plan, out)
-        if plan.change_count == 0:
-            if not args.json:
-                out.line("Nothing to change: every host matches the spec.")
-            else:
-                dump_json(results_json(plan, []), out.stream)
-            return EXIT_ERROR if plan.failed else 0
-        _confirm(plan, args)
-        progress = Painter(sys.stderr, out.colour)
+        results: list[HostResult] = []
+        if plan.change_count:
+            _confirm(plan, args)
+            progress = Painter(sys.stderr, out.colour)
 
-        def on_change(host: str, summary: str) -> None:
-            if not args.json:
-                progress.line(f"{progress(host, 'bold')}: {summary}")
+            def on_change(host: str, summary: str) -> None:
+                if not args.json:
+                    progress.line(f"{progress(host, 'bold')}: {summary}")
 
-        results = apply_plan(plan, connections, args.forks, on_change)
+            results = apply_plan(plan, connections, args.forks, on_change)
+            failed = {r.host for r in results if r.outcome in ("failed", "unreachable")}
+        else:
+            failed = {h.host for h in plan.failed}
+        verified = _verify_after_apply(plan, failed, connections)
+    gaps = verified[1] if verified else []
     if args.json:
-        dump_json(results_json(plan, results), out.stream)
+        dump_json(results_json(plan, results, gaps), out.stream)
     else:
-        print_recap(results, out)
-    return 0 if all(r.outcome in ("ok", "changed") for r in results) else EXIT_ERROR
+        if results:
+            print_recap(results, out)
+        else:
+            out.line("Nothing to change: every host matches the spec.")
+        if verified:
+            _print_verify(*verified, out)
+    return EXIT_ERROR if failed or gaps else 0
+
+
+def _cmd_lock(args: argparse.Namespace, out: Painter) -> int:
+    loaded = load_spec(args.file)
+    lock = current_lock(loaded, refresh=True)
+    path = lock_path(loaded.path)
+    text = lock.to_text()
+    old = path.read_text() if path.exists() else None
+    if old != text:
+        atomic_write(str(path), text.encode(), None)
+    pins = {pin for t in lock.targets.values() for pins in t.sets.values() for pin in pins}
+    verb = "unchanged" if old == text else "written"
+    out.line(
+        f"{path}: {verb} ({plural(len(pins), 'pinned requirement')}, "
+        f"{plural(len(lock.files()), 'file')}, {plural(len(lock.targets), 'target')})"
+    )
+    return 0
 
 
 def _cmd_schema(args: argparse.Namespace, out: Painter) -> int:
@@ -177,6 +246,8 @@ COMMANDS = {
     "validate": _cmd_validate,
     "plan": _cmd_plan,
     "apply": _cmd_apply,
+    "lock": _cmd_lock,
+    "verify": _cmd_verify,
     "schema": _cmd_schema,
 }
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import posixpath
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from olmirror.bandersnatch_config import render, stored_path, web_dir
+from olmirror.lockfile import Lock, lock_path
 from olmirror.resources import Command, Directory, File, JsonKeys, Resource
+from olmirror.resources.bandersnatch_sync import BandersnatchSync
+from olmirror.resources.python_tool import PythonTool
 from olmirror.spec import LOCAL, Host, LoadedSpec, Spec, Worker
+
+BANDERSNATCH = "bandersnatch>=6.5,<7"
 
 
 def host_config(spec: Spec, name: str) -> Host:
@@ -19,7 +26,7 @@ def pip_mirror(spec: Spec) -> str:
     serve = spec.mirror.serve
     if serve.backend == "http" and serve.url:
         return serve.url.rstrip("/")
-    return posixpath.join(spec.mirror.directory, "web")
+    return web_dir(spec.mirror.directory)
 
 
 def _config_values(spec: Spec) -> tuple[tuple[tuple[str, ...], str], ...]:
@@ -59,9 +66,47 @@ def worker_resources(loaded: LoadedSpec, worker: Worker) -> list[Resource]:
     ]
 
 
-def desired_state(loaded: LoadedSpec) -> dict[str, list[Resource]]:
-    """Resources per host, each list in apply order; hosts with nothing to manage are left out."""
-    by_host: dict[str, list[Resource]] = {}
+def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
+    """The mirror folder, bandersnatch, its config and the sync; nothing to sync, no sync."""
+    mirror = loaded.spec.mirror
+    directory = mirror.directory
+    state = posixpath.join(directory, ".olmirror")
+    resources: list[Resource] = [Directory(directory), Directory(state)]
+    files = lock.files()
+    if not files:
+        return resources
+    ca_file = None
+    if mirror.ca_file:
+        ca_file = posixpath.join(state, "upstream-ca.pem")
+        resources.append(File(ca_file, Path(mirror.ca_file).read_text()))
+    venv = posixpath.join(state, "venv")
+    config = posixpath.join(directory, "bandersnatch.conf")
+    projects = sorted({pin.partition("==")[0] for t in lock.targets.values() for pin in t.files})
+    resources += [
+        PythonTool("bandersnatch", BANDERSNATCH, venv),
+        File(config, render(directory, lock)),
+        BandersnatchSync(
+            config=config,
+            venv_program=posixpath.join(venv, "bin", "bandersnatch"),
+            files=tuple((stored_path(directory, f.url), f.size) for f in files.values()),
+            pages=tuple(
+                posixpath.join(web_dir(directory), "simple", p, "index.html") for p in projects
+            ),
+            ca_file=ca_file,
+        ),
+    ]
+    return resources
+
+
+def desired_state(loaded: LoadedSpec, lock: Lock) -> dict[str, list[Resource]]:
+    """Resources per host, each list in apply order; hosts with nothing to manage are left out.
+
+    The lock file comes first (on this machine), then the mirror, then the workers.
+    """
+    by_host: dict[str, list[Resource]] = {
+        LOCAL: [File(str(lock_path(loaded.path)), lock.to_text())]
+    }
+    by_host.setdefault(loaded.spec.mirror.host, []).extend(mirror_resources(loaded, lock))
     for worker in loaded.spec.workers:
         by_host.setdefault(worker.host, []).extend(worker_resources(loaded, worker))
     return dict(sorted(by_host.items()))

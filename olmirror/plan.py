@@ -63,6 +63,8 @@ class Plan:
     spec_digest: str
     inventory: dict[str, Host]
     hosts: list[HostPlan]
+    # Where verify looks after apply: {"host", "directory", "lock"}; None without a mirror.
+    mirror: dict[str, str] | None = None
     created: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
@@ -84,6 +86,7 @@ class Plan:
             "created": self.created,
             "spec": self.spec,
             "spec_digest": self.spec_digest,
+            "mirror": self.mirror,
             "inventory": {n: h.model_dump(mode="json") for n, h in self.inventory.items()},
             "summary": {
                 "changes": self.change_count,
@@ -106,6 +109,7 @@ class Plan:
                 spec_digest=raw["spec_digest"],
                 inventory={n: Host.model_validate(h) for n, h in raw["inventory"].items()},
                 hosts=[HostPlan.from_json(h) for h in raw["hosts"]],
+                mirror=raw["mirror"],
                 created=raw["created"],
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -143,6 +147,7 @@ def build_plan(
     desired: dict[str, list[Resource]],
     connections: Connections,
     forks: int,
+    mirror: dict[str, str] | None = None,
 ) -> Plan:
     def one(host: str) -> HostPlan:
         try:
@@ -154,4 +159,4 @@ def build_plan(
 
     results = in_parallel(desired, one, forks)
     inventory = {name: connections.inventory[name] for name in desired}
-    return Plan(spec, spec_digest, inventory, list(results.values()))
+    return Plan(spec, spec_digest, inventory, list(results.values()), mirror)

@@ -9,6 +9,7 @@ from typing import Any, TextIO
 from olmirror.apply import HostResult
 from olmirror.plan import Plan
 from olmirror.resources import Change
+from olmirror.verify import Gap
 
 _COLOURS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
 _MARKS = {"create": ("+", "green"), "update": ("~", "yellow"), "run": (">", "cyan")}
@@ -85,9 +86,10 @@ def print_recap(results: list[HostResult], paint: Painter) -> None:
             paint.line(f"  {'':<{width}}  {paint(r.error, 'red')}")
 
 
-def results_json(plan: Plan, results: list[HostResult]) -> dict[str, Any]:
+def results_json(plan: Plan, results: list[HostResult], gaps: list[Gap]) -> dict[str, Any]:
     return {
         "plan": plan.to_json(),
+        "verify_gaps": [str(gap) for gap in gaps],
         "results": [
             {
                 "host": r.host,

@@ -1,0 +1,63 @@
+"""bandersnatch.conf for a lock: exactly the locked releases, and of them exactly the locked files.
+
+`allowlist_project` and `allowlist_release` keep the pinned releases; the
+`regex_release_file_metadata` filter keeps only the files some target installs,
+which is finer than bandersnatch's platform filters (they cannot tell one
+manylinux glibc or CPython ABI from another).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from urllib.parse import urlsplit
+
+from olmirror.lockfile import Lock
+
+WORKERS = 3
+TIMEOUT = 30
+
+
+def web_dir(directory: str) -> str:
+    return posixpath.join(directory, "web")
+
+
+def stored_path(directory: str, url: str) -> str:
+    """Where bandersnatch stores the file at `url`: the URL's path under the web folder."""
+    return web_dir(directory) + urlsplit(url).path
+
+
+def render(directory: str, lock: Lock) -> str:
+    pins = sorted({pin for t in lock.targets.values() for pin in t.files})
+    filenames = sorted({f.filename for f in lock.files().values()})
+    lines = [
+        "; Written by olmirror from the lock; edits are overwritten.",
+        "[mirror]",
+        f"directory = {directory}",
+        f"master = {lock.upstream}",
+        "api-method = simple",
+        "json = false",
+        "release-files = true",
+        "hash-index = false",
+        "simple-format = ALL",
+        "compare-method = hash",
+        "stop-on-error = true",
+        f"workers = {WORKERS}",
+        f"timeout = {TIMEOUT}",
+        "global-timeout = 3600",
+        "",
+        "[plugins]",
+        "enabled =",
+        "    allowlist_project",
+        "    allowlist_release",
+        "    regex_release_file_metadata",
+        "",
+        "[allowlist]",
+        "packages =",
+        *(f"    {pin}" for pin in pins),
+        "",
+        "[regex_release_file_metadata]",
+        "release_file.filename =",
+        *(f"    ^{re.escape(name)}$" for name in filenames),
+    ]
+    return "\n".join(lines) + "\n"

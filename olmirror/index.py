@@ -1,0 +1,132 @@
+"""Read a package index's simple API (PEP 691 JSON, or PEP 503 HTML) for the files of a project.
+
+Used on the machine running olmirror, to choose each target's file and record its hash.
+"""
+
+from __future__ import annotations
+
+import configparser
+import importlib.resources
+import json
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from urllib.parse import urldefrag, urljoin
+
+from packaging.utils import canonicalize_name
+
+from olmirror.errors import OlmirrorError
+
+PEP691 = "application/vnd.pypi.simple.v1+json"
+ACCEPT = f"{PEP691}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
+TIMEOUT = 30
+FETCHERS = 16
+
+
+def default_upstream() -> str:
+    """bandersnatch's own default upstream, so olmirror never hard-codes a public index."""
+    config = configparser.ConfigParser()
+    config.read_string((importlib.resources.files("bandersnatch") / "defaults.conf").read_text())
+    return config["mirror"]["master"].rstrip("/")
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    filename: str
+    url: str
+    sha256: str | None
+    requires_python: str | None
+    yanked: bool
+    size: int | None = None
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base
+        self.files: list[IndexFile] = []
+        self._attrs: dict[str, str | None] | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._attrs, self._text = dict(attrs), ""
+
+    def handle_data(self, data: str) -> None:
+        if self._attrs is not None:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag != "a" or self._attrs is None:
+            return
+        url, fragment = urldefrag(urljoin(self.base, self._attrs.get("href") or ""))
+        algo, _, digest = fragment.partition("=")
+        self.files.append(
+            IndexFile(
+                filename=self._text.strip() or url.rsplit("/", 1)[-1],
+                url=url,
+                sha256=digest if algo == "sha256" else None,
+                requires_python=self._attrs.get("data-requires-python"),
+                yanked="data-yanked" in self._attrs,
+            )
+        )
+        self._attrs = None
+
+
+def parse_simple_html(text: str, base: str) -> list[IndexFile]:
+    """The files a PEP 503 project page links to."""
+    parser = _LinkParser(base)
+    parser.feed(text)
+    return parser.files
+
+
+def _parse_json(page: dict, base: str) -> list[IndexFile]:
+    return [
+        IndexFile(
+            filename=f["filename"],
+            url=urljoin(base, f["url"]),
+            sha256=f.get("hashes", {}).get("sha256"),
+            requires_python=f.get("requires-python"),
+            yanked=bool(f.get("yanked")),
+            size=f.get("size"),
+        )
+        for f in page.get("files", [])
+    ]
+
+
+class Index:
+    """A simple-API index at `url` (the base URL, without /simple), verified with `ca_file`."""
+
+    def __init__(self, url: str, ca_file: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.context = ssl.create_default_context(cafile=ca_file)
+
+    def project_url(self, name: str) -> str:
+        return f"{self.url}/simple/{canonicalize_name(name)}/"
+
+    def files(self, name: str) -> list[IndexFile]:
+        url = self.project_url(name)
+        request = urllib.request.Request(url, headers={"Accept": ACCEPT})
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self.context) as reply:
+                body = reply.read()
+                kind = reply.headers.get_content_type()
+                base = reply.geturl()
+        except urllib.error.HTTPError as exc:
+            raise OlmirrorError(f"{url}: the index answered HTTP {exc.code} {exc.reason}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise OlmirrorError(f"{url}: cannot reach the index ({reason})") from None
+        if kind == PEP691:
+            return _parse_json(json.loads(body), base)
+        return parse_simple_html(body.decode("utf-8", errors="replace"), base)
+
+    def many(self, names: Iterable[str]) -> dict[str, list[IndexFile]]:
+        """Files of every project in `names`, fetched in parallel."""
+        wanted = sorted({canonicalize_name(n) for n in names})
+        with ThreadPoolExecutor(FETCHERS) as pool:
+            return dict(zip(wanted, pool.map(self.files, wanted), strict=True))

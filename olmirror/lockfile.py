@@ -1,0 +1,104 @@
+"""The lock: every pinned requirement of every set, per target, with the file each target installs.
+
+Written beside the spec as sorted, indented JSON, so that a change reads well in
+a diff; it records a digest of its inputs so a plan resolves again only when the
+spec's requirements, targets or upstream changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from olmirror.errors import OlmirrorError
+from olmirror.requirement_sets import RequirementSet
+from olmirror.targets import TargetEnv
+
+LOCK_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class LockedFile:
+    filename: str
+    url: str
+    sha256: str
+    size: int | None = None
+    requires_python: str | None = None
+
+
+@dataclass
+class TargetLock:
+    python: str
+    platform: str
+    sets: dict[str, list[str]] = field(default_factory=dict)
+    files: dict[str, LockedFile] = field(default_factory=dict)
+
+    @property
+    def env(self) -> TargetEnv:
+        return TargetEnv(self.python, self.platform)
+
+
+@dataclass
+class Lock:
+    inputs: str
+    upstream: str
+    targets: dict[str, TargetLock]
+
+    def to_text(self) -> str:
+        data = {"format": LOCK_FORMAT, **asdict(self)}
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_text(cls, text: str, source: Path) -> Lock:
+        try:
+            raw: dict[str, Any] = json.loads(text)
+            if raw.get("format") != LOCK_FORMAT:
+                raise ValueError(f"format {raw.get('format')!r}, expected {LOCK_FORMAT}")
+            targets = {
+                key: TargetLock(
+                    python=t["python"],
+                    platform=t["platform"],
+                    sets=t["sets"],
+                    files={pin: LockedFile(**f) for pin, f in t["files"].items()},
+                )
+                for key, t in raw["targets"].items()
+            }
+            return cls(inputs=raw["inputs"], upstream=raw["upstream"], targets=targets)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise OlmirrorError(
+                f"{source}: the lock file is damaged ({exc}); run `olmirror lock` to write it again"
+            ) from None
+
+    def files(self) -> dict[str, LockedFile]:
+        """Every locked file of every target, by its URL (the mirror holds each once)."""
+        return {f.url: f for t in self.targets.values() for f in t.files.values()}
+
+    def pins(self, set_name: str) -> dict[str, list[str]]:
+        """The pins of one requirement set, per target key."""
+        return {key: t.sets[set_name] for key, t in self.targets.items() if set_name in t.sets}
+
+
+def inputs_digest(
+    sets: list[RequirementSet], targets: list[TargetEnv], upstream: str, block: list[str]
+) -> str:
+    data = {
+        "sets": {s.name: sorted(s.requirements) for s in sets},
+        "targets": sorted(t.key for t in targets),
+        "upstream": upstream,
+        "block": sorted(block),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def lock_path(spec_path: Path) -> Path:
+    return spec_path.with_suffix(".lock")
+
+
+def read_lock(path: Path) -> Lock | None:
+    try:
+        return Lock.from_text(path.read_text(), path)
+    except FileNotFoundError:
+        return None

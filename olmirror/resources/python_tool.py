@@ -1,0 +1,71 @@
+"""A Python program that must be runnable on a host: found on PATH, or installed in a venv."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from olmirror.connection.base import Connection, FactRequest, Facts
+from olmirror.resources.base import Change, Resource, ResourceError
+
+
+@dataclass(frozen=True)
+class PythonTool(Resource):
+    kind = "python_tool"
+    program: str
+    requirement: str
+    venv: str
+
+    @property
+    def id(self) -> str:
+        return f"program {self.program}"
+
+    @property
+    def venv_program(self) -> str:
+        return posixpath.join(self.venv, "bin", self.program)
+
+    def request(self) -> FactRequest:
+        return FactRequest(
+            paths=frozenset({self.venv_program}), programs=frozenset({self.program, "python3"})
+        )
+
+    def observe(self, facts: Facts) -> str:
+        return f"{facts.programs.get(self.program)}:{facts.path(self.venv_program).kind}"
+
+    def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
+        found = facts.programs.get(self.program)
+        if found:
+            return self.unchanged(f"{self.program} found at {found}")
+        if facts.path(self.venv_program).kind == "file":
+            return self.unchanged(f"{self.program} found at {self.venv_program}")
+        if not facts.programs.get("python3"):
+            raise ResourceError(
+                f"{self.program} is not installed and python3 is missing, so it cannot be "
+                f"installed; install python3 (with venv) or {self.program} on this host"
+            )
+        return Change(self, "run", f"install {self.requirement} into {self.venv}")
+
+    def apply(self, conn: Connection) -> None:
+        for argv in (
+            ("python3", "-m", "venv", self.venv),
+            (posixpath.join(self.venv, "bin", "pip"), "install", "--quiet", self.requirement),
+        ):
+            result = conn.run(argv, timeout=1800)
+            if not result.ok:
+                raise ResourceError(
+                    f"`{' '.join(argv)}` failed: {(result.stderr or result.stdout).strip()[-800:]}"
+                )
+
+    def provides(self) -> frozenset[str]:
+        return frozenset({self.venv_program})
+
+
+def locate(conn: Connection, program: str, venv_program: str) -> str:
+    """The program to run: the one on PATH, else the one olmirror installed."""
+    facts = conn.gather(FactRequest(paths=frozenset({venv_program}), programs=frozenset({program})))
+    found = facts.programs.get(program)
+    if found:
+        return found
+    if facts.path(venv_program).kind == "file":
+        return venv_program
+    raise ResourceError(f"{program} is not installed on this host")
