@@ -22,29 +22,49 @@ class Unreachable(OlmirrorError):
 def _open(name: str, host: Host) -> Connection:
     if name == LOCAL:
         return LocalConnection(name)
-    raise Unreachable(
-        f"host {name!r}: remote hosts over SSH are not supported by this version of olmirror"
-    )
+    # Imported here so that runs on the local host alone never load paramiko.
+    from olmirror.connection.ssh import SSHConnection
+
+    return SSHConnection.connect(name, host)
 
 
 class Connections:
-    """Opens each host's connection on first use and keeps it for the whole run."""
+    """Opens each host's connection on first use and keeps it for the whole run.
+
+    Hosts connect in parallel (a slow or dead host holds up only itself), and a host that
+    could not be reached is not tried again in the same run.
+    """
 
     def __init__(self, inventory: dict[str, Host]) -> None:
         self.inventory = inventory
         self._open: dict[str, Connection] = {}
+        self._failed: dict[str, str] = {}
+        self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> Connection:
         with self._lock:
-            if name not in self._open:
-                self._open[name] = _open(name, self.inventory[name])
-            return self._open[name]
+            host_lock = self._host_locks.setdefault(name, threading.Lock())
+        with host_lock:
+            if name in self._failed:
+                raise Unreachable(self._failed[name])
+            with self._lock:
+                if name in self._open:
+                    return self._open[name]
+            try:
+                conn = _open(name, self.inventory[name])
+            except Unreachable as exc:
+                self._failed[name] = str(exc)
+                raise
+            with self._lock:
+                self._open[name] = conn
+            return conn
 
     def close(self) -> None:
-        for conn in self._open.values():
+        with self._lock:
+            opened, self._open = list(self._open.values()), {}
+        for conn in opened:
             conn.close()
-        self._open.clear()
 
     def __enter__(self) -> Connections:
         return self

@@ -1,0 +1,416 @@
+"""A remote host over SSH (paramiko): one login per host per run, reused by every resource.
+
+Commands are single argv lists quoted with `shlex.join` for the remote login shell (SSH has
+no way around it); files travel over SFTP and replace their target atomically. Facts and the
+apply lock are each one remote `python3` process, so a no-op plan costs one command per host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import secrets
+import select
+import shlex
+import socket
+import stat
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import paramiko
+from paramiko.sftp import CMD_EXTENDED
+
+from olmirror.connection import probe
+from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts, PathFact
+from olmirror.connection.local import DEFAULT_STATE_DIR
+from olmirror.connection.ssh_dial import Session, open_session
+from olmirror.errors import OlmirrorError
+from olmirror.hosts import Unreachable
+from olmirror.spec import Host
+
+OPERATION_TIMEOUT = 120.0
+FACTS_TIMEOUT = 600.0
+PROBE_SOURCE = Path(probe.__file__).read_text()
+
+# Holds the apply lock for as long as its stdin stays open: when the connection dies, sshd
+# closes that stdin, the process exits and the kernel drops the lock. Same file and flock
+# as the local connection, so a local and a remote apply on one machine exclude each other.
+LOCKER_SOURCE = r"""
+import fcntl, os, sys
+folder = os.path.expanduser(sys.argv[1])
+os.makedirs(folder, exist_ok=True)
+path = os.path.join(folder, "apply.lock")
+fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+    sys.stdout.write("busy\n%s\n%s\n" % (path, holder))
+    sys.exit(75)
+os.ftruncate(fd, 0)
+os.pwrite(fd, sys.argv[2].encode(), 0)
+sys.stdout.write("locked\n")
+sys.stdout.flush()
+sys.stdin.buffer.read()
+"""
+
+# Where distributions put OpenSSH's SFTP server, for SFTP as root through sudo.
+SFTP_SERVER = (
+    "for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server "
+    "/usr/lib/ssh/sftp-server /usr/libexec/sftp-server /usr/lib/sftp-server; do "
+    '[ -x "$p" ] && exec "$p"; done; echo "sftp-server not found" >&2; exit 127'
+)
+
+
+class SSHConnection(Connection):
+    """A host reached over SSH; `become` runs every step through sudo."""
+
+    def __init__(self, name: str, host: Host, session: Session) -> None:
+        self.name = name
+        self.host = host
+        self.session = session
+        self._sftp: paramiko.SFTPClient | None = None
+
+    @classmethod
+    def connect(cls, name: str, host: Host) -> SSHConnection:
+        return cls(name, host, open_session(name, host))
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def _transport(self) -> paramiko.Transport:
+        transport = self.session.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise Unreachable(f"host {self.name!r}: the connection is closed")
+        return transport
+
+    def _lost(self) -> bool:
+        """Whether the connection is gone (after an error, let the transport finish dying)."""
+        transport = self.session.client.get_transport()
+        if transport is None or not transport.is_active():
+            return True
+        transport.join(2.0)
+        return not transport.is_active()
+
+    @contextmanager
+    def _guard(self, what: str, path: str | None = None) -> Iterator[None]:
+        """Turn transport failures into `Unreachable`, remote file errors into `OSError`s."""
+        try:
+            yield
+        except OlmirrorError:
+            raise
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            reason = str(exc) or type(exc).__name__
+            remote_file_error = (
+                path is not None
+                and isinstance(exc, OSError)
+                and exc.errno is not None
+                and not isinstance(exc, (TimeoutError, ConnectionError))
+            )
+            if remote_file_error:
+                raise type(exc)(exc.errno, exc.strerror or reason, path) from None
+            if self._lost():
+                raise Unreachable(
+                    f"host {self.name!r}: the connection was lost while {what} ({reason})"
+                ) from None
+            raise OlmirrorError(f"host {self.name!r}: {what} failed: {reason}") from None
+
+    def _open(self, argv: Sequence[str]) -> tuple[paramiko.Channel, bytes]:
+        """Start `argv` on the host (through sudo with `become`); return stderr sudo left over."""
+        if not self.host.become:
+            channel = self._transport.open_session(timeout=OPERATION_TIMEOUT)
+            channel.exec_command(shlex.join(argv))
+            return channel, b""
+        token = secrets.token_hex(8)
+        marker, prompt = f"olmirror-become-{token}", f"[olmirror sudo {token}] password:"
+        password = self._become_password()
+        channel = self._transport.open_session(timeout=OPERATION_TIMEOUT)
+        flags = ["-S", "-p", prompt] if password is not None else ["-n"]
+        wrapper = f'echo {marker} >&2; exec "$@"'
+        channel.exec_command(shlex.join(["sudo", *flags, "--", "sh", "-c", wrapper, "sh", *argv]))
+        try:
+            return channel, self._sudo_handshake(channel, marker, prompt, password)
+        except BaseException:
+            channel.close()
+            raise
+
+    def _become_password(self) -> str | None:
+        variable = self.host.become_password_env
+        if variable is None:
+            return None
+        if variable not in os.environ:
+            raise OlmirrorError(
+                f"host {self.name!r}: become_password_env names {variable}, "
+                "but that environment variable is not set"
+            )
+        return os.environ[variable]
+
+    def _sudo_handshake(
+        self, channel: paramiko.Channel, marker: str, prompt: str, password: str | None
+    ) -> bytes:
+        """Answer sudo's prompt once, then wait until the command itself has started."""
+        channel.settimeout(OPERATION_TIMEOUT)
+        seen, answered, end = b"", False, f"{marker}\n".encode()
+        while end not in seen:
+            data = channel.recv_stderr(4096)
+            if not data:
+                status = channel.recv_exit_status()
+                said = seen.decode(errors="replace").replace(prompt, "").strip()
+                hint = ""
+                if "password is required" in said:
+                    hint = (
+                        "; sudo needs a password there: put it in an environment variable and "
+                        "name that variable in the host's become_password_env"
+                    )
+                raise OlmirrorError(
+                    f"host {self.name!r}: sudo failed (exit {status}): {said or 'no output'}{hint}"
+                )
+            seen += data
+            prompts = seen.count(prompt.encode())
+            if prompts > 1:
+                raise OlmirrorError(
+                    f"host {self.name!r}: sudo refused the password from "
+                    f"${self.host.become_password_env}"
+                )
+            if prompts == 1 and not answered and password is not None:
+                channel.sendall(password.encode() + b"\n")
+                answered = True
+        channel.settimeout(None)
+        return seen[seen.index(end) + len(end) :]
+
+    def _communicate(
+        self, channel: paramiko.Channel, stdin: bytes | None, timeout: float | None
+    ) -> tuple[int, bytes, bytes]:
+        """Feed stdin while collecting stdout and stderr until the command ends or times out."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if stdin:
+            threading.Thread(target=_feed, args=(channel, stdin), daemon=True).start()
+        else:
+            channel.shutdown_write()
+        out, err = bytearray(), bytearray()
+        while True:
+            ended = channel.eof_received or channel.closed
+            while channel.recv_ready():
+                out.extend(channel.recv(65536))
+            while channel.recv_stderr_ready():
+                err.extend(channel.recv_stderr(65536))
+            if ended:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                channel.close()
+                return 124, bytes(out), bytes(err) + f"timed out after {timeout} s".encode()
+            select.select([channel], [], [], 5.0 if left is None else min(left, 5.0))
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not channel.status_event.wait(left):
+            channel.close()
+            return 124, bytes(out), bytes(err) + f"timed out after {timeout} s".encode()
+        if channel.exit_status == -1 and self._lost():
+            raise OSError("the connection closed before the command ended")
+        return channel.exit_status, bytes(out), bytes(err)
+
+    def _sftp_client(self) -> paramiko.SFTPClient:
+        """The host's SFTP session, opened on first use (a no-op plan never needs one)."""
+        if self._sftp is None:
+            if self.host.become:
+                channel, _ = self._open(["sh", "-c", SFTP_SERVER])
+                self._sftp = paramiko.SFTPClient(channel)
+            else:
+                self._sftp = self.session.client.open_sftp()
+            self._sftp.get_channel().settimeout(OPERATION_TIMEOUT)
+        return self._sftp
+
+    # -- the Connection interface ------------------------------------------------------------
+
+    def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        with self._guard(f"running {shlex.join(argv)}"):
+            channel, early = self._open(argv)
+            try:
+                code, out, err = self._communicate(channel, stdin, timeout)
+            finally:
+                channel.close()
+        return CommandResult(
+            tuple(argv), code, out.decode(errors="replace"), (early + err).decode(errors="replace")
+        )
+
+    def read_file(self, path: str) -> bytes:
+        with self._guard(f"reading {path}", path), self._sftp_client().open(path, "rb") as handle:
+            handle.prefetch()
+            return handle.read()
+
+    def write_file(self, path: str, data: bytes, mode: int | None = None) -> None:
+        with self._guard(f"writing {path}", path):
+            _atomic_write(self._sftp_client(), path, data, mode)
+
+    def stat(self, path: str) -> PathFact:
+        with self._guard(f"checking {path}"):
+            try:
+                attrs = self._sftp_client().stat(path)
+            except FileNotFoundError:
+                return PathFact(None)
+            except PermissionError as exc:
+                return PathFact("error", error=exc.strerror or str(exc))
+        kind = {stat.S_IFDIR: "dir", stat.S_IFREG: "file"}.get(
+            stat.S_IFMT(attrs.st_mode or 0), "other"
+        )
+        return PathFact(kind, stat.S_IMODE(attrs.st_mode or 0))
+
+    def make_dir(self, path: str, mode: int = 0o755) -> None:
+        with self._guard(f"creating directory {path}", path):
+            sftp = self._sftp_client()
+            missing, folder = [], posixpath.normpath(path)
+            while folder not in ("/", "", "."):
+                try:
+                    attrs = sftp.stat(folder)
+                except FileNotFoundError:
+                    missing.append(folder)
+                    folder = posixpath.dirname(folder)
+                    continue
+                if not stat.S_ISDIR(attrs.st_mode or 0):
+                    raise NotADirectoryError(20, "Not a directory", folder)
+                break
+            for folder in reversed(missing):
+                try:
+                    sftp.mkdir(folder, mode)
+                except OSError:
+                    if not stat.S_ISDIR(sftp.stat(folder).st_mode or 0):
+                        raise
+            sftp.chmod(path, mode)
+
+    def gather(self, request: FactRequest) -> Facts:
+        argv = ["python3", "-c", PROBE_SOURCE]
+        with self._guard("reading facts"):
+            channel, early = self._open(argv)
+            try:
+                stdin = json.dumps(request.as_json()).encode()
+                code, out, err = self._communicate(channel, stdin, FACTS_TIMEOUT)
+            finally:
+                channel.close()
+        said = (early + err).decode(errors="replace").strip()[-800:] or "no output"
+        if code == 127:
+            raise OlmirrorError(
+                f"host {self.name!r}: python3 is not on the remote PATH; olmirror needs it there "
+                f"to read facts ({said})"
+            )
+        if code != 0:
+            raise OlmirrorError(f"host {self.name!r}: reading facts failed (exit {code}): {said}")
+        try:
+            return Facts.from_probe(json.loads(out))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise OlmirrorError(
+                f"host {self.name!r}: the fact probe printed something unexpected ({exc}): {said}"
+            ) from None
+
+    @contextmanager
+    def lock(self, state_dir: str | None) -> Iterator[None]:
+        holder = f"{os.getpid()} on {socket.gethostname()}"
+        argv = ["python3", "-c", LOCKER_SOURCE, state_dir or DEFAULT_STATE_DIR, holder]
+        with self._guard("taking the apply lock"):
+            channel, _ = self._open(argv)
+            channel.settimeout(OPERATION_TIMEOUT)
+            answer = _read_lines(channel, 3)
+        try:
+            if answer[:1] == ["busy"]:
+                path, who = [*answer, "?", "unknown"][1:3]
+                raise OlmirrorError(
+                    f"host {self.name!r}: another olmirror apply is running here (pid {who}, "
+                    f"lock {path}); wait for it to finish, then run apply again"
+                )
+            if answer[:1] != ["locked"]:
+                said = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
+                raise OlmirrorError(
+                    f"host {self.name!r}: could not take the apply lock: "
+                    f"{said[-800:] or 'no output'}"
+                )
+            yield
+        finally:
+            _release(channel)
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            with suppress(Exception):
+                self._sftp.close()
+        self.session.close()
+
+
+def _feed(channel: paramiko.Channel, data: bytes) -> None:
+    with suppress(OSError, EOFError, paramiko.SSHException):
+        channel.sendall(data)
+        channel.shutdown_write()
+
+
+def _read_lines(channel: paramiko.Channel, count: int) -> list[str]:
+    """Up to `count` lines of stdout; fewer if the command ends first."""
+    lines: list[str] = []
+    handle = channel.makefile("rb")
+    while len(lines) < count:
+        line = handle.readline()
+        if not line:
+            break
+        lines.append(line.decode(errors="replace").rstrip("\n"))
+        if lines[0] == "locked":
+            break
+    return lines
+
+
+def _release(channel: paramiko.Channel) -> None:
+    """End the lock holder by closing its stdin, and wait for it so the lock is free on return."""
+    with suppress(OSError, EOFError, paramiko.SSHException):
+        channel.shutdown_write()
+        channel.status_event.wait(OPERATION_TIMEOUT)
+    channel.close()
+
+
+def _atomic_write(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: int | None) -> None:
+    """Temp file beside `path` (mode set before any byte lands), fsync, then POSIX rename.
+
+    The temp name is fixed per target: writes happen under the apply lock, so one left by
+    a connection that died is simply replaced by the next write of the same file.
+    """
+    try:
+        old: paramiko.SFTPAttributes | None = sftp.stat(path)
+    except FileNotFoundError:
+        old = None
+    if mode is None:
+        mode = stat.S_IMODE(old.st_mode or 0) if old is not None else 0o644
+    folder, base = posixpath.split(path)
+    temp = posixpath.join(folder, f".{base}.olmirror-tmp")
+    with suppress(FileNotFoundError):
+        sftp.remove(temp)
+    try:
+        with sftp.open(temp, "wbx") as handle:
+            handle.chmod(mode)
+            if old is not None:
+                _keep_owner(handle, old)
+            handle.set_pipelined(True)
+            handle.write(data)
+            handle.flush()
+            _fsync(sftp, handle)
+        sftp.posix_rename(temp, path)
+    except BaseException:
+        with suppress(Exception):
+            sftp.remove(temp)
+        raise
+
+
+def _keep_owner(handle: paramiko.SFTPFile, old: paramiko.SFTPAttributes) -> None:
+    """Give the new file the old one's owner when we may (as root, through `become`)."""
+    now = handle.stat()
+    if (now.st_uid, now.st_gid) != (old.st_uid, old.st_gid) and old.st_uid is not None:
+        with suppress(PermissionError):
+            handle.chown(old.st_uid, old.st_gid or 0)
+
+
+def _fsync(sftp: paramiko.SFTPClient, handle: paramiko.SFTPFile) -> None:
+    """OpenSSH's fsync@openssh.com extension; servers without it just skip the fsync."""
+    try:
+        sftp._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)  # no public API
+    except OSError as exc:
+        if "unsupported" not in str(exc).lower():
+            raise

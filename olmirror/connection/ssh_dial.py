@@ -1,0 +1,382 @@
+"""Reaching a remote host: settings from the spec and ~/.ssh/config, host keys, jump hosts, login.
+
+Every failure here is raised as `Unreachable` with a reason an operator can act on
+(host down, name unknown, host key unknown or changed, authentication refused).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import getpass
+import hashlib
+import itertools
+import logging
+import os
+import shlex
+import socket
+import threading
+from dataclasses import dataclass, replace
+
+import paramiko
+
+from olmirror.errors import OlmirrorError
+from olmirror.hosts import Unreachable
+from olmirror.spec import Host
+
+CONNECT_TIMEOUT = 20.0
+KEEPALIVE_INTERVAL = 15
+GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+
+# paramiko logs transport errors itself; without a handler Python would print them on stderr
+# next to our own, clearer report of the same failure.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+
+_RECORDING = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Target:
+    """One SSH server to log in to, with everything needed to do so."""
+
+    hostname: str
+    port: int
+    user: str
+    identity_files: tuple[str, ...]
+    known_hosts: str
+    accept_new: bool
+    proxy_jump: str | None = None
+    proxy_command: str | None = None
+    connect_timeout: float = CONNECT_TIMEOUT
+    keepalive: int = KEEPALIVE_INTERVAL
+
+    @property
+    def label(self) -> str:
+        return f"{self.user}@{self.hostname}:{self.port}"
+
+    @property
+    def key_name(self) -> str:
+        """The name of this server in known_hosts, as OpenSSH writes it."""
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH's SHA256 fingerprint, as `ssh-keygen -lf` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def load_ssh_config() -> paramiko.SSHConfig:
+    path = os.path.expanduser("~/.ssh/config")
+    if not os.path.exists(path):
+        return paramiko.SSHConfig()
+    try:
+        return paramiko.SSHConfig.from_path(path)
+    except (OSError, ValueError, paramiko.SSHException) as exc:
+        raise OlmirrorError(f"{path}: cannot read this SSH config ({exc})") from None
+
+
+def _option(options: paramiko.SSHConfigDict, key: str) -> str | None:
+    value = options.get(key)
+    return None if value is None or str(value).lower() == "none" else str(value)
+
+
+def _number(options: paramiko.SSHConfigDict, key: str, default: float) -> float:
+    value = _option(options, key)
+    try:
+        return float(value) if value else default
+    except ValueError:
+        raise OlmirrorError(f"~/.ssh/config: {key} {value!r} is not a number") from None
+
+
+def resolve(name: str, host: Host, config: paramiko.SSHConfig) -> Target:
+    """Spec fields win over ~/.ssh/config, which wins over OpenSSH's defaults.
+
+    As with `ssh`, the config is consulted for every host, under its `ssh_alias`, or else
+    its address, or else its name; a spec `port` of 22 (the default) leaves the config's Port.
+    """
+    lookup = host.ssh_alias or host.address or name
+    options = config.lookup(lookup)
+    hostname = (host.address if host.ssh_alias else None) or options.get("hostname") or lookup
+    port = host.port if host.port != 22 else int(_number(options, "port", 22))
+    if host.identity_file:
+        identities: tuple[str, ...] = (os.path.expanduser(host.identity_file),)
+        if not os.path.isfile(identities[0]):
+            raise Unreachable(
+                f"host {name!r}: identity_file {host.identity_file} does not exist on this machine"
+            )
+    else:
+        configured = [os.path.expanduser(p) for p in options.get("identityfile", [])]
+        identities = tuple(p for p in configured if os.path.isfile(p))
+    user_files = (_option(options, "userknownhostsfile") or "").split()
+    known_hosts = host.known_hosts or (user_files[0] if user_files else "~/.ssh/known_hosts")
+    return Target(
+        hostname=hostname,
+        port=port,
+        user=host.user or options.get("user") or getpass.getuser(),
+        identity_files=identities,
+        known_hosts=os.path.expanduser(known_hosts),
+        accept_new=host.host_key_policy == "accept-new",
+        proxy_jump=_option(options, "proxyjump"),
+        proxy_command=_option(options, "proxycommand"),
+        connect_timeout=_number(options, "connecttimeout", CONNECT_TIMEOUT),
+        keepalive=int(_number(options, "serveraliveinterval", KEEPALIVE_INTERVAL)),
+    )
+
+
+def _jump_hosts(target: Target, config: paramiko.SSHConfig) -> list[Target]:
+    """The hops of ProxyJump (`[user@]host[:port],...`), each with its own ~/.ssh/config entry."""
+    hops = []
+    for spec in (target.proxy_jump or "").split(","):
+        spec = spec.strip().removeprefix("ssh://")
+        if not spec:
+            continue
+        user, _, rest = spec.rpartition("@")
+        hop_host, _, port = rest.partition(":")
+        options = config.lookup(hop_host)
+        configured = [os.path.expanduser(p) for p in options.get("identityfile", [])]
+        hops.append(
+            replace(
+                target,
+                hostname=options.get("hostname") or hop_host,
+                port=int(port) if port else int(_number(options, "port", 22)),
+                user=user or options.get("user") or getpass.getuser(),
+                identity_files=tuple(p for p in configured if os.path.isfile(p))
+                or target.identity_files,
+                proxy_jump=None,
+                proxy_command=None,
+            )
+        )
+    return hops
+
+
+class _UnknownHostKey(Exception):
+    def __init__(self, key_name: str, key: paramiko.PKey) -> None:
+        super().__init__(key_name)
+        self.key_name, self.key = key_name, key
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Called only for a host with no key in known_hosts: refuse it, or record it (accept-new)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        if not self.target.accept_new:
+            raise _UnknownHostKey(hostname, key)
+        record_host_key(self.target.known_hosts, hostname, key)
+
+
+def record_host_key(path: str, key_name: str, key: paramiko.PKey) -> None:
+    """Append `key_name`'s key to known_hosts, unless another run recorded one meanwhile."""
+    with _RECORDING:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            known = paramiko.HostKeys(path).lookup(key_name)
+            if known:
+                if known.get(key.get_name()) == key:
+                    return
+                raise paramiko.BadHostKeyException(key_name, key, next(iter(known.values())))
+            text = handle.read()
+            if text and not text.endswith("\n"):
+                handle.write("\n")
+            handle.write(f"{key_name} {key.get_name()} {key.get_base64()}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _keyscan_type(key: paramiko.PKey) -> str:
+    kind = key.get_name()
+    if kind.startswith("ecdsa"):
+        return "ecdsa"
+    return kind.removeprefix("ssh-")
+
+
+def _unknown_key_reason(target: Target, exc: _UnknownHostKey) -> str:
+    scan = ["ssh-keyscan", "-t", _keyscan_type(exc.key)]
+    scan += ["-p", str(target.port)] if target.port != 22 else []
+    scan.append(target.hostname)
+    return (
+        f"the host key of {exc.key_name} is not known ({exc.key.get_name()} "
+        f"{fingerprint(exc.key)}, not in {target.known_hosts}); olmirror refuses unknown hosts. "
+        "Check that fingerprint with the host's administrator (`ssh-keygen -lf` of its host key), "
+        f"then either add it: `{shlex.join(scan)} >> {shlex.quote(target.known_hosts)}`, "
+        "or set `host_key_policy: accept-new` on this host in the spec to record it on first "
+        "contact"
+    )
+
+
+def _changed_key_reason(target: Target, exc: paramiko.BadHostKeyException) -> str:
+    remove = shlex.join(["ssh-keygen", "-R", target.key_name, "-f", target.known_hosts])
+    return (
+        f"the host key of {target.key_name} has CHANGED: known_hosts has "
+        f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}, the host now offers "
+        f"{exc.key.get_name()} {fingerprint(exc.key)}. Someone may be intercepting the "
+        "connection, or the host was reinstalled; olmirror always refuses a changed key. If you "
+        f"know why it changed, remove the old key with `{remove}` and accept the new one"
+    )
+
+
+def _auth_reason(target: Target, exc: paramiko.SSHException) -> str:
+    offered = [f"identity file {p}" for p in target.identity_files]
+    if os.environ.get("SSH_AUTH_SOCK"):
+        offered.append("the keys in ssh-agent")
+    if not target.identity_files:
+        offered.append("the default keys in ~/.ssh")
+    if isinstance(exc, paramiko.PasswordRequiredException):
+        return f"the private key is encrypted ({exc}); load it into ssh-agent with `ssh-add` first"
+    return (
+        f"authentication as {target.user!r} failed ({exc}): the server refused "
+        f"{', '.join(offered)}; check the host's user and identity_file, and that the public "
+        f"key is in ~{target.user}/.ssh/authorized_keys there"
+    )
+
+
+def _tcp(target: Target) -> socket.socket:
+    where = f"{target.hostname}:{target.port}"
+    try:
+        sock = socket.create_connection((target.hostname, target.port), target.connect_timeout)
+    except socket.gaierror as exc:
+        raise Unreachable(
+            f"cannot resolve host name {target.hostname!r} ({exc.strerror})"
+        ) from None
+    except ConnectionRefusedError:
+        raise Unreachable(
+            f"connection refused by {where}: no SSH server listens there (sshd is down, "
+            "or the port is wrong)"
+        ) from None
+    except TimeoutError:
+        raise Unreachable(
+            f"no answer from {where} within {target.connect_timeout:g} s: the host is down, "
+            "or a firewall drops the connection"
+        ) from None
+    except OSError as exc:
+        raise Unreachable(f"cannot connect to {where}: {exc.strerror or exc}") from None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+    return sock
+
+
+def _login(target: Target, sock: object) -> paramiko.SSHClient:
+    """Handshake, verify the host key, authenticate; `sock` is closed on failure."""
+    client = paramiko.SSHClient()
+    keys = client.get_host_keys()
+    try:
+        if os.path.exists(GLOBAL_KNOWN_HOSTS):
+            client.load_system_host_keys(GLOBAL_KNOWN_HOSTS)
+        if os.path.exists(target.known_hosts):
+            keys.load(target.known_hosts)
+    except (OSError, paramiko.SSHException, ValueError) as exc:
+        raise Unreachable(f"cannot read known_hosts {target.known_hosts}: {exc}") from None
+    client.set_missing_host_key_policy(_HostKeyPolicy(target))
+    try:
+        client.connect(
+            hostname=target.hostname,
+            port=target.port,
+            username=target.user,
+            key_filename=list(target.identity_files) or None,
+            look_for_keys=not target.identity_files,
+            allow_agent=True,
+            timeout=target.connect_timeout,
+            banner_timeout=target.connect_timeout,
+            auth_timeout=target.connect_timeout,
+            channel_timeout=target.connect_timeout,
+            sock=sock,  # type: ignore[arg-type]
+        )
+    except Exception as exc:
+        client.close()
+        if hasattr(sock, "close"):
+            sock.close()  # type: ignore[attr-defined]
+        raise _failure(target, exc) from None
+    transport = client.get_transport()
+    assert transport is not None
+    transport.set_keepalive(target.keepalive)
+    return client
+
+
+def _failure(target: Target, exc: Exception) -> Exception:
+    if isinstance(exc, _UnknownHostKey):
+        return Unreachable(_unknown_key_reason(target, exc))
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return Unreachable(_changed_key_reason(target, exc))
+    if isinstance(exc, paramiko.AuthenticationException):
+        return Unreachable(_auth_reason(target, exc))
+    if isinstance(exc, paramiko.SSHException) and "authentication methods" in str(exc):
+        return Unreachable(
+            f"no key to log in as {target.user!r} with: set identity_file, or load a key "
+            "into ssh-agent"
+        )
+    if isinstance(exc, (paramiko.SSHException, EOFError, OSError)):
+        return Unreachable(f"the SSH handshake with {target.label} failed: {exc or type(exc)}")
+    return exc
+
+
+@dataclass
+class Session:
+    """A logged-in client and the jump-host clients it travels through (closed after it)."""
+
+    client: paramiko.SSHClient
+    target: Target
+    hops: list[paramiko.SSHClient]
+
+    def close(self) -> None:
+        for client in [self.client, *reversed(self.hops)]:
+            client.close()
+
+
+def _first_socket(target: Target) -> object:
+    if target.proxy_command:
+        try:
+            return paramiko.ProxyCommand(target.proxy_command)
+        except (OSError, paramiko.SSHException) as exc:
+            raise Unreachable(f"ProxyCommand {target.proxy_command!r} failed: {exc}") from None
+    return _tcp(target)
+
+
+def _next_socket(client: paramiko.SSHClient, hop: Target, after: Target) -> paramiko.Channel:
+    """A tunnel from jump host `hop` to the next server, as `ssh -J` opens it."""
+    transport = client.get_transport()
+    assert transport is not None
+    try:
+        return transport.open_channel(
+            "direct-tcpip",
+            (after.hostname, after.port),
+            ("127.0.0.1", 0),
+            timeout=after.connect_timeout,
+        )
+    except (paramiko.SSHException, OSError) as exc:
+        raise Unreachable(
+            f"jump host {hop.label} could not open a connection to "
+            f"{after.hostname}:{after.port}: {exc}"
+        ) from None
+
+
+def open_session(name: str, host: Host) -> Session:
+    """Log in to host `name`, through its jump hosts if it has any."""
+    try:
+        config = load_ssh_config()
+        target = resolve(name, host, config)
+        chain = [*_jump_hosts(target, config), target]
+    except Unreachable:
+        raise
+    except (ValueError, OlmirrorError) as exc:
+        raise Unreachable(f"host {name!r}: {exc}") from None
+    hops: list[paramiko.SSHClient] = []
+    try:
+        sock = _first_socket(chain[0])
+        for hop, after in itertools.pairwise(chain):
+            hops.append(_login(hop, sock))
+            sock = _next_socket(hops[-1], hop, after)
+        return Session(_login(target, sock), target, hops)
+    except Unreachable as exc:
+        for client in reversed(hops):
+            client.close()
+        via = f" via {', '.join(h.label for h in chain[:-1])}" if len(chain) > 1 else ""
+        raise Unreachable(f"host {name!r} ({target.label}{via}): {exc}") from None
