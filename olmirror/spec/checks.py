@@ -6,6 +6,7 @@ can name its file, line and column like any other error.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Iterator
 
 from packaging.requirements import Requirement
@@ -76,9 +77,13 @@ def _check_mirror(spec: Spec) -> Iterator[Problem]:
     )
     serve = mirror.serve
     if serve.backend == "http":
+        examples = {"listen": "'0.0.0.0:8080'", "url": "'http://10.0.0.5:8080'"}
         for field in ("listen", "url"):
             if getattr(serve, field) is None:
-                yield ("mirror", "serve"), f"backend 'http' needs '{field}'"
+                yield (
+                    ("mirror", "serve"),
+                    (f"backend 'http' needs '{field}'; add it, like {field}: {examples[field]}"),
+                )
         if serve.url is not None and serve.url.rstrip("/").endswith("/simple"):
             yield (
                 ("mirror", "serve", "url"),
@@ -119,16 +124,24 @@ def _check_workers(spec: Spec) -> Iterator[Problem]:
         if worker.name in first:
             yield (
                 ("workers", i, "name"),
-                (f"worker name {worker.name!r} is already used by workers[{first[worker.name]}]"),
+                (
+                    f"worker name {worker.name!r} is already used by "
+                    f"workers[{first[worker.name]}]; give each worker its own name"
+                ),
             )
         first.setdefault(worker.name, i)
         yield from _undefined_host(spec, worker.host, ("workers", i, "host"))
         yield from _absolute_on(spec, worker.host, worker.path, ("workers", i, "path"), "path")
-        place = (worker.host, worker.path.rstrip("/"))
+        place = (worker.host, posixpath.normpath(worker.path))
         if place in places:
+            other = places[place]
             yield (
                 ("workers", i, "path"),
-                (f"workers[{places[place]}] already uses {worker.path!r} on host {worker.host!r}"),
+                (
+                    f"{worker.path!r} is the same folder as workers[{other}].path "
+                    f"({spec.workers[other].path!r}) on host {worker.host!r}; "
+                    "give each worker its own path"
+                ),
             )
         places.setdefault(place, i)
         blocked = {canonicalize_name(name) for name in spec.allowlist.block}

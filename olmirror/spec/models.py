@@ -13,15 +13,47 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
 LOCAL = "local"
 
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+PYTHON_PATTERN = r"^3\.[0-9]{1,2}$"
+PLATFORM_PATTERN = r"^(manylinux|musllinux|linux|macosx|win)_?[a-z0-9_]*$|^win32$|^any$"
+IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
+
+# What to write instead, for a value that does not match one of the patterns above:
+# the loader puts these in its messages rather than the bare regular expression.
+PATTERN_HINTS = {
+    NAME_PATTERN: (
+        "a name uses only letters, digits, '.', '_' and '-', starts with a letter or digit "
+        "and is at most 63 characters, for example 'worker-a'"
+    ),
+    PYTHON_PATTERN: 'write the Python version as MAJOR.MINOR in quotes, for example "3.12"',
+    PLATFORM_PATTERN: (
+        "write a wheel platform tag, for example manylinux_2_28_x86_64, manylinux_2_17_aarch64, "
+        "musllinux_1_2_x86_64, macosx_11_0_arm64, win_amd64, or 'any'"
+    ),
+    IMAGE_PATTERN: (
+        "an image name uses letters, digits and . _ : / -, starting with a letter or digit, "
+        "for example 'ol-min'"
+    ),
+}
+
 Name = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"),
+    StringConstraints(pattern=NAME_PATTERN),
     Field(description="Letters, digits, '.', '_' and '-', starting with a letter or digit."),
 ]
+
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
 
 _PROJECT_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$", re.I)
 
@@ -56,29 +88,96 @@ def _path(value: str) -> str:
     return value
 
 
+def _is_host(text: str) -> bool:
+    """An IP address (v6 without brackets) or a DNS host name."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return bool(_HOSTNAME.fullmatch(text)) and len(text) <= 253
+    return True
+
+
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{value!r} is not an http(s) URL; write it like 'http://10.0.0.5:8080'")
     if parts.query or parts.fragment:
-        raise ValueError(f"{value!r} must not carry a query or fragment")
+        raise ValueError(
+            f"{value!r} must not carry a query or fragment; remove everything from '?' or '#'"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            f"{value!r} carries a user name or password; a spec is kept in version control, "
+            "so give the URL without them"
+        )
     try:
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise ValueError(f"{value!r} has an invalid port") from None
+        raise ValueError(
+            f"{value!r} has an invalid port; write the port as a number from 1 to 65535"
+        ) from None
+    if not _is_host(parts.hostname):
+        raise ValueError(
+            f"{value!r}: {parts.hostname!r} is not an IP address or host name; "
+            "write it like 'http://10.0.0.5:8080'"
+        )
     return value
 
 
 def _listen(value: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit():
         raise ValueError(f"{value!r} is not HOST:PORT; write it like '0.0.0.0:8080' or '[::]:8080'")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", host):
-            raise ValueError(f"{value!r}: {host!r} is not an IP address or host name") from None
+    if not 0 < int(port) < 65536:
+        raise ValueError(
+            f"{value!r}: port {int(port)} is out of range; use a port from 1 to 65535, "
+            "like '0.0.0.0:8080'"
+        )
+    bracketed = host.startswith("[") and host.endswith("]")
+    bare = host[1:-1] if bracketed else host
+    if not _is_host(bare):
+        raise ValueError(
+            f"{value!r}: {bare!r} is not an IP address or host name; "
+            "write it like '0.0.0.0:8080' or '[::]:8080'"
+        )
+    if ":" in bare and not bracketed:
+        raise ValueError(f"{value!r}: put an IPv6 address in brackets, like '[{bare}]:{port}'")
+    return value
+
+
+def _address(value: str) -> str:
+    if not _is_host(value):
+        raise ValueError(
+            f"{value!r} is not an IP address or host name; write it like '10.0.0.5' or "
+            "'worker-a.example.org' (a port goes in 'port', a user in 'user')"
+        )
+    return value
+
+
+def _user(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9._-]{0,31}", value):
+        raise ValueError(
+            f"{value!r} is not a login name; use letters, digits, '.', '_' and '-', "
+            "starting with a letter or '_', for example 'ol'"
+        )
+    return value
+
+
+def _ssh_alias(value: str) -> str:
+    if not value or value.startswith("-") or re.search(r"[\s\x00-\x1f\x7f]", value):
+        raise ValueError(
+            f"{value!r} is not a Host entry name of ~/.ssh/config; write the name as it "
+            "follows 'Host', without spaces and not starting with '-'"
+        )
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(
+            f"{value!r} is not an environment variable name; give the name of the variable "
+            "that holds the password, like 'OLMIRROR_SUDO_PASSWORD', never the password"
+        )
     return value
 
 
@@ -87,6 +186,10 @@ ProjectName = Annotated[str, AfterValidator(_project_name)]
 PathStr = Annotated[str, AfterValidator(_path)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Listen = Annotated[str, AfterValidator(_listen)]
+Address = Annotated[str, AfterValidator(_address)]
+User = Annotated[str, AfterValidator(_user)]
+SshAlias = Annotated[str, AfterValidator(_ssh_alias)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
 class _Model(BaseModel):
@@ -96,11 +199,11 @@ class _Model(BaseModel):
 class Host(_Model):
     """How to reach one machine. `local` needs no entry; every other host is reached over SSH."""
 
-    address: str | None = Field(None, description="Host name or IP address to connect to.")
+    address: Address | None = Field(None, description="Host name or IP address to connect to.")
     port: int = Field(22, ge=1, le=65535)
-    user: str | None = None
+    user: User | None = None
     identity_file: PathStr | None = Field(None, description="Private key file (on this machine).")
-    ssh_alias: str | None = Field(
+    ssh_alias: SshAlias | None = Field(
         None, description="A Host entry of ~/.ssh/config to take HostName, User, Port... from."
     )
     known_hosts: PathStr | None = Field(
@@ -110,7 +213,7 @@ class Host(_Model):
         "strict", description="'accept-new' records the key of a host seen for the first time."
     )
     become: bool = Field(False, description="Run privileged steps through sudo.")
-    become_password_env: str | None = Field(
+    become_password_env: EnvName | None = Field(
         None, description="Environment variable holding the sudo password (never the password)."
     )
     ol: PathStr = Field("ol", description="The OpenLambda `ol` program on this host.")
@@ -123,15 +226,12 @@ class Host(_Model):
 class Target(_Model):
     """A Python environment that installs from the mirror."""
 
-    python: Annotated[str, StringConstraints(pattern=r"^3\.[0-9]{1,2}$")] = Field(
+    python: Annotated[str, StringConstraints(pattern=PYTHON_PATTERN)] = Field(
         description="Python version as MAJOR.MINOR, e.g. '3.12'."
     )
-    platform: Annotated[
-        str,
-        StringConstraints(
-            pattern=r"^(manylinux|musllinux|linux|macosx|win)_?[a-z0-9_]*$|^win32$|^any$"
-        ),
-    ] = Field(description="Wheel platform tag, e.g. manylinux_2_28_x86_64.")
+    platform: Annotated[str, StringConstraints(pattern=PLATFORM_PATTERN)] = Field(
+        description="Wheel platform tag, e.g. manylinux_2_28_x86_64."
+    )
 
 
 class Serve(_Model):
@@ -165,7 +265,7 @@ class Worker(_Model):
     name: Name
     host: Name = LOCAL
     path: PathStr = Field(description="The worker directory, as in `ol worker init -p PATH`.")
-    image: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")] = "ol-min"
+    image: Annotated[str, StringConstraints(pattern=IMAGE_PATTERN)] = "ol-min"
     requirements: list[RequirementStr] = []
     state: Literal["running", "stopped"] = "running"
 
@@ -180,3 +280,14 @@ class Spec(_Model):
     mirror: Mirror
     allowlist: Allowlist = Allowlist()
     workers: list[Worker] = []
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_is_an_int(cls, value: object) -> object:
+        # Literal[1] alone would take `true` and `1.0`, which equal 1 in Python.
+        if type(value) is not int:
+            raise ValueError(
+                f"version must be the number 1, got {type(value).__name__} {value!r}; "
+                "write 'version: 1'"
+            )
+        return value
