@@ -674,6 +674,21 @@ CASES = [
         ("the YAML tag '!env' is not allowed",),
     ),
     Case(
+        "merge-of-a-scalar",
+        HEAD + "workers:\n  - {<<: 5, name: a, path: @ROOT@/w}\n",
+        (4, 10),
+        "workers[0]",
+        ("a '<<' merge takes a mapping or a list of mappings", "'<<: *defaults'"),
+    ),
+    Case(
+        "duplicate-key-beside-a-merge",
+        HEAD + "workers:\n  - &a {name: a, path: @ROOT@/w1}\n"
+        "  - {<<: *a, name: b, name: c, path: @ROOT@/w2}\n",
+        (5, 23),
+        "workers[1].name",
+        ("duplicate key 'name' (first at line 5)",),
+    ),
+    Case(
         "non-scalar-key",
         HEAD + "? [a, b]\n: c\n",
         (3, 3),

@@ -31,6 +31,7 @@ MAX_REPORTED = 10
 MAX_SHOWN_DEPTH = 6
 
 _CORE = "tag:yaml.org,2002:"
+_MERGE = _CORE + "merge"
 # The tags a plain spec produces; any other (`!!python/object`, `!!binary`, `!custom`)
 # is refused rather than constructed or silently ignored.
 ALLOWED_TAGS = frozenset(
@@ -129,6 +130,7 @@ class _Builder:
         self.constructor = yaml.SafeLoader("")
         self.nodes = 0
         self.path: set[int] = set()  # the nodes being built, to catch an alias inside itself
+        self.explicit: dict[int, set[int]] = {}
 
     def build(self, node: yaml.Node, loc: Loc = ()) -> Any:
         self.nodes += 1
@@ -175,10 +177,22 @@ class _Builder:
             )
 
     def _mapping(self, node: yaml.MappingNode, loc: Loc) -> dict[Any, Any]:
-        self.constructor.flatten_mapping(node)
+        where = _loc_text(loc) or "top level"
+        if id(node) not in self.explicit:
+            # Keys written in this mapping, as opposed to those a '<<' merge brings in:
+            # only these must be unique; a written key overrides a merged one.
+            self.explicit[id(node)] = {id(k) for k, _ in node.value if k.tag != _MERGE}
+            try:
+                self.constructor.flatten_mapping(node)
+            except yaml.MarkedYAMLError as exc:
+                raise SpecError(
+                    f"{_at(self.name, exc.problem_mark)}: {where}: a '<<' merge takes a mapping "
+                    "or a list of mappings; write it like '<<: *defaults' where '&defaults' "
+                    "marks a mapping"
+                ) from None
+        explicit = self.explicit[id(node)]
         out: dict[Any, Any] = {}
         first: dict[Any, yaml.Mark] = {}
-        where = _loc_text(loc) or "top level"
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
@@ -194,13 +208,14 @@ class _Builder:
                     f"the key {key_node.value!r} is read by YAML as a {_yaml_type(key)}, "
                     f"but keys are names; write it in quotes, like '{key_node.value}'"
                 )
-            if key in first:
+            if key in first and id(key_node) in explicit:
                 raise SpecError(
                     f"{_at(self.name, key_node.start_mark)}: {_loc_text((*loc, key))}: duplicate "
                     f"key {key!r} (first at line {first[key].line + 1}); YAML would keep only the "
                     "last one, so remove or rename one of them"
                 )
-            first[key] = key_node.start_mark
+            if id(key_node) in explicit:
+                first[key] = key_node.start_mark
             self.positions.keys[(*loc, key)] = key_node.start_mark
             out[key] = self.build(value_node, (*loc, key))
         return out
