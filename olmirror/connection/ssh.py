@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import secrets
 import select
 import shlex
@@ -26,12 +27,13 @@ from paramiko.sftp import CMD_EXTENDED
 
 from olmirror.connection import probe
 from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts, PathFact
-from olmirror.connection.local import DEFAULT_STATE_DIR
+from olmirror.connection.local import DEFAULT_STATE_DIR, TMP_SUFFIX
 from olmirror.connection.ssh_dial import Session, open_session
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import Unreachable
 from olmirror.spec import Host
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 OPERATION_TIMEOUT = 120.0
 FACTS_TIMEOUT = 600.0
 PROBE_SOURCE = Path(probe.__file__).read_text()
@@ -85,7 +87,7 @@ class SSHConnection(Connection):
     def _transport(self) -> paramiko.Transport:
         transport = self.session.client.get_transport()
         if transport is None or not transport.is_active():
-            raise Unreachable(f"host {self.name!r}: the connection is closed")
+            raise Unreachable(f"host {self.name!r}: the connection was lost")
         return transport
 
     def _lost(self) -> bool:
@@ -227,10 +229,15 @@ class SSHConnection(Connection):
     # -- the Connection interface ------------------------------------------------------------
 
     def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
     ) -> CommandResult:
         with self._guard(f"running {shlex.join(argv)}"):
-            channel, early = self._open(argv)
+            channel, early = self._open(_with_env(argv, env))
             try:
                 code, out, err = self._communicate(channel, stdin, timeout)
             finally:
@@ -339,6 +346,16 @@ class SSHConnection(Connection):
         self.session.close()
 
 
+def _with_env(argv: Sequence[str], env: dict[str, str] | None) -> list[str]:
+    """`env NAME=VALUE... argv`: sshd accepts few variables from clients, `env` takes any."""
+    if not env:
+        return list(argv)
+    bad = [name for name in env if not _ENV_NAME.fullmatch(name)]
+    if bad:
+        raise OlmirrorError(f"not valid environment variable names: {', '.join(map(repr, bad))}")
+    return ["env", *(f"{name}={value}" for name, value in env.items()), *argv]
+
+
 def _feed(channel: paramiko.Channel, data: bytes) -> None:
     with suppress(OSError, EOFError, paramiko.SSHException):
         channel.sendall(data)
@@ -380,7 +397,7 @@ def _atomic_write(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: int |
     if mode is None:
         mode = stat.S_IMODE(old.st_mode or 0) if old is not None else 0o644
     folder, base = posixpath.split(path)
-    temp = posixpath.join(folder, f".{base}.olmirror-tmp")
+    temp = posixpath.join(folder, f".{base}.ssh{TMP_SUFFIX}")
     with suppress(FileNotFoundError):
         sftp.remove(temp)
     try:

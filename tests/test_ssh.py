@@ -1,0 +1,589 @@
+"""Remote hosts over SSH, against real OpenSSH sshd daemons on 127.0.0.1 (see sshd.py)."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shlex
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paramiko
+import pytest
+import yaml
+from sshd import STANDIN_OL, SshFarm, SshHost, descendants, keygen, wait_gone
+
+from olmirror.cli import main
+from olmirror.connection import FactRequest
+from olmirror.connection.ssh import SSHConnection
+from olmirror.errors import OlmirrorError
+from olmirror.hosts import Unreachable
+from olmirror.spec import Host
+
+TARGET = {"python": "3.11", "platform": "manylinux_2_17_x86_64"}
+NASTY = "sp ace 'single' \"double\" $(touch {mark}) `touch {mark}` ; & | \\ *\nnext line"
+
+
+@pytest.fixture(scope="session")
+def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return keygen(tmp_path_factory.mktemp("client") / "id_ed25519")
+
+
+@pytest.fixture
+def farm(tmp_path: Path, client_key: Path) -> Iterator[SshFarm]:
+    hosts = SshFarm(tmp_path / "hosts", client_key)
+    yield hosts
+    hosts.stop()
+
+
+@pytest.fixture(autouse=True)
+def _own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """~/.ssh (config, known_hosts, default keys) is the test's own; no agent unless started."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    return home
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[int]]:
+    """Logins, channels and remote commands, counted per sshd port."""
+    counts: dict[str, Counter[int]] = {"connect": Counter(), "exec": Counter()}
+    connect, execute = paramiko.SSHClient.connect, paramiko.Channel.exec_command
+
+    def counted_connect(self: paramiko.SSHClient, *args: Any, **kwargs: Any) -> None:
+        counts["connect"][kwargs["port"]] += 1
+        connect(self, *args, **kwargs)
+
+    def counted_exec(self: paramiko.Channel, command: str) -> None:
+        counts["exec"][self.get_transport().getpeername()[1]] += 1
+        execute(self, command)
+
+    monkeypatch.setattr(paramiko.SSHClient, "connect", counted_connect)
+    monkeypatch.setattr(paramiko.Channel, "exec_command", counted_exec)
+    return counts
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """`olmirror ARGS` in this process: exit code and everything it printed."""
+    capsys.readouterr()
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def write_spec(
+    folder: Path, hosts: dict[str, dict[str, Any]], workers: list[dict[str, Any]], name: str = ""
+) -> Path:
+    spec = {
+        "version": 1,
+        "hosts": hosts,
+        "mirror": {"directory": str(folder / "mirror"), "targets": [TARGET]},
+        "workers": workers,
+    }
+    path = folder / (name or "olmirror.yaml")
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def worker(host: SshHost, name: str, *requirements: str, path: str = "") -> dict[str, Any]:
+    return {
+        "name": name,
+        "host": host.name,
+        "path": path or str(host.root / "opt" / "ol" / name),
+        "requirements": list(requirements) or ["six==1.16.0"],
+    }
+
+
+def connect(host: SshHost, known_hosts: Path, **extra: Any) -> SSHConnection:
+    return SSHConnection.connect(host.name, Host.model_validate(host.spec(known_hosts, **extra)))
+
+
+def recap(out: str) -> dict[str, str]:
+    """Host -> outcome, from the recap that `apply` prints last."""
+    lines = out[out.index("Recap") :].splitlines()[1:]
+    return {
+        line.split()[0]: line.split()[1]
+        for line in lines
+        if line.startswith("  ") and not line.startswith("   ") and "changed=" in line
+    }
+
+
+def temp_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith(".olmirror-tmp")]
+
+
+def test_plan_and_apply_across_five_hosts_then_a_noop_plan_of_one_command_per_host(
+    farm: SshFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str], calls: dict[str, Counter]
+) -> None:
+    nodes = farm.many(5)
+    known = farm.known_hosts(*nodes)
+    spec = write_spec(
+        tmp_path,
+        {n.name: n.spec(known) for n in nodes},
+        [worker(n, f"w-{n.name}", f"idna=={i}.0") for i, n in enumerate(nodes, 1)],
+    )
+    limit = ",".join(n.name for n in nodes)
+
+    code, out = run_cli(capsys, "plan", "-f", str(spec), "--limit", limit, "--detailed-exitcode")
+    assert code == 2, out
+    assert "Plan: 20 to change on 5 hosts" in out
+
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--limit", limit, "--yes")
+    assert code == 0, out
+    for i, node in enumerate(nodes, 1):
+        path = node.root / "opt" / "ol" / f"w-{node.name}"
+        config = json.loads((path / "config.json").read_text())
+        assert config["pip_mirror"] == str(tmp_path / "mirror" / "web")
+        assert config["registry"] == f"file://{path}/registry"
+        assert (path / "registry" / "requirements.in").read_text().endswith(f"idna=={i}.0\n")
+    assert recap(out) == {n.name: "changed" for n in nodes}
+    assert not any(temp_files(n.root) for n in nodes)
+
+    for counter in calls.values():
+        counter.clear()
+    code, out = run_cli(capsys, "plan", "-f", str(spec), "--limit", limit, "--detailed-exitcode")
+    assert code == 0, out
+    assert "Plan: 0 to change on 5 hosts" in out
+    assert calls["connect"] == Counter({n.port: 1 for n in nodes})
+    assert calls["exec"] == Counter({n.port: 1 for n in nodes})
+
+
+def test_a_host_that_is_down_is_reported_unreachable_and_the_others_go_on(
+    farm: SshFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nodes = farm.many(3)
+    known = farm.known_hosts(*nodes)
+    spec = write_spec(
+        tmp_path, {n.name: n.spec(known) for n in nodes}, [worker(n, f"w{n.name}") for n in nodes]
+    )
+    nodes[1].stop()
+
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes", "--no-color")
+    assert code == 1, out
+    assert recap(out) == {"node1": "changed", "node2": "unreachable", "node3": "changed"}
+    assert f"connection refused by 127.0.0.1:{nodes[1].port}" in out[out.index("Recap") :]
+    assert (nodes[0].root / "opt" / "ol" / "wnode1" / "config.json").exists()
+    assert (nodes[2].root / "opt" / "ol" / "wnode3" / "config.json").exists()
+
+
+def test_a_changed_host_key_is_refused_even_with_accept_new(
+    farm: SshFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = farm.host("moved")
+    known = farm.known_hosts(node)
+    recorded, old = known.read_text(), node.fingerprint
+    node.rekey()
+    for policy in ("strict", "accept-new"):
+        spec = write_spec(
+            tmp_path, {node.name: node.spec(known, host_key_policy=policy)}, [worker(node, "w")]
+        )
+        code, out = run_cli(capsys, "plan", "-f", str(spec))
+        assert code == 1, out
+        assert "unreachable" in out
+        assert "has CHANGED" in out
+        assert old in out and node.fingerprint in out
+        assert f"ssh-keygen -R '[127.0.0.1]:{node.port}'" in out
+    assert known.read_text() == recorded
+    assert not (node.root / "opt").exists()
+
+
+def test_an_unknown_host_is_refused_with_its_fingerprint_then_accepted_with_accept_new(
+    farm: SshFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = farm.host("fresh")
+    known = tmp_path / "home" / ".ssh" / "known_hosts"
+    spec = write_spec(tmp_path, {node.name: node.spec(known)}, [worker(node, "w")])
+
+    code, out = run_cli(capsys, "plan", "-f", str(spec))
+    assert code == 1, out
+    assert "is not known" in out and node.fingerprint in out
+    assert "host_key_policy: accept-new" in out
+    assert f"ssh-keyscan -t ed25519 -p {node.port} 127.0.0.1 >> {known}" in out
+    assert not known.exists()
+
+    accepting = write_spec(
+        tmp_path,
+        {node.name: node.spec(known, host_key_policy="accept-new")},
+        [worker(node, "w")],
+        name="accepting.yaml",
+    )
+    code, out = run_cli(capsys, "plan", "-f", str(accepting))
+    assert code == 0, out
+    assert known.read_text() == node.known_hosts_line()
+
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes")
+    assert code == 0, out
+
+
+def test_the_keyscan_line_from_the_refusal_makes_the_host_known(
+    farm: SshFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = farm.host("scanned")
+    known = tmp_path / "known_hosts"
+    spec = write_spec(tmp_path, {node.name: node.spec(known)}, [worker(node, "w")])
+    code, out = run_cli(capsys, "plan", "-f", str(spec))
+    assert code == 1
+    suggested = out[out.index("`ssh-keyscan") + 1 :]
+    suggested = suggested[: suggested.index("`")]
+    subprocess.run(suggested, shell=True, check=True, capture_output=True)
+    code, out = run_cli(capsys, "plan", "-f", str(spec))
+    assert code == 0, out
+
+
+def test_wrong_credentials_are_reported_as_refused(
+    farm: SshFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node, other = farm.host("locked"), farm.host("fine")
+    known = farm.known_hosts(node, other)
+    stranger = keygen(tmp_path / "not-authorized")
+    spec = write_spec(
+        tmp_path,
+        {
+            node.name: node.spec(known, identity_file=str(stranger)),
+            other.name: other.spec(known),
+        },
+        [worker(node, "w1"), worker(other, "w2")],
+    )
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes", "--no-color")
+    assert code == 1, out
+    assert f"authentication as {getpass.getuser()!r} failed" in out
+    assert f"identity file {stranger}" in out
+    assert "unreachable" in out
+    assert (other.root / "opt" / "ol" / "w2" / "config.json").exists()
+
+    missing = write_spec(
+        tmp_path,
+        {node.name: node.spec(known, identity_file=str(tmp_path / "no-such-key"))},
+        [worker(node, "w1")],
+        name="missing.yaml",
+    )
+    code, out = run_cli(capsys, "plan", "-f", str(missing))
+    assert code == 1
+    assert "no-such-key does not exist on this machine" in out
+
+
+def test_paths_and_contents_with_spaces_quotes_substitutions_and_newlines(
+    farm: SshFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = farm.host("quoted")
+    known = farm.known_hosts(node)
+    mark = tmp_path / "substituted"
+    nasty = NASTY.format(mark=mark)
+    # The stand-in `ol` pastes the path into JSON text unescaped, so the worker it creates
+    # avoids '"', '\\' and newlines; the second worker's config.json exists already (as
+    # after an earlier `ol worker init`), so olmirror alone handles its whole nasty path.
+    plain = str(node.root / nasty.replace('"', "").replace("\\", "").replace("\n", " ") / "w")
+    full = str(node.root / nasty / "pre")
+    Path(full).mkdir(parents=True)
+    Path(full, "config.json").write_text(json.dumps({"pip_mirror": ""}, indent=2) + "\n")
+    spec_name = "spec 'q' \"d\" $(id) `id` $HOME.yaml"
+    workers = [worker(node, "w", path=plain), worker(node, "pre", path=full)]
+    spec = write_spec(tmp_path, {node.name: node.spec(known)}, workers, name=spec_name)
+
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes")
+    assert code == 0, out
+    assert json.loads(Path(plain, "config.json").read_text())["registry"] == (
+        f"file://{plain}/registry"
+    )
+    for path in (plain, full):
+        config = json.loads(Path(path, "config.json").read_text())
+        assert config["pip_mirror"] == str(tmp_path / "mirror" / "web")
+        assert spec_name in Path(path, "registry", "requirements.in").read_text()
+    code, out = run_cli(capsys, "plan", "-f", str(spec), "--detailed-exitcode")
+    assert code == 0, out
+
+    conn = connect(node, known)
+    try:
+        folder = f"{full}/more"
+        name = "f 'q' \"d\" $(id) `id` \\ * ;\nnext"
+        conn.make_dir(f"{folder}/deeper", 0o750)
+        content = f"{nasty}\n$HOME ${{PATH}} %s %% \0 end\n".encode() + bytes(range(256))
+        conn.write_file(f"{folder}/{name}", content)
+        assert Path(folder, name).read_bytes() == content
+        assert conn.read_file(f"{folder}/{name}") == content
+        assert conn.stat(f"{folder}/deeper").kind == "dir"
+        echoed = conn.run(["printf", "%s\\0", nasty, "$HOME", "*", name])
+        assert echoed.stdout.split("\0")[:4] == [nasty, "$HOME", "*", name]
+        assert conn.run(["test", "-f", f"{folder}/{name}"]).ok
+        facts = conn.gather(FactRequest(content=frozenset({f"{folder}/{name}"})))
+        assert facts.path(f"{folder}/{name}").content == content
+    finally:
+        conn.close()
+    assert not mark.exists(), "a value reached a shell unquoted"
+    assert not Path.home().joinpath("substituted").exists()
+
+
+def test_files_keep_or_take_the_requested_mode_and_replace_atomically(
+    farm: SshFarm, tmp_path: Path
+) -> None:
+    node = farm.host("modes")
+    conn = connect(node, farm.known_hosts(node))
+    try:
+        new = node.root / "new.txt"
+        conn.write_file(str(new), b"one")
+        assert new.stat().st_mode & 0o7777 == 0o644
+        conn.write_file(str(new), b"two", 0o600)
+        assert new.stat().st_mode & 0o7777 == 0o600
+        inode = new.stat().st_ino
+        conn.write_file(str(new), b"three")
+        assert new.stat().st_mode & 0o7777 == 0o600
+        assert new.read_bytes() == b"three"
+        assert new.stat().st_ino != inode, "the file was rewritten in place, not replaced"
+        with pytest.raises(FileNotFoundError) as missing:
+            conn.read_file(str(node.root / "absent"))
+        assert missing.value.filename == str(node.root / "absent")
+        with pytest.raises(FileNotFoundError):
+            conn.write_file(str(node.root / "no-folder" / "file"), b"x")
+        assert conn.stat(str(node.root / "absent")).kind is None
+        assert not temp_files(node.root)
+    finally:
+        conn.close()
+
+
+def test_commands_report_exit_codes_missing_programs_environment_and_timeouts(
+    farm: SshFarm,
+) -> None:
+    node = farm.host("runner")
+    conn = connect(node, farm.known_hosts(node))
+    try:
+        assert conn.run(["sh", "-c", "echo out; echo err >&2; exit 3"]).returncode == 3
+        result = conn.run(["sh", "-c", "echo out; echo err >&2"])
+        assert (result.stdout, result.stderr) == ("out\n", "err\n")
+        assert conn.run(["no-such-program-here"]).returncode == 127
+        assert conn.run(["cat"], stdin=b"x" * 3_000_000).stdout == "x" * 3_000_000
+        env = conn.run(["sh", "-c", 'printf %s "$OLM_VALUE"'], env={"OLM_VALUE": "a b $(c)"})
+        assert env.stdout == "a b $(c)"
+        slow = conn.run(["sleep", "60"], timeout=0.5)
+        assert slow.returncode == 124 and "timed out" in slow.stderr
+        assert conn.run(["true"]).ok, "the connection is still usable after a timeout"
+    finally:
+        conn.close()
+
+
+def test_the_connection_killed_in_the_middle_of_an_apply_then_apply_converges(
+    farm: SshFarm,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node, other = farm.host("flaky"), farm.host("steady")
+    known = farm.known_hosts(node, other)
+    hosts = {h.name: h.spec(known) for h in (node, other)}
+    requirements = [f"package-{i}==1.0" for i in range(2000)]
+    spec = write_spec(tmp_path, hosts, [worker(node, "w", *requirements), worker(other, "v")])
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes")
+    assert code == 0, out
+    target = node.root / "opt" / "ol" / "w" / "registry" / "requirements.in"
+    before = target.read_text()
+
+    renewed = [r.replace("==1.0", "==2.0") for r in requirements]
+    spec = write_spec(tmp_path, hosts, [worker(node, "w", *renewed), worker(other, "v")])
+    write = paramiko.SFTPFile.write
+    killed: list[bytes] = []
+
+    def write_half_then_cut(self: paramiko.SFTPFile, data: bytes) -> None:
+        if b"package-0==2.0" not in data or killed:
+            return write(self, data)
+        write(self, data[: len(data) // 2])
+        self.flush()
+        killed.append(data)
+        node.drop_connections()
+        return write(self, data[len(data) // 2 :])
+
+    monkeypatch.setattr(paramiko.SFTPFile, "write", write_half_then_cut)
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes", "--no-color")
+    monkeypatch.undo()
+    assert killed, "the write was never interrupted; the test proved nothing"
+    assert code == 1, out
+    assert "connection was lost" in out
+    assert target.read_text() == before
+    half = [p.read_bytes() for p in temp_files(node.root)]
+    assert half and len(half[0]) < len(killed[0]), "the cut did not leave a partial temp file"
+
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes")
+    assert code == 0, out
+    assert target.read_text().splitlines()[1:] == renewed
+    assert not temp_files(node.root)
+    code, out = run_cli(capsys, "plan", "-f", str(spec), "--detailed-exitcode")
+    assert code == 0, out
+
+
+def test_the_apply_lock_fails_at_once_when_held_and_dies_with_its_connection(
+    farm: SshFarm,
+) -> None:
+    node = farm.host("locked")
+    known = farm.known_hosts(node)
+    state = str(node.root / "state")
+    holder = connect(node, known)
+    with holder.lock(state):
+        second = connect(node, known)
+        with pytest.raises(OlmirrorError, match="another olmirror apply is running here"):
+            second.lock(state).__enter__()
+        second.close()
+        node.drop_connections()
+    holder.close()
+    third = connect(node, known)
+    try:
+        with third.lock(state):
+            pass
+    finally:
+        third.close()
+
+
+def test_ssh_alias_from_ssh_config_and_proxy_jump(
+    farm: SshFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str], _own_home: Path
+) -> None:
+    jump, inner = farm.host("jump"), farm.host("inner")
+    known = farm.known_hosts(jump, inner)
+    config = _own_home / ".ssh" / "config"
+    config.parent.mkdir(mode=0o700)
+    config.write_text(
+        f"Host inner-alias\n  HostName 127.0.0.1\n  Port {inner.port}\n  User root\n"
+        f"  IdentityFile {farm.client_key}\n  UserKnownHostsFile {known}\n"
+        f"Host via-jump\n  HostName 127.0.0.1\n  Port {inner.port}\n  User root\n"
+        f"  IdentityFile {farm.client_key}\n  UserKnownHostsFile {known}\n"
+        f"  ProxyJump root@127.0.0.1:{jump.port}\n"
+        f"Host 127.0.0.1\n  IdentityFile {farm.client_key}\n"
+    )
+    # Both routes lead to one machine: each gets its own lock folder so they can run at once.
+    hosts = {
+        route: {"ssh_alias": alias, "ol": str(STANDIN_OL), "state_dir": str(inner.root / route)}
+        for route, alias in (("by-alias", "inner-alias"), ("by-jump", "via-jump"))
+    }
+    workers = [
+        {"name": "a", "host": "by-alias", "path": str(inner.root / "a")},
+        {"name": "j", "host": "by-jump", "path": str(inner.root / "j")},
+    ]
+    spec = write_spec(tmp_path, hosts, workers)
+    accepted = jump.log.read_text().count("Accepted publickey")
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes")
+    assert code == 0, out
+    assert (inner.root / "a" / "config.json").exists()
+    assert (inner.root / "j" / "config.json").exists()
+    assert jump.log.read_text().count("Accepted publickey") == accepted + 1
+
+
+def test_proxy_command_from_ssh_config(
+    farm: SshFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str], _own_home: Path
+) -> None:
+    jump, inner = farm.host("gate"), farm.host("behind")
+    known = farm.known_hosts(jump, inner)
+    hop = [
+        "ssh", "-F", "/dev/null", "-i", str(farm.client_key), "-p", str(jump.port),
+        "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
+        "-W", "%h:%p", "root@127.0.0.1",
+    ]  # fmt: skip
+    config = _own_home / ".ssh" / "config"
+    config.parent.mkdir(mode=0o700)
+    config.write_text(
+        f"Host behind\n  HostName 127.0.0.1\n  Port {inner.port}\n  User root\n"
+        f"  IdentityFile {farm.client_key}\n  ProxyCommand {shlex.join(hop)}\n"
+    )
+    spec = write_spec(
+        tmp_path,
+        {
+            "behind": {
+                "ssh_alias": "behind",
+                "known_hosts": str(known),
+                "ol": str(STANDIN_OL),
+                "state_dir": str(inner.root / "state"),
+            }
+        },
+        [{"name": "p", "host": "behind", "path": str(inner.root / "p")}],
+    )
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes")
+    assert code == 0, out
+    assert (inner.root / "p" / "config.json").exists()
+    assert "Accepted publickey" in jump.log.read_text()
+
+
+def test_keys_from_ssh_agent(
+    farm: SshFarm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = farm.host("agented")
+    known = farm.known_hosts(node)
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        while not sock.exists():
+            if agent.poll() is not None:
+                raise RuntimeError("ssh-agent exited")
+            time.sleep(0.02)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        subprocess.run(["ssh-add", "-q", str(farm.client_key)], check=True)
+        spec = node.spec(known)
+        del spec["identity_file"]
+        conn = SSHConnection.connect(node.name, Host.model_validate(spec))
+        try:
+            assert conn.run(["true"]).ok
+        finally:
+            conn.close()
+    finally:
+        agent.terminate()
+        agent.wait()
+
+
+def test_become_runs_every_step_through_sudo(
+    farm: SshFarm,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    node = farm.host("privileged")
+    known = farm.known_hosts(node)
+    spec = write_spec(tmp_path, {node.name: node.spec(known, become=True)}, [worker(node, "w")])
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes")
+    assert code == 0, out
+    assert (node.root / "opt" / "ol" / "w" / "registry" / "requirements.in").exists()
+    code, out = run_cli(capsys, "plan", "-f", str(spec), "--detailed-exitcode")
+    assert code == 0, out
+
+    needs = connect(node, known, become=True, become_password_env="OLM_TEST_SUDO_PASSWORD")
+    try:
+        monkeypatch.delenv("OLM_TEST_SUDO_PASSWORD", raising=False)
+        with pytest.raises(OlmirrorError, match="OLM_TEST_SUDO_PASSWORD, but that"):
+            needs.run(["true"])
+        monkeypatch.setenv("OLM_TEST_SUDO_PASSWORD", "not-a-real-secret")
+        piped = needs.run(["cat"], stdin=b"only this\n")
+        assert piped.stdout == "only this\n", "the password must not reach the program's stdin"
+        assert "not-a-real-secret" not in piped.stderr
+        assert needs.run(["id", "-u"]).stdout.strip() == "0"
+        needs.write_file(str(node.root / "as-root"), b"x")
+        assert (node.root / "as-root").read_bytes() == b"x"
+    finally:
+        needs.close()
+
+
+def test_connection_failures_raise_unreachable_with_the_reason(
+    farm: SshFarm, tmp_path: Path
+) -> None:
+    node = farm.host("gone")
+    known = farm.known_hosts(node)
+    node.stop()
+    with pytest.raises(Unreachable, match="connection refused"):
+        connect(node, known)
+    unknown = Host(address="no-such-host.invalid", known_hosts=str(known))
+    with pytest.raises(Unreachable, match="cannot resolve host name"):
+        SSHConnection.connect("nameless", unknown)
+
+
+def test_sessions_are_dropped_by_pid_only(farm: SshFarm) -> None:
+    """The helper itself: killing a host's sessions leaves its sshd listening."""
+    node = farm.host("helper")
+    known = farm.known_hosts(node)
+    conn = connect(node, known)
+    assert descendants(node.proc.pid) if node.proc else False
+    node.drop_connections()
+    wait_gone(descendants(node.proc.pid) if node.proc else [], "sessions")
+    with pytest.raises(Unreachable, match="connection was lost"):
+        conn.run(["true"])
+    conn.close()
+    again = connect(node, known)
+    assert again.run(["true"]).ok
+    again.close()
