@@ -308,7 +308,8 @@ class SSHConnection(Connection):
         if code != 0:
             raise OlmirrorError(f"host {self.name!r}: reading facts failed (exit {code}): {said}")
         try:
-            return Facts.from_probe(json.loads(out))
+            # The probe prints one line of JSON last; a chatty login shell may print before it.
+            return Facts.from_probe(json.loads(out.strip().rsplit(b"\n", 1)[-1]))
         except (ValueError, KeyError, TypeError) as exc:
             raise OlmirrorError(
                 f"host {self.name!r}: the fact probe printed something unexpected ({exc}): {said}"
