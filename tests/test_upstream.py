@@ -26,6 +26,7 @@ from packaging.utils import canonicalize_name
 from upstream import (  # noqa: F401 - importing the fixtures registers them here
     MANYLINUX_X86_64,
     PROJECTS,
+    SIMPLE_HTML,
     SIMPLE_JSON,
     Upstream,
     clean_upstream,
@@ -209,6 +210,16 @@ def test_simple_api_html_json_and_normalisation(clean_upstream: Upstream) -> Non
     assert files[wheel.filename]["requires-python"] == ">=3.9"
     assert files[wheel.filename]["hashes"] == {"sha256": wheel.sha256}
     assert files["alpha-1.0.tar.gz"]["yanked"] is False
+    # PEP 658/714: a wheel's METADATA beside it, announced with its hash
+    assert files[wheel.filename]["core-metadata"] == {"sha256": wheel.metadata_sha256}
+    assert "core-metadata" not in files["alpha-1.0.tar.gz"]
+    assert f'data-core-metadata="sha256={wheel.metadata_sha256}"' in page
+    status, _, metadata = get(up, wheel.url_path + ".metadata")
+    assert hashlib.sha256(metadata).hexdigest() == wheel.metadata_sha256
+    with zipfile.ZipFile(wheel.path) as zf:
+        assert metadata == zf.read("alpha-2.1.dist-info/METADATA")
+    assert up.counts.metadata_files() == [wheel.filename + ".metadata"]
+    assert up.counts.files() == []
 
     assert get(up, "/simple/Zeta_Utils/")[:2][0] == 301
     assert get(up, "/simple/Zeta_Utils/")[1]["Location"] == "/simple/zeta-utils/"
@@ -294,19 +305,27 @@ def test_pip_downloads_and_checks_the_hash(clean_upstream: Upstream, tmp_path: P
     assert "DO NOT MATCH THE HASHES" in done.stderr and wheel.sha256 in done.stderr
 
 
-@pytest.mark.parametrize("html", [False, True], ids=["pep691-json", "pep503-html"])
-def test_pip_resolves_chain_markers_extras_and_yanked(clean_upstream: Upstream, html: bool) -> None:
+def test_pip_resolves_chain_markers_extras_and_yanked(clean_upstream: Upstream) -> None:
     up = clean_upstream
-    up.html_only(html)
     cat = up.catalogue
-    assert pip_plan(up, "alpha") == cat.closure(["alpha"], python=PY)
+    assert pip_plan(up, "alpha", "omega") == {**cat.closure(["alpha"], python=PY), "omega": "1.2"}
     assert pip_plan(up, "alpha[fast]") == cat.closure(["alpha[fast]"], python=PY)
     assert pip_plan(up, "alpha==2.1")["alpha"] == "2.1"  # a yanked release only when pinned
-    assert pip_plan(up, "omega") == {"omega": "1.2"}  # no pre-release unless asked
-    accepts = {h.accept for h in up.counts.hits("/simple/")}
-    assert all(a.startswith(SIMPLE_JSON) for a in accepts)  # pip asks for JSON first
-    fetched = up.counts.files()  # no PEP 658 metadata here: pip reads it from the wheels
-    assert fetched and not [f for f in fetched if f.endswith(".tar.gz")]  # never an sdist
+    assert {h.content_type for h in up.counts.hits("/simple/")} == {SIMPLE_JSON}
+    # pip resolves from the PEP 658 metadata files, then (pip 23.2) downloads the wheels
+    # for the report anyway; never an sdist, and never a wheel of a release it did not pick
+    assert sorted(up.counts.metadata_files()) == sorted(f + ".metadata" for f in up.counts.files())
+    assert not [f for f in up.counts.files() if f.endswith(".tar.gz")]
+
+
+def test_pip_reads_the_pep503_html_pages(clean_upstream: Upstream) -> None:
+    """Yanked, requires-python and hashes must also work from HTML (as an older index serves)."""
+    up = clean_upstream
+    up.html_only()
+    expected = {**up.catalogue.closure(["alpha[fast]"], python=PY), "omega": "1.2"}
+    assert pip_plan(up, "alpha[fast]", "omega") == expected
+    served = {h.content_type for h in up.counts.hits("/simple/")}
+    assert served == {SIMPLE_HTML}  # pip accepts v1+html at q=0.1, ahead of text/html
 
 
 # ---------------------------------------------------------------------------------------
@@ -352,6 +371,8 @@ def test_uv_compile_evaluates_markers_for_the_target(
     assert pins == up.catalogue.closure(["alpha[fast]"], python=python, sys_platform=sys_platform)
     assert ("compat310" in pins) == (python == "3.10")
     assert ("winonly" in pins) == (sys_platform == "win32")
+    assert up.counts.files() == []  # uv resolves from the PEP 658 metadata alone
+    assert len(up.counts.metadata_files()) == len(pins)
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ Mirror tests must never reach the public index, yet bandersnatch, pip and uv mus
 the same protocol they meet there: the JSON API with `X-PyPI-Last-Serial`, the simple
 API in PEP 503 HTML and PEP 691 JSON, and files under `/packages/` with their digests.
 This module builds a small catalogue of real wheels and sdists (deterministic bytes, so
-hashes are stable), serves them from a background thread, counts what was fetched, and
-can fail on demand (down, HTTP 500 after N files, no serial header and no JSON API).
+hashes are stable), serves them from a background thread with PEP 658 metadata files as
+PyPI does, counts what was fetched, and can fail on demand (down, HTTP 500 after N files,
+no serial header and no JSON API, HTML-only simple pages, a tampered file).
 
 Use it from a conftest with `from upstream import upstream_index` (session-scoped); call
 `upstream_index.reset()` in tests that switch failure modes, or use `clean_upstream`.
@@ -195,6 +196,7 @@ class BuiltFile:
     requires_python: str | None
     yanked: bool
     yanked_reason: str
+    metadata_sha256: str | None  # PEP 658 core metadata served beside a wheel; None: sdist
 
     @property
     def url_path(self) -> str:
@@ -396,6 +398,11 @@ def build_catalogue(folder: Path, projects: tuple[Project, ...] = PROJECTS) -> C
                 serial += 1
                 path = folder / filename
                 path.write_bytes(data)
+                metadata_sha256 = None
+                if tag:  # PEP 658: the wheel's METADATA, byte for byte, at <url>.metadata
+                    metadata = _metadata(project, release).encode()
+                    path.with_name(filename + ".metadata").write_bytes(metadata)
+                    metadata_sha256 = hashlib.sha256(metadata).hexdigest()
                 per_version.setdefault(release.version, []).append(
                     BuiltFile(
                         project=project.normalized,
@@ -414,6 +421,7 @@ def build_catalogue(folder: Path, projects: tuple[Project, ...] = PROJECTS) -> C
                         requires_python=release.requires_python,
                         yanked=release.yanked,
                         yanked_reason=release.yanked_reason,
+                        metadata_sha256=metadata_sha256,
                     )
                 )
     return Catalogue({p.normalized: p for p in projects}, files)
@@ -438,7 +446,8 @@ class Hit:
     path: str
     status: int
     bytes: int
-    accept: str
+    accept: str  # what the client asked for
+    content_type: str  # what it got
 
 
 @dataclass
@@ -478,7 +487,17 @@ class Counts:
         return sum(h.bytes for h in self.hits(prefix))
 
     def files(self) -> list[str]:
-        """File names successfully downloaded (GET 200 under /packages/), in order."""
+        """Distribution files successfully downloaded (GET 200 under /packages/), in order.
+
+        PEP 658 `.metadata` fetches are left out: resolvers read those, mirrors do not.
+        """
+        return [name for name in self._downloads() if not name.endswith(".metadata")]
+
+    def metadata_files(self) -> list[str]:
+        """PEP 658 metadata files downloaded (`<wheel>.metadata`), in order."""
+        return [name for name in self._downloads() if name.endswith(".metadata")]
+
+    def _downloads(self) -> list[str]:
         return [
             h.path.rsplit("/", 1)[1]
             for h in self.hits("/packages/")
@@ -558,9 +577,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not head:
             self.wfile.write(body)
             sent = len(body)
-        owner.counts.add(
-            Hit(self.command, path, status, sent, self.headers.get("Accept", "") or "")
-        )
+        accept = self.headers.get("Accept", "") or ""
+        kind = headers.get("Content-Type", "")
+        owner.counts.add(Hit(self.command, path, status, sent, accept, kind))
 
 
 class _Server(ThreadingHTTPServer):
@@ -629,6 +648,7 @@ class Upstream:
         self.serial_header = True  # send X-PyPI-Last-Serial (a proxy may strip it)
         self.json_api = True  # answer /pypi/NAME/json (Artifactory, Nexus, devpi do not)
         self.simple_json = True  # offer PEP 691 JSON; False: PEP 503 HTML only, as old indexes
+        self.core_metadata = True  # PEP 658/714 metadata files, as PyPI serves for wheels
 
     # lifecycle ----------------------------------------------------------------------
 
@@ -697,6 +717,7 @@ class Upstream:
         self.fail_after(None)
         self.simple_only(False)
         self.html_only(False)
+        self.core_metadata = True
         with self._lock:
             self._tampered.clear()
         self.up()
@@ -789,6 +810,15 @@ class Upstream:
     def _file(self, path: str) -> tuple[int, dict[str, str], bytes]:
         built = self._by_url_path.get(path)
         if built is None:
+            wheel = self._by_url_path.get(path.removesuffix(".metadata"))
+            if (
+                path.endswith(".metadata")
+                and wheel
+                and wheel.metadata_sha256
+                and self.core_metadata
+            ):
+                data = wheel.path.with_name(wheel.filename + ".metadata").read_bytes()
+                return 200, {"Content-Type": "application/octet-stream"}, data
             return _not_found()
         with self._lock:
             if self._fail_after is not None and self._served_files >= self._fail_after:
@@ -851,6 +881,7 @@ class Upstream:
                 "yanked": (f.yanked_reason or True) if f.yanked else False,
                 "size": f.size,
                 "upload-time": f.upload_time_iso,
+                **self._metadata_keys(f),
             }
             for f in self._project_files(name)
         ]
@@ -865,6 +896,13 @@ class Upstream:
         }
         return json.dumps(doc).encode()
 
+    def _metadata_keys(self, f: BuiltFile) -> dict[str, object]:
+        """PEP 714 `core-metadata` and its older PEP 658 spelling, as PyPI sends both."""
+        if not (self.core_metadata and f.metadata_sha256):
+            return {}
+        digest = {"sha256": f.metadata_sha256}
+        return {"core-metadata": digest, "dist-info-metadata": digest}
+
     def _project_html(self, name: str) -> bytes:
         links = []
         for f in self._project_files(name):
@@ -873,6 +911,9 @@ class Upstream:
                 attrs += f' data-requires-python="{html.escape(f.requires_python)}"'
             if f.yanked:
                 attrs += f' data-yanked="{html.escape(f.yanked_reason)}"'
+            if self.core_metadata and f.metadata_sha256:
+                attrs += f' data-core-metadata="sha256={f.metadata_sha256}"'
+                attrs += f' data-dist-info-metadata="sha256={f.metadata_sha256}"'
             href = html.escape(f"{self.url}{f.url_path}#sha256={f.sha256}")
             links.append(f'    <a href="{href}"{attrs}>{html.escape(f.filename)}</a><br/>\n')
         return (
