@@ -321,8 +321,12 @@ class SSHConnection(Connection):
         argv = ["python3", "-c", LOCKER_SOURCE, state_dir or DEFAULT_STATE_DIR, holder]
         with self._guard("taking the apply lock"):
             channel, _ = self._open(argv)
-            channel.settimeout(OPERATION_TIMEOUT)
-            answer = _read_lines(channel, 3)
+            try:
+                channel.settimeout(OPERATION_TIMEOUT)
+                answer = _read_lines(channel, 3)
+            except BaseException:
+                channel.close()
+                raise
         try:
             if answer[:1] == ["busy"]:
                 path, who = [*answer, "?", "unknown"][1:3]

@@ -132,7 +132,11 @@ def _jump_hosts(target: Target, config: paramiko.SSHConfig) -> list[Target]:
         if not spec:
             continue
         user, _, rest = spec.rpartition("@")
-        hop_host, _, port = rest.partition(":")
+        if rest.startswith("["):  # [IPv6]:port
+            hop_host, _, port = rest[1:].partition("]")
+            port = port.removeprefix(":")
+        else:
+            hop_host, _, port = rest.partition(":")
         options = config.lookup(hop_host)
         configured = [os.path.expanduser(p) for p in options.get("identityfile", [])]
         hops.append(
