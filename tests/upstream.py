@@ -625,7 +625,11 @@ class _Server(ThreadingHTTPServer):
 
 
 class Upstream:
-    """The running index; switch failure modes with down/up, fail_after and simple_only."""
+    """The running index: `url`, `simple_url`, `ca_file`, `catalogue`, `counts`, `env()`.
+
+    Failure modes, all undone by `reset()`: `down()`/`up()`, `fail_after(n)`,
+    `simple_only()`, `html_only()`, `tamper(filename)`, and the attributes below.
+    """
 
     def __init__(self, folder: Path, projects: tuple[Project, ...] = PROJECTS) -> None:
         self.folder = folder
