@@ -12,6 +12,7 @@ from olmirror.resources import Change
 from olmirror.verify import Gap
 
 _COLOURS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
+MAX_DIFF_LINES = 60
 _MARKS = {"create": ("+", "green"), "update": ("~", "yellow"), "run": (">", "cyan")}
 
 
@@ -48,8 +49,13 @@ def _diff_line(paint: Painter, line: str) -> str:
 def _change(paint: Painter, change: Change) -> None:
     mark, style = _MARKS[change.action]
     paint.line(f"  {paint(mark, style)} {change.summary}")
-    for line in change.diff:
+    for line in change.diff[:MAX_DIFF_LINES]:
         paint.line(f"      {_diff_line(paint, line)}")
+    if len(change.diff) > MAX_DIFF_LINES:
+        hidden = len(change.diff) - MAX_DIFF_LINES
+        paint.line(
+            paint(f"      ... {plural(hidden, 'more line')} (the whole diff is in --json)", "dim")
+        )
 
 
 def print_plan(plan: Plan, paint: Painter) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,6 +54,7 @@ def _compile(requirements: RequirementSet, target: TargetEnv, upstream: str, ca:
         )
     argv = [
         find_uv_bin(), "pip", "compile", "-",
+        "--python", sys.executable,  # any interpreter: markers use --python-version
         "--python-version", target.python,
         "--python-platform", platform,
         "--index-url", f"{upstream}/simple/",
@@ -63,7 +65,8 @@ def _compile(requirements: RequirementSet, target: TargetEnv, upstream: str, ca:
         input="\n".join(requirements.requirements) + "\n",
         capture_output=True,
         text=True,
-        env=tls_env(ca) | {"UV_NO_PROGRESS": "1"},
+        # Never fetch a Python build: the target's version is only used for markers and tags.
+        env=tls_env(ca) | {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"},
         timeout=900,
         check=False,
     )

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from upstream import Upstream, clean_upstream, upstream_index
 
 from olmirror.cli import main
+
+__all__ = ["clean_upstream", "upstream_index"]  # fixtures for every test module
 
 STANDIN_OL = Path(__file__).resolve().parent / "standin" / "ol"
 TARGET = {"python": "3.11", "platform": "manylinux_2_17_x86_64"}
@@ -35,12 +38,17 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
     return run
 
 
-def write_spec(folder: Path, workers: list[dict], **extra: object) -> Path:
-    """A spec whose every path lies inside `folder`, with the stand-in `ol`."""
+def write_spec(folder: Path, upstream: Upstream, workers: list[dict], **extra: object) -> Path:
+    """A spec whose every path lies inside `folder`, mirroring the test upstream."""
     spec = {
         "version": 1,
         "hosts": {"local": {"ol": str(STANDIN_OL), "state_dir": str(folder / "state")}},
-        "mirror": {"directory": str(folder / "mirror"), "targets": [TARGET]},
+        "mirror": {
+            "directory": str(folder / "mirror"),
+            "upstream": upstream.url,
+            "ca_file": str(upstream.ca_file),
+            "targets": [TARGET],
+        },
         "workers": workers,
         **extra,
     }
@@ -50,12 +58,13 @@ def write_spec(folder: Path, workers: list[dict], **extra: object) -> Path:
 
 
 @pytest.fixture
-def local_spec(tmp_path: Path) -> Path:
-    """Two local workers, one of them already initialised with a hand-edited config."""
+def local_spec(tmp_path: Path, clean_upstream: Upstream) -> Path:
+    """Two local workers with one requirement each, and the mirror they install from."""
     return write_spec(
         tmp_path,
+        clean_upstream,
         [
-            {"name": "alpha", "path": str(tmp_path / "alpha"), "requirements": ["six==1.16.0"]},
-            {"name": "beta", "path": str(tmp_path / "beta"), "requirements": ["idna==3.7"]},
+            {"name": "alpha", "path": str(tmp_path / "alpha"), "requirements": ["omega==1.1"]},
+            {"name": "beta", "path": str(tmp_path / "beta"), "requirements": ["theta==1.0"]},
         ],
     )

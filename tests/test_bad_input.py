@@ -372,6 +372,27 @@ CASES = [
         ("YAML syntax error", "found undefined alias 'workers'", "define the anchor"),
     ),
     Case(
+        "yaml-unknown-escape-in-double-quotes",
+        HEAD + 'workers:\n  - {name: a, path: "\\q@ROOT@"}\n',
+        (4, 23),
+        None,
+        ("found unknown escape character 'q'", "starts at line 4, column 21", "single quotes"),
+    ),
+    Case(
+        "yaml-key-without-colon",
+        HEAD + "workers:\n  - name: a\n    path\n    image: ol-min\n",
+        (6, 5),
+        None,
+        ("could not find expected ':'", "line 5, column 5", "a key is missing its ':'"),
+    ),
+    Case(
+        "yaml-list-item-key-outdented",
+        HEAD + "workers:\n  - name: a\n  path: @ROOT@/w\n",
+        (5, 3),
+        None,
+        ("block collection that starts at line 4, column 3", "indented differently"),
+    ),
+    Case(
         "tab-indentation",
         "version: 1\nmirror:\n\tdirectory: @ROOT@/mirror\n",
         (3, 1),

@@ -30,16 +30,16 @@ def _standin_config(worker: Path) -> dict:
 def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path) -> None:
     plan = cli("plan", "-f", str(local_spec), "--detailed-exitcode", "--no-color")
     assert plan.code == 2, plan.err
-    assert "local: 8 to change, 0 unchanged" in plan.out
+    assert "local: 14 to change, 1 unchanged" in plan.out
     assert f"run `{STANDIN_OL} worker init -p {tmp_path / 'alpha'} -i ol-min`" in plan.out
-    assert "+six==1.16.0" in plan.out
+    assert "+omega==1.1" in plan.out
     assert f'+ pip_mirror = "{tmp_path / "mirror" / "web"}"' in plan.out
     assert not (tmp_path / "alpha").exists(), "plan must not touch the host"
 
     applied = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert applied.code == 0, applied.err
-    assert "local  changed     changed=8 unchanged=0" in applied.out
-    for name, requirement in (("alpha", "six==1.16.0"), ("beta", "idna==3.7")):
+    assert "local  changed     changed=14 unchanged=1" in applied.out
+    for name, requirement in (("alpha", "omega==1.1"), ("beta", "theta==1.0")):
         worker = tmp_path / name
         lines = (worker / "registry" / "requirements.in").read_text().splitlines()
         assert lines[1:] == [requirement]
@@ -51,7 +51,7 @@ def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path
     before = _mtimes(tmp_path / "alpha", tmp_path / "beta")
     again = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert again.code == 0
-    assert "Plan: 0 to change on 1 host, 8 unchanged." in again.out
+    assert "Plan: 0 to change on 1 host, 15 unchanged." in again.out
     assert "Nothing to change" in again.out
     assert _mtimes(tmp_path / "alpha", tmp_path / "beta") == before
     assert cli("plan", "-f", str(local_spec), "--detailed-exitcode").code == 0
@@ -60,7 +60,7 @@ def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path
 def test_changes_show_a_unified_diff_and_key_diff(cli, local_spec: Path, tmp_path: Path) -> None:
     assert cli("apply", "-f", str(local_spec), "--yes").code == 0
     spec = yaml.safe_load(local_spec.read_text())
-    spec["workers"][0]["requirements"] = ["six==1.17.0", "idna==3.7"]
+    spec["workers"][0]["requirements"] = ["omega==1.2", "theta==1.0"]
     local_spec.write_text(yaml.safe_dump(spec))
     config = tmp_path / "alpha" / "config.json"
     config.write_text(config.read_text().replace('"pip_mirror": "', '"pip_mirror": "/elsewhere'))
@@ -68,10 +68,12 @@ def test_changes_show_a_unified_diff_and_key_diff(cli, local_spec: Path, tmp_pat
 
     plan = cli("plan", "-f", str(local_spec), "--no-color", "--detailed-exitcode")
     assert plan.code == 2
-    assert "-six==1.16.0" in plan.out and "+six==1.17.0" in plan.out and "+idna==3.7" in plan.out
+    assert "-omega==1.1" in plan.out and "+omega==1.2" in plan.out and "+theta==1.0" in plan.out
     assert f'~ pip_mirror: "/elsewhere{tmp_path}/mirror/web" -> "{tmp_path}/mirror/web"' in plan.out
     assert "mode 0600 -> 0644" in plan.out
-    assert "local: 3 to change, 5 unchanged" in plan.out
+    assert "local: 6 to change, 9 unchanged" in plan.out  # lock, config, sync and 3 worker files
+    assert "sync the mirror with bandersnatch (1 missing)" in plan.out
+    assert "omega-1.2-py3-none-any.whl" in plan.out
 
     assert cli("apply", "-f", str(local_spec), "--yes").code == 0
     assert json.loads(config.read_text())["pip_mirror"] == str(tmp_path / "mirror" / "web")
@@ -83,20 +85,22 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
     result = cli("plan", "-f", str(local_spec), "--json")
     assert result.code == 0
     plan = json.loads(result.out)
-    assert plan["summary"] == {"changes": 8, "hosts": 1, "failed_hosts": []}
+    assert plan["summary"] == {"changes": 14, "hosts": 1, "failed_hosts": []}
     (host,) = plan["hosts"]
     actions = [(c["action"], c["resource"]["kind"]) for c in host["changes"]]
-    assert (
-        actions
-        == [
-            ("run", "command"),
-            ("create", "directory"),
-            ("create", "file"),
-            ("update", "json_keys"),
-        ]
-        * 2
-    )
-    assert host["changes"][2]["diff"][-1] == "+six==1.16.0"
+    lock_and_mirror = [
+        ("create", "file"),  # the lock
+        ("create", "directory"),
+        ("create", "directory"),  # olmirror's state in the mirror
+        ("create", "file"),  # the upstream's CA
+        ("none", "python_tool"),  # bandersnatch is installed
+        ("create", "file"),  # bandersnatch.conf
+        ("run", "bandersnatch_sync"),
+    ]
+    worker = [("run", "command"), ("create", "directory"), ("create", "file"),
+              ("update", "json_keys")]  # fmt: skip
+    assert actions == lock_and_mirror + worker * 2
+    assert host["changes"][9]["diff"][-1] == "+omega==1.1"
 
 
 def test_saved_plan_is_applied_exactly(cli, local_spec: Path, tmp_path: Path) -> None:
@@ -109,7 +113,7 @@ def test_saved_plan_is_applied_exactly(cli, local_spec: Path, tmp_path: Path) ->
     applied = cli("apply", str(saved), "--no-color")
     assert applied.code == 0, applied.err
     requirements = (tmp_path / "alpha" / "registry" / "requirements.in").read_text()
-    assert "six==1.16.0" in requirements, "the saved plan, not the edited spec, is applied"
+    assert "omega==1.1" in requirements, "the saved plan, not the edited spec, is applied"
     again = cli("apply", str(saved))
     assert again.code == 1
     assert "local  failed" in again.out
@@ -120,7 +124,7 @@ def test_saved_plan_is_applied_exactly(cli, local_spec: Path, tmp_path: Path) ->
 def test_stale_saved_plan_is_refused_and_nothing_applied(cli, local_spec, tmp_path) -> None:
     assert cli("apply", "-f", str(local_spec), "--yes").code == 0
     spec = yaml.safe_load(local_spec.read_text())
-    spec["workers"][1]["requirements"] = ["idna==3.8"]
+    spec["workers"][1]["requirements"] = ["theta==1.5"]
     local_spec.write_text(yaml.safe_dump(spec))
     saved = tmp_path / "plan.json"
     assert cli("plan", "-f", str(local_spec), "--out", str(saved)).code == 0
@@ -130,7 +134,7 @@ def test_stale_saved_plan_is_refused_and_nothing_applied(cli, local_spec, tmp_pa
     result = cli("apply", str(saved))
     assert result.code == 1
     assert f"json {config}" in result.out and "changed since the plan was made" in result.out
-    assert "idna==3.7" in (tmp_path / "beta" / "registry" / "requirements.in").read_text()
+    assert "theta==1.0" in (tmp_path / "beta" / "registry" / "requirements.in").read_text()
 
 
 def test_apply_without_a_terminal_needs_yes(local_spec: Path, tmp_path: Path) -> None:
@@ -158,8 +162,8 @@ def test_a_second_apply_is_locked_out(cli, local_spec: Path, tmp_path: Path) -> 
     assert cli("apply", "-f", str(local_spec), "--yes").code == 0
 
 
-def test_missing_ol_names_the_host_and_the_fix(cli, tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, [{"name": "w", "path": str(tmp_path / "w")}])
+def test_missing_ol_names_the_host_and_the_fix(cli, tmp_path: Path, clean_upstream) -> None:
+    spec = write_spec(tmp_path, clean_upstream, [{"name": "w", "path": str(tmp_path / "w")}])
     data = yaml.safe_load(spec.read_text())
     data["hosts"]["local"]["ol"] = str(tmp_path / "no-such-ol")
     spec.write_text(yaml.safe_dump(data))
@@ -170,8 +174,8 @@ def test_missing_ol_names_the_host_and_the_fix(cli, tmp_path: Path) -> None:
     assert "install OpenLambda on host 'local', or set hosts.local.ol" in result.out
 
 
-def test_http_mirror_sets_mirror_host(cli, tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, [{"name": "w", "path": str(tmp_path / "w")}])
+def test_http_mirror_sets_mirror_host(cli, tmp_path: Path, clean_upstream) -> None:
+    spec = write_spec(tmp_path, clean_upstream, [{"name": "w", "path": str(tmp_path / "w")}])
     data = yaml.safe_load(spec.read_text())
     data["mirror"]["serve"] = {
         "backend": "http",

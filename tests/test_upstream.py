@@ -5,9 +5,6 @@ real clients speak (and that its failure modes fail the way a real outage does),
 record how bandersnatch's config and filter plugins behave against it.
 """
 
-# Fixtures imported from upstream are parameters below, which ruff reads as redefinitions.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import hashlib
@@ -23,15 +20,7 @@ from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name
-from upstream import (  # noqa: F401 - importing the fixtures registers them here
-    MANYLINUX_X86_64,
-    PROJECTS,
-    SIMPLE_HTML,
-    SIMPLE_JSON,
-    Upstream,
-    clean_upstream,
-    upstream_index,
-)
+from upstream import MANYLINUX_X86_64, PROJECTS, SIMPLE_HTML, SIMPLE_JSON, Upstream
 from uv import find_uv_bin
 
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"

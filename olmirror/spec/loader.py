@@ -510,6 +510,8 @@ def _resolve_paths(spec: Spec, base: Path) -> Spec:
                 update["state_dir"] = _local_path(base, host.state_dir)
         hosts[name] = host.model_copy(update=update)
     mirror = spec.mirror
+    if mirror.ca_file is not None:
+        mirror = mirror.model_copy(update={"ca_file": _local_path(base, mirror.ca_file)})
     if local(mirror.host):
         mirror = mirror.model_copy(update={"directory": _local_path(base, mirror.directory)})
     allowlist = spec.allowlist.model_copy(

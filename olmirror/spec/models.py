@@ -251,6 +251,11 @@ class Mirror(_Model):
     upstream: HttpUrl | None = Field(
         None, description="Index to mirror; null keeps bandersnatch's default."
     )
+    ca_file: PathStr | None = Field(
+        None,
+        description="CA bundle (on this machine) that signs the upstream's certificate; "
+        "olmirror uses it to resolve and copies it to the mirror host for bandersnatch.",
+    )
     serve: Serve = Serve()
     targets: list[Target] = Field(min_length=1)
 
