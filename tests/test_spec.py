@@ -263,6 +263,7 @@ def test_relative_local_paths_resolve_against_the_spec_folder_not_the_cwd(
           remote: {address: 10.0.0.5, identity_file: keys/id_ed25519, known_hosts: ./known}
         mirror:
           directory: mirror
+          ca_file: certs/upstream-ca.pem
           targets: [{python: "3.12", platform: any}]
         allowlist:
           requirements: [requirements/ml.in, ../shared/base.in]
@@ -274,6 +275,7 @@ def test_relative_local_paths_resolve_against_the_spec_folder_not_the_cwd(
     spec, base = loaded.spec, project.resolve()
     assert Path.cwd() != base
     assert spec.mirror.directory == str(base / "mirror")
+    assert spec.mirror.ca_file == str(base / "certs/upstream-ca.pem")
     assert [w.path for w in spec.workers] == [str(base / "workers/a"), str(base / "workers/b")]
     assert spec.hosts["local"].ol == str(base / "bin/ol")
     assert spec.hosts["local"].state_dir == str(base / "state")
@@ -313,6 +315,7 @@ def test_tilde_expands_for_local_paths(project: Path) -> None:
           remote: {address: 10.0.0.5, identity_file: ~/.ssh/id_ed25519}
         mirror:
           directory: ~/olmirror/mirror
+          ca_file: ~/certs/ca.pem
           targets: [{python: "3.12", platform: any}]
         allowlist:
           requirements: [~/requirements/ml.in]
@@ -322,6 +325,7 @@ def test_tilde_expands_for_local_paths(project: Path) -> None:
     )
     spec = loaded.spec
     assert spec.mirror.directory == str(home / "olmirror/mirror")
+    assert spec.mirror.ca_file == str(home / "certs/ca.pem")
     assert spec.workers[0].path == str(home / "olmirror/worker")
     assert spec.hosts["local"].state_dir == str(home / ".local/state/olmirror")
     assert spec.hosts["remote"].identity_file == str(home / ".ssh/id_ed25519")
@@ -355,8 +359,11 @@ workers:
 
 def test_remote_paths_are_kept_as_written(project: Path) -> None:
     text = REMOTE.replace("/opt/ol/default-ol", "/opt/ol/../ol/default-ol/")
+    text = text.replace("  directory: /srv/pypi\n", "  directory: /srv/pypi\n  ca_file: ca.pem\n")
     spec = _load(project, text).spec
     assert spec.mirror.directory == "/srv/pypi"
+    # The CA file is read on this machine, so it resolves here even for a remote mirror.
+    assert spec.mirror.ca_file == str(project.resolve() / "ca.pem")
     assert spec.workers[0].path == "/opt/ol/../ol/default-ol/"
     assert spec.hosts["w1"].ol == "/usr/local/bin/ol"
     assert spec.hosts["w1"].state_dir == "/var/lib/olmirror"
