@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from olmirror.errors import OlmirrorError
-from olmirror.hosts import Connections, Unreachable, in_parallel
+from olmirror.errors import OlmirrorError, Unreachable
+from olmirror.hosts import Connections, in_parallel
 from olmirror.plan import HostPlan, Plan, fact_request
 
 Outcome = Literal["ok", "changed", "failed", "unreachable"]
@@ -57,6 +57,8 @@ def apply_host(
             for change in plan.pending:
                 try:
                     change.resource.apply(conn)
+                except Unreachable as exc:
+                    raise Unreachable(f"{change.resource.id}: {exc}") from None
                 except OlmirrorError as exc:
                     raise OlmirrorError(f"{change.resource.id}: {exc}") from None
                 except OSError as exc:

@@ -7,3 +7,7 @@ class OlmirrorError(Exception):
 
 class SpecError(OlmirrorError):
     """The spec file is unreadable or invalid; nothing has touched any host."""
+
+
+class Unreachable(OlmirrorError):
+    """The host could not be reached, refused us, or the connection was lost."""

@@ -8,15 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from olmirror.connection import Connection, LocalConnection
-from olmirror.errors import OlmirrorError
+from olmirror.errors import Unreachable
 from olmirror.spec import LOCAL, Host
 
 T = TypeVar("T")
 DEFAULT_FORKS = 20
-
-
-class Unreachable(OlmirrorError):
-    """The host could not be reached or refused us; its reason is the message."""
 
 
 def _open(name: str, host: Host) -> Connection:

@@ -13,8 +13,8 @@ from typing import Any
 
 from olmirror import __version__
 from olmirror.connection import Connection, FactRequest
-from olmirror.errors import OlmirrorError
-from olmirror.hosts import Connections, Unreachable, in_parallel
+from olmirror.errors import OlmirrorError, Unreachable
+from olmirror.hosts import Connections, in_parallel
 from olmirror.resources import Change, Resource, ResourceError
 from olmirror.spec import Host
 

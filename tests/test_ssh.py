@@ -293,10 +293,9 @@ def test_paths_and_contents_with_spaces_quotes_substitutions_and_newlines(
     known = farm.known_hosts(node)
     mark = tmp_path / "substituted"
     nasty = NASTY.format(mark=mark)
-    # The stand-in `ol` pastes the path into JSON text unescaped, so the worker it creates
-    # avoids '"', '\\' and newlines; the second worker's config.json exists already (as
-    # after an earlier `ol worker init`), so olmirror alone handles its whole nasty path.
-    plain = str(node.root / nasty.replace('"', "").replace("\\", "").replace("\n", " ") / "w")
+    # The first worker is created by `ol worker init`; the second one's config.json exists
+    # already (as after an earlier init), so olmirror alone handles its whole nasty path.
+    plain = str(node.root / nasty / "w")
     full = str(node.root / nasty / "pre")
     Path(full).mkdir(parents=True)
     Path(full, "config.json").write_text(json.dumps({"pip_mirror": ""}, indent=2) + "\n")

@@ -29,8 +29,7 @@ from olmirror.connection import probe
 from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts, PathFact
 from olmirror.connection.local import DEFAULT_STATE_DIR, TMP_SUFFIX
 from olmirror.connection.ssh_dial import Session, open_session
-from olmirror.errors import OlmirrorError
-from olmirror.hosts import Unreachable
+from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.spec import Host
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -20,8 +20,7 @@ from dataclasses import dataclass, replace
 
 import paramiko
 
-from olmirror.errors import OlmirrorError
-from olmirror.hosts import Unreachable
+from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.spec import Host
 
 CONNECT_TIMEOUT = 20.0
