@@ -12,7 +12,7 @@ from pathlib import Path
 from olmirror import __version__
 from olmirror.apply import HostResult, apply_plan
 from olmirror.connection.local import atomic_write
-from olmirror.desired import desired_state, host_config
+from olmirror.desired import desired_state, host_config, pip_mirror
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import DEFAULT_FORKS, Connections
 from olmirror.lockfile import lock_path, read_lock
@@ -81,7 +81,15 @@ def _limit(names: list[str], limit: str | None) -> list[str]:
 
 def _mirror_of(loaded: LoadedSpec) -> dict[str, str]:
     mirror = loaded.spec.mirror
-    return {"host": mirror.host, "directory": mirror.directory, "lock": str(lock_path(loaded.path))}
+    base = pip_mirror(loaded.spec)
+    index = (base if "://" in base else Path(base).as_uri()) + "/simple/"
+    return {
+        "host": mirror.host,
+        "directory": mirror.directory,
+        "lock": str(lock_path(loaded.path)),
+        "pip_mirror": base,
+        "index_url": index,
+    }
 
 
 def _make_plan(args: argparse.Namespace, connections: Connections) -> Plan:
@@ -97,7 +105,7 @@ def _make_plan(args: argparse.Namespace, connections: Connections) -> Plan:
 
 def _print_verify(checked: int, gaps: list[Gap], out: Painter) -> None:
     if not gaps:
-        out.line(f"Verified: the mirror serves all {checked} locked requirements.")
+        out.line(f"Verified: the mirror serves every locked requirement ({checked}).")
         return
     out.line(out(f"Verify found {plural(len(gaps), 'gap')} in the mirror:", "red"))
     for gap in gaps:
@@ -217,6 +225,12 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
             out.line("Nothing to change: every host matches the spec.")
         if verified:
             _print_verify(*verified, out)
+        if verified and not verified[1] and plan.mirror:
+            out.line(
+                f"The mirror is at {plan.mirror['pip_mirror']} (on {plan.mirror['host']}); "
+                f"install from it with: pip install --no-deps --index-url "
+                f"{plan.mirror['index_url']} PACKAGE==VERSION"
+            )
     return EXIT_ERROR if failed or gaps else 0
 
 

@@ -6,10 +6,13 @@ import posixpath
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from olmirror import simple_pages
 from olmirror.bandersnatch_config import render, stored_path, web_dir
+from olmirror.engine import choose_engine
 from olmirror.lockfile import Lock, lock_path
 from olmirror.resources import Command, Directory, File, JsonKeys, Resource
 from olmirror.resources.bandersnatch_sync import BandersnatchSync
+from olmirror.resources.mirror_files import FetchFiles
 from olmirror.resources.python_tool import PythonTool
 from olmirror.spec import LOCAL, Host, LoadedSpec, Spec, Worker
 
@@ -66,36 +69,50 @@ def worker_resources(loaded: LoadedSpec, worker: Worker) -> list[Resource]:
     ]
 
 
-def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
-    """The mirror folder, bandersnatch, its config and the sync; nothing to sync, no sync."""
+def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> list[Resource]:
     mirror = loaded.spec.mirror
     directory = mirror.directory
-    state = posixpath.join(directory, ".olmirror")
-    resources: list[Resource] = [Directory(directory), Directory(state)]
+    engine, why = choose_engine(mirror.engine, lock, mirror.ca_file)
     files = lock.files()
-    if not files:
-        return resources
-    ca_file = None
-    if mirror.ca_file:
-        ca_file = posixpath.join(state, "upstream-ca.pem")
-        resources.append(File(ca_file, Path(mirror.ca_file).read_text()))
-    venv = posixpath.join(state, "venv")
+    stored = tuple((stored_path(directory, f.url), f.url, f.sha256, f.size) for f in files.values())
+    if engine == "simple":
+        pages = simple_pages.pages(web_dir(directory), lock)
+        folders = sorted({posixpath.dirname(path) for path in pages})
+        return [
+            FetchFiles(directory, stored, why, ca_file),
+            *(Directory(folder) for folder in folders),
+            *(File(path, content) for path, content in pages.items()),
+        ]
+    venv = posixpath.join(directory, ".olmirror", "venv")
     config = posixpath.join(directory, "bandersnatch.conf")
     projects = sorted({pin.partition("==")[0] for t in lock.targets.values() for pin in t.files})
-    resources += [
+    return [
         PythonTool("bandersnatch", BANDERSNATCH, venv),
         File(config, render(directory, lock)),
         BandersnatchSync(
             config=config,
             venv_program=posixpath.join(venv, "bin", "bandersnatch"),
-            files=tuple((stored_path(directory, f.url), f.size) for f in files.values()),
+            files=tuple((path, size) for path, _, _, size in stored),
             pages=tuple(
                 posixpath.join(web_dir(directory), "simple", p, "index.html") for p in projects
             ),
             ca_file=ca_file,
         ),
     ]
-    return resources
+
+
+def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
+    """The mirror folder and the engine that fills it with the locked files (none: no engine)."""
+    mirror = loaded.spec.mirror
+    state = posixpath.join(mirror.directory, ".olmirror")
+    resources: list[Resource] = [Directory(mirror.directory), Directory(state)]
+    if not lock.files():
+        return resources
+    ca_file = None
+    if mirror.ca_file:
+        ca_file = posixpath.join(state, "upstream-ca.pem")
+        resources.append(File(ca_file, Path(mirror.ca_file).read_text()))
+    return resources + _engine_resources(loaded, lock, ca_file)
 
 
 def desired_state(loaded: LoadedSpec, lock: Lock) -> dict[str, list[Resource]]:

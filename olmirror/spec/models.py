@@ -244,7 +244,12 @@ class Serve(_Model):
 
 class Mirror(_Model):
     host: Name = LOCAL
-    engine: Literal["bandersnatch"] = "bandersnatch"
+    engine: Literal["auto", "bandersnatch", "simple"] = Field(
+        "auto",
+        description="bandersnatch syncs from an upstream with the JSON API and serial headers; "
+        "simple fetches the locked files over the simple API alone (any index, any proxy); "
+        "auto probes the upstream once and picks.",
+    )
     directory: PathStr = Field(
         description="bandersnatch's [mirror] directory; the web root is <directory>/web."
     )

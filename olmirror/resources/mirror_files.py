@@ -1,0 +1,93 @@
+"""The locked files a mirror must hold, and the fetch that brings the missing ones.
+
+Presence is checked by size in the plan's one round trip; the fetch runs on the
+mirror host itself (`olmirror/fetch_files.py` sent to its python3), verifies each
+file's sha256 before moving it into place, and reports every failure.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import posixpath
+from dataclasses import dataclass
+
+from olmirror import fetch_files
+from olmirror.connection.base import Connection, FactRequest, Facts
+from olmirror.resources.base import Change, Resource, ResourceError
+
+FETCH_SOURCE = inspect.getsource(fetch_files)
+
+# (stored path on the mirror host, url, sha256, size or None)
+StoredFile = tuple[str, str, str, int | None]
+
+
+def missing(facts: Facts, files: tuple[StoredFile, ...]) -> list[StoredFile]:
+    """The files absent from the mirror, or present with the wrong size."""
+    out = []
+    for file in files:
+        fact = facts.path(file[0])
+        if fact.kind != "file" or (file[3] is not None and fact.size != file[3]):
+            out.append(file)
+    return out
+
+
+def _size(count: float) -> str:
+    for unit in ("B", "kB", "MB"):
+        if count < 1000:
+            return f"{count:.0f} {unit}"
+        count /= 1000
+    return f"{count:.1f} GB"
+
+
+@dataclass(frozen=True)
+class FetchFiles(Resource):
+    kind = "fetch_files"
+    directory: str
+    files: tuple[StoredFile, ...]
+    why: str
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "files", tuple(tuple(f) for f in self.files))
+
+    @property
+    def id(self) -> str:
+        return f"mirror files {self.directory}"
+
+    def request(self) -> FactRequest:
+        return FactRequest(paths=frozenset(f[0] for f in self.files))
+
+    def observe(self, facts: Facts) -> str:
+        return ",".join(f[0] for f in missing(facts, self.files))
+
+    def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
+        absent = missing(facts, self.files)
+        if not absent:
+            return self.unchanged(f"mirror holds all {len(self.files)} locked files")
+        total = sum(f[3] or 0 for f in absent)
+        diff = tuple(f"+ {posixpath.relpath(f[0], self.directory)}" for f in absent)
+        count = f"{len(absent)} file{'' if len(absent) == 1 else 's'}"
+        summary = f"fetch {count} ({_size(total)}) into the mirror: {self.why}"
+        return Change(self, "run", summary, diff)
+
+    def apply(self, conn: Connection) -> None:
+        absent = missing(conn.gather(self.request()), self.files)
+        request = {
+            "ca_file": self.ca_file,
+            "files": [{"path": p, "url": u, "sha256": h} for p, u, h, _ in absent],
+        }
+        result = conn.run(
+            ("python3", "-c", FETCH_SOURCE), stdin=json.dumps(request).encode(), timeout=None
+        )
+        if not result.ok:
+            raise ResourceError(
+                f"the fetch on the mirror host failed: {result.stderr.strip()[-800:]}"
+            )
+        report = json.loads(result.stdout)
+        if report["errors"]:
+            shown = "; ".join(report["errors"][:5])
+            raise ResourceError(
+                f"fetched {report['fetched']} of {len(absent)} files, {len(report['errors'])} "
+                f"failed: {shown}; files already fetched are kept, the next apply fetches the rest"
+            )

@@ -1,0 +1,81 @@
+"""The simple index of a mirror whose files olmirror fetched itself (PEP 503 HTML, PEP 691 JSON).
+
+Pages list exactly the locked files, link them relative to the page with their
+sha256, and carry `data-requires-python`, as bandersnatch's pages do, so pip and
+OpenLambda workers see no difference between the engines.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import posixpath
+from urllib.parse import urlsplit
+
+from packaging.utils import canonicalize_name
+
+from olmirror.lockfile import Lock, LockedFile
+
+API_VERSION = "1.1"
+
+
+def _href(file: LockedFile) -> str:
+    return "../.." + urlsplit(file.url).path + f"#sha256={file.sha256}"
+
+
+def _html(title: str, links: list[str]) -> str:
+    body = "\n".join(f"    {link}<br/>" for link in links)
+    return (
+        "<!DOCTYPE html>\n<html>\n  <head>\n"
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        f"    <title>{html.escape(title)}</title>\n  </head>\n  <body>\n"
+        f"    <h1>{html.escape(title)}</h1>\n{body}\n  </body>\n</html>\n"
+    )
+
+
+def _project_html(name: str, files: list[LockedFile]) -> str:
+    links = []
+    for f in files:
+        attrs = f'href="{html.escape(_href(f))}"'
+        if f.requires_python:
+            attrs += f' data-requires-python="{html.escape(f.requires_python)}"'
+        links.append(f"<a {attrs}>{html.escape(f.filename)}</a>")
+    return _html(f"Links for {name}", links)
+
+
+def _project_json(name: str, files: list[LockedFile]) -> str:
+    entries = []
+    for f in files:
+        entry: dict[str, object] = {
+            "filename": f.filename,
+            "url": _href(f).partition("#")[0],
+            "hashes": {"sha256": f.sha256},
+        }
+        if f.requires_python:
+            entry["requires-python"] = f.requires_python
+        if f.size is not None:
+            entry["size"] = f.size
+        entries.append(entry)
+    page = {"meta": {"api-version": API_VERSION}, "name": name, "files": entries}
+    return json.dumps(page, indent=1, sort_keys=True) + "\n"
+
+
+def pages(web: str, lock: Lock) -> dict[str, str]:
+    """Every page of the mirror's simple index: path on the mirror host -> content."""
+    by_project: dict[str, dict[str, LockedFile]] = {}
+    for target in lock.targets.values():
+        for pin, file in target.files.items():
+            by_project.setdefault(canonicalize_name(pin.partition("==")[0]), {})[file.url] = file
+    simple = posixpath.join(web, "simple")
+    out: dict[str, str] = {}
+    for name, files in sorted(by_project.items()):
+        ordered = sorted(files.values(), key=lambda f: f.filename)
+        out[posixpath.join(simple, name, "index.html")] = _project_html(name, ordered)
+        out[posixpath.join(simple, name, "index.v1_json")] = _project_json(name, ordered)
+    names = sorted(by_project)
+    out[posixpath.join(simple, "index.html")] = _html(
+        "Simple index", [f'<a href="{n}/">{n}</a>' for n in names]
+    )
+    listing = {"meta": {"api-version": API_VERSION}, "projects": [{"name": n} for n in names]}
+    out[posixpath.join(simple, "index.v1_json")] = json.dumps(listing, indent=1) + "\n"
+    return out
