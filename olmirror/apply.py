@@ -9,6 +9,7 @@ from typing import Literal
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.hosts import Connections, in_parallel
 from olmirror.plan import HostPlan, Plan, fact_request
+from olmirror.progress import reporting_to
 
 Outcome = Literal["ok", "changed", "failed", "unreachable"]
 
@@ -39,7 +40,7 @@ def _check_fresh(observed: dict[str, str], plan: HostPlan) -> None:
 def apply_host(
     plan: HostPlan,
     connections: Connections,
-    on_change: Callable[[str, str], None],
+    on_event: Callable[[str, str, bool], None],
 ) -> HostResult:
     """Converge one host to `plan`; a failure stops this host only."""
     result = HostResult(plan.host, "ok", unchanged=len(plan.unchanged))
@@ -56,7 +57,8 @@ def apply_host(
             _check_fresh({r.id: r.observe(facts) for r in resources}, plan)
             for change in plan.pending:
                 try:
-                    change.resource.apply(conn)
+                    with reporting_to(lambda text, final: on_event(plan.host, text, final)):
+                        change.resource.apply(conn)
                 except Unreachable as exc:
                     raise Unreachable(f"{change.resource.id}: {exc}") from None
                 except OlmirrorError as exc:
@@ -66,7 +68,7 @@ def apply_host(
                         f"{change.resource.id}: {exc.strerror or exc} ({exc.filename or 'no file'})"
                     ) from None
                 result.applied.append(change.summary)
-                on_change(plan.host, change.summary)
+                on_event(plan.host, change.summary, True)
     except Unreachable as exc:
         result.outcome, result.error = "unreachable", str(exc)
         return result
@@ -81,8 +83,12 @@ def apply_plan(
     plan: Plan,
     connections: Connections,
     forks: int,
-    on_change: Callable[[str, str], None] = lambda host, summary: None,
+    on_event: Callable[[str, str, bool], None] = lambda host, text, final: None,
 ) -> list[HostResult]:
+    """Apply every host's changes in parallel; `on_event(host, text, final)` tells the progress.
+
+    Final events are lasting lines (a change made, a sync's summary); others are transient.
+    """
     by_host = {h.host: h for h in plan.hosts}
-    results = in_parallel(by_host, lambda h: apply_host(by_host[h], connections, on_change), forks)
+    results = in_parallel(by_host, lambda h: apply_host(by_host[h], connections, on_event), forks)
     return list(results.values())

@@ -17,7 +17,15 @@ from olmirror.errors import OlmirrorError
 from olmirror.hosts import DEFAULT_FORKS, Connections
 from olmirror.lockfile import lock_path, read_lock
 from olmirror.plan import Plan, build_plan
-from olmirror.render import Painter, dump_json, plural, print_plan, print_recap, results_json
+from olmirror.render import (
+    Painter,
+    Progress,
+    dump_json,
+    plural,
+    print_plan,
+    print_recap,
+    results_json,
+)
 from olmirror.resolve import current_lock
 from olmirror.schema import spec_schema_text
 from olmirror.spec import LoadedSpec, load_spec
@@ -204,13 +212,9 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
         results: list[HostResult] = []
         if plan.change_count:
             _confirm(plan, args)
-            progress = Painter(sys.stderr, out.colour)
-
-            def on_change(host: str, summary: str) -> None:
-                if not args.json:
-                    progress.line(f"{progress(host, 'bold')}: {summary}")
-
-            results = apply_plan(plan, connections, args.forks, on_change)
+            progress = Progress(sys.stderr, out.colour, quiet=args.json)
+            results = apply_plan(plan, connections, args.forks, progress.event)
+            progress.close()
             failed = {r.host for r in results if r.outcome in ("failed", "unreachable")}
         else:
             failed = {h.host for h in plan.failed}

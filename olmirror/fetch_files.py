@@ -72,9 +72,15 @@ def _fetch(item, context):
 
 
 def fetch(request):
+    """Fetch every file of the request in parallel; a progress line on stderr after each."""
     context = ssl.create_default_context(cafile=request.get("ca_file"))
+    total = len(request["files"])
+    results = []
     with ThreadPoolExecutor(WORKERS) as pool:
-        results = list(pool.map(lambda item: _fetch(item, context), request["files"]))
+        for result in pool.map(lambda item: _fetch(item, context), request["files"]):
+            results.append(result)
+            sys.stderr.write(f"progress {len(results)} {total}\n")
+            sys.stderr.flush()
     return {
         "fetched": sum(1 for size, error in results if error is None),
         "bytes": sum(size for size, _ in results),

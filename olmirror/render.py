@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import Any, TextIO
 
 from olmirror.apply import HostResult
@@ -77,6 +78,40 @@ def print_plan(plan: Plan, paint: Painter) -> None:
         summary += f", {plural(len(plan.failed), 'host')} failed"
     paint.line()
     paint.line(paint(summary + ".", "bold"))
+
+
+class Progress:
+    """Apply's running account on stderr: lasting lines for what was done, and on a
+    terminal one transient line, rewritten in place, for a long step's progress."""
+
+    def __init__(self, stream: TextIO, colour: bool, *, quiet: bool = False) -> None:
+        self.paint = Painter(stream, colour)
+        self.quiet = quiet
+        self.live = stream.isatty()
+        self._lock = threading.Lock()
+        self._transient = False
+
+    def event(self, host: str, text: str, final: bool) -> None:
+        if self.quiet or not (final or self.live):
+            return
+        with self._lock:
+            line = f"{self.paint(host, 'bold')}: {text}"
+            if final:
+                self._clear()
+                self.paint.line(line)
+            else:
+                self.paint.stream.write(f"\r\033[K{line}")
+                self.paint.stream.flush()
+                self._transient = True
+
+    def _clear(self) -> None:
+        if self._transient:
+            self.paint.stream.write("\r\033[K")
+            self._transient = False
+
+    def close(self) -> None:
+        with self._lock:
+            self._clear()
 
 
 def print_recap(results: list[HostResult], paint: Painter) -> None:

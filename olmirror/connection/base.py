@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,10 +105,12 @@ class Connection(ABC):
         stdin: bytes | None = None,
         timeout: float | None = None,
         env: dict[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult:
         """Run a program without a shell; a missing program gives returncode 127.
 
-        `env` adds variables to the host's environment for this program only.
+        `env` adds variables to the host's environment for this program only;
+        `on_line` sees each line of its stderr as it comes, for progress.
         """
 
     @abstractmethod

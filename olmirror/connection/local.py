@@ -8,7 +8,8 @@ import os
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -59,6 +60,26 @@ def atomic_write(path: str, data: bytes, mode: int | None) -> None:
         os.close(dir_fd)
 
 
+def _stream(
+    process: subprocess.Popen[bytes], stdin: bytes | None, on_line: Callable[[str], None]
+) -> tuple[bytes, bytes]:
+    """Collect stdout whole and stderr line by line, handing each stderr line to `on_line`."""
+    assert process.stdin and process.stdout and process.stderr
+    collected: list[bytes] = []
+    reader = threading.Thread(target=lambda: collected.append(process.stdout.read()))
+    reader.start()
+    if stdin:
+        process.stdin.write(stdin)
+    process.stdin.close()
+    err = bytearray()
+    for line in iter(process.stderr.readline, b""):
+        err.extend(line)
+        on_line(line.decode(errors="replace").rstrip("\n"))
+    reader.join()
+    process.wait()
+    return collected[0], bytes(err)
+
+
 class LocalConnection(Connection):
     def __init__(self, name: str = "local") -> None:
         self.name = name
@@ -70,27 +91,41 @@ class LocalConnection(Connection):
         stdin: bytes | None = None,
         timeout: float | None = None,
         env: dict[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult:
         try:
-            done = subprocess.run(
+            process = subprocess.Popen(
                 list(argv),
-                input=stdin,
-                capture_output=True,
-                timeout=timeout,
-                check=False,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env={**os.environ, **env} if env else None,
             )
         except FileNotFoundError:
             return CommandResult(tuple(argv), 127, "", f"{argv[0]}: command not found")
         except PermissionError:
             return CommandResult(tuple(argv), 126, "", f"{argv[0]}: permission denied")
-        except subprocess.TimeoutExpired:
-            return CommandResult(tuple(argv), 124, "", f"timed out after {timeout} s")
+        if on_line is None:
+            try:
+                out, err = process.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.communicate()
+                return CommandResult(tuple(argv), 124, "", f"timed out after {timeout} s")
+        else:
+            expired = threading.Event()
+            timer = threading.Timer(timeout or 0, lambda: (expired.set(), process.kill()))
+            if timeout:
+                timer.start()
+            out, err = _stream(process, stdin, on_line)
+            timer.cancel()
+            if expired.is_set():
+                return CommandResult(tuple(argv), 124, "", f"timed out after {timeout} s")
         return CommandResult(
             tuple(argv),
-            done.returncode,
-            done.stdout.decode(errors="replace"),
-            done.stderr.decode(errors="replace"),
+            process.returncode,
+            out.decode(errors="replace"),
+            err.decode(errors="replace"),
         )
 
     def read_file(self, path: str) -> bytes:

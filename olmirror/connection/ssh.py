@@ -18,7 +18,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -184,9 +184,16 @@ class SSHConnection(Connection):
         return seen[seen.index(end) + len(end) :]
 
     def _communicate(
-        self, channel: paramiko.Channel, stdin: bytes | None, timeout: float | None
+        self,
+        channel: paramiko.Channel,
+        stdin: bytes | None,
+        timeout: float | None,
+        on_line: Callable[[str], None] | None = None,
     ) -> tuple[int, bytes, bytes]:
-        """Feed stdin while collecting stdout and stderr until the command ends or times out."""
+        """Feed stdin while collecting stdout and stderr until the command ends or times out.
+
+        `on_line` sees each complete stderr line as it arrives.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         if stdin:
             threading.Thread(target=_feed, args=(channel, stdin), daemon=True).start()
@@ -198,7 +205,14 @@ class SSHConnection(Connection):
             while channel.recv_ready():
                 out.extend(channel.recv(65536))
             while channel.recv_stderr_ready():
-                err.extend(channel.recv_stderr(65536))
+                chunk = channel.recv_stderr(65536)
+                if on_line is not None:
+                    start = err.rfind(b"\n") + 1
+                    err.extend(chunk)
+                    for line in bytes(err[start:]).split(b"\n")[:-1]:
+                        on_line(line.decode(errors="replace"))
+                else:
+                    err.extend(chunk)
             if ended:
                 break
             left = None if deadline is None else deadline - time.monotonic()
@@ -234,11 +248,12 @@ class SSHConnection(Connection):
         stdin: bytes | None = None,
         timeout: float | None = None,
         env: dict[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
     ) -> CommandResult:
         with self._guard(f"running {shlex.join(argv)}"):
             channel, early = self._open(_with_env(argv, env))
             try:
-                code, out, err = self._communicate(channel, stdin, timeout)
+                code, out, err = self._communicate(channel, stdin, timeout, on_line)
             finally:
                 channel.close()
         return CommandResult(

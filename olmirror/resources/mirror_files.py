@@ -10,9 +10,10 @@ from __future__ import annotations
 import inspect
 import json
 import posixpath
+import time
 from dataclasses import dataclass
 
-from olmirror import fetch_files
+from olmirror import fetch_files, progress
 from olmirror.connection.base import Connection, FactRequest, Facts
 from olmirror.resources.base import Change, Resource, ResourceError
 
@@ -77,8 +78,18 @@ class FetchFiles(Resource):
             "ca_file": self.ca_file,
             "files": [{"path": p, "url": u, "sha256": h} for p, u, h, _ in absent],
         }
+
+        def on_line(line: str) -> None:
+            if line.startswith("progress "):
+                done, total = line.split()[1:]
+                progress.report(f"fetching files: {done} of {total}")
+
+        started = time.monotonic()
         result = conn.run(
-            ("python3", "-c", FETCH_SOURCE), stdin=json.dumps(request).encode(), timeout=None
+            ("python3", "-c", FETCH_SOURCE),
+            stdin=json.dumps(request).encode(),
+            timeout=None,
+            on_line=on_line,
         )
         if not result.ok:
             raise ResourceError(
@@ -91,3 +102,8 @@ class FetchFiles(Resource):
                 f"fetched {report['fetched']} of {len(absent)} files, {len(report['errors'])} "
                 f"failed: {shown}; files already fetched are kept, the next apply fetches the rest"
             )
+        progress.report(
+            f"fetched {report['fetched']} files ({_size(report['bytes'])}) "
+            f"in {time.monotonic() - started:.1f} s",
+            final=True,
+        )
