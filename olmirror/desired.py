@@ -14,6 +14,7 @@ from olmirror.resources import Command, Directory, File, JsonKeys, Resource
 from olmirror.resources.bandersnatch_sync import BandersnatchSync
 from olmirror.resources.mirror_files import FetchFiles
 from olmirror.resources.python_tool import PythonTool
+from olmirror.serve import serve_resources
 from olmirror.spec import LOCAL, Host, LoadedSpec, Spec, Worker
 
 BANDERSNATCH = "bandersnatch>=6.5,<7"
@@ -124,6 +125,7 @@ def desired_state(loaded: LoadedSpec, lock: Lock) -> dict[str, list[Resource]]:
         LOCAL: [File(str(lock_path(loaded.path)), lock.to_text())]
     }
     by_host.setdefault(loaded.spec.mirror.host, []).extend(mirror_resources(loaded, lock))
+    by_host[loaded.spec.mirror.host].extend(serve_resources(loaded.spec))
     for worker in loaded.spec.workers:
         by_host.setdefault(worker.host, []).extend(worker_resources(loaded, worker))
     return dict(sorted(by_host.items()))

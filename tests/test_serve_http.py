@@ -1,0 +1,244 @@
+"""serve.backend http: olmirror's own nginx serves the mirror, and real pip installs from it.
+
+Everything is real: uv resolves, bandersnatch syncs from the local upstream, nginx from
+Debian's package serves <directory>/web on a free loopback port, and pip installs each
+locked requirement with `--no-deps --index-url http://127.0.0.1:PORT/simple/
+--trusted-host 127.0.0.1`, exactly as an OpenLambda worker does. Each test stops its
+nginx by the pid in the instance's pid file.
+
+The mirror lives in a folder of its own under the system temp folder, not in pytest's
+tmp_path: run as root, nginx serves through `nobody`, and pytest's folders are private.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CliResult, write_spec
+from upstream import Upstream
+
+from olmirror.connection import LocalConnection
+from olmirror.resources import ResourceError
+from olmirror.resources.nginx import Nginx
+
+Cli = Callable[..., CliResult]
+TARGET_KEY = "py3.11-manylinux_2_17_x86_64"
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def edit(spec: Path, change: Callable[[dict], None]) -> None:
+    data = yaml.safe_load(spec.read_text())
+    change(data)
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def serve_on(port: int) -> Callable[[dict], None]:
+    def change(data: dict) -> None:
+        data["mirror"]["serve"] = {
+            "backend": "http",
+            "listen": f"127.0.0.1:{port}",
+            "url": f"http://127.0.0.1:{port}",
+        }
+
+    return change
+
+
+def apply_ok(cli: Cli, spec: Path) -> CliResult:
+    result = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert result.code == 0, result.out + result.err
+    return result
+
+
+def get(url: str, accept: str = "text/html") -> tuple[int, str, bytes]:
+    request = urllib.request.Request(url, headers={"Accept": accept})
+    with DIRECT.open(request, timeout=30) as response:
+        return response.status, response.headers["Content-Type"], response.read()
+
+
+def wait_for_exit(pid: int) -> None:
+    """Block until process `pid` (not our child) has exited: a pidfd turns readable then."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        select.select([fd], [], [])
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Mirror:
+    folder: Path
+    spec: Path
+    port: int
+    applied: CliResult
+
+    @property
+    def nginx(self) -> Path:
+        return self.folder / "mirror" / ".olmirror" / "nginx"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def pid(self) -> int:
+        return int((self.nginx / "nginx.pid").read_text())
+
+    def reloads(self) -> int:
+        """How often nginx re-read its config: it logs each SIGHUP at notice level."""
+        return (self.nginx / "error.log").read_text().count("signal 1 (SIGHUP) received")
+
+    def stop(self) -> None:
+        pid_file = self.nginx / "nginx.pid"
+        if pid_file.exists():
+            pid = int(pid_file.read_text())
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                return
+            wait_for_exit(pid)
+
+
+@pytest.fixture
+def mirror(cli: Cli, clean_upstream: Upstream) -> Iterator[Mirror]:
+    """alpha==2.0 and its closure mirrored by bandersnatch and served by nginx on a free port."""
+    folder = Path(tempfile.mkdtemp(prefix="olmirror-serve-"))
+    folder.chmod(0o755)
+    port = free_port()
+    spec = write_spec(folder, clean_upstream, [], allowlist={"packages": ["alpha==2.0"]})
+    edit(spec, serve_on(port))
+    edit(spec, lambda d: d["mirror"].update(engine="bandersnatch"))
+    served = Mirror(folder, spec, port, CliResult(1, "", ""))
+    try:
+        served.applied = apply_ok(cli, spec)
+        yield served
+    finally:
+        served.stop()
+        shutil.rmtree(folder)
+
+
+def venv(folder: Path) -> Path:
+    """A fresh virtual environment of this interpreter (Python 3.11, x86_64 Linux)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "venv", str(folder)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return folder / "bin" / "python"
+
+
+def worker_install(up: Upstream, python: Path, pip_mirror: str, pin: str, report: Path) -> dict:
+    """Install one requirement the way an OpenLambda worker does; pip's install report."""
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--quiet",
+         "--index-url", f"{pip_mirror}/simple/", "--trusted-host", "127.0.0.1",
+         "--report", str(report), pin],
+        env=up.env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"pip install {pin}: {done.stderr}"
+    (installed,) = json.loads(report.read_text())["install"]
+    return installed
+
+
+def test_pip_installs_every_locked_requirement_from_nginx(
+    mirror: Mirror, clean_upstream: Upstream
+) -> None:
+    up = clean_upstream
+    out = mirror.applied.out
+    assert f"start nginx on 127.0.0.1:{mirror.port}" in out
+    assert f"check that {mirror.url}/simple/ answers" in out
+    lock = json.loads(mirror.spec.with_suffix(".lock").read_text())["targets"][TARGET_KEY]
+    pins = sorted(lock["files"])
+    assert "alpha==2.0" in pins and len(pins) > 3, pins
+
+    python = venv(mirror.folder / "venv")
+    up.counts.reset()
+    for pin in pins:
+        installed = worker_install(up, python, mirror.url, pin, mirror.folder / "report.json")
+        assert installed["metadata"]["version"] == pin.partition("==")[2]
+        url = installed["download_info"]["url"]
+        assert url.startswith(f"{mirror.url}/packages/"), url
+        assert url.rsplit("/", 1)[1] == lock["files"][pin]["filename"]
+    assert up.counts.requests() == 0, up.counts.by_path()
+
+    status, kind, body = get(f"{mirror.url}/simple/alpha/")
+    assert (status, kind) == (200, "text/html; charset=utf-8")
+    assert lock["files"]["alpha==2.0"]["filename"] in body.decode()
+    status, kind, body = get(f"{mirror.url}/simple/alpha/", "application/vnd.pypi.simple.v1+json")
+    assert (status, kind) == (200, "application/vnd.pypi.simple.v1+json")
+    assert json.loads(body)["name"] == "alpha"
+    access = (mirror.nginx / "access.log").read_text()
+    assert '"GET /simple/alpha/ HTTP/1.1" 200' in access
+
+
+def test_second_apply_changes_nothing_and_does_not_reload(cli: Cli, mirror: Mirror) -> None:
+    pid, reloads = mirror.pid(), mirror.reloads()
+    again = apply_ok(cli, mirror.spec)
+    assert "Plan: 0 to change" in again.out, again.out
+    assert mirror.pid() == pid
+    assert mirror.reloads() == reloads
+    assert get(f"{mirror.url}/simple/")[0] == 200
+
+
+def test_new_listen_port_reloads_nginx_once(cli: Cli, mirror: Mirror) -> None:
+    pid, reloads = mirror.pid(), mirror.reloads()
+    mirror.port = free_port()
+    edit(mirror.spec, serve_on(mirror.port))
+    applied = apply_ok(cli, mirror.spec)
+    assert applied.out.count("reload nginx") == 1, applied.out
+    assert f"check that {mirror.url}/simple/ answers" in applied.out
+    assert mirror.pid() == pid, "a reload keeps the master process"
+    assert mirror.reloads() == reloads + 1
+    assert get(f"{mirror.url}/simple/")[0] == 200
+    assert "Plan: 0 to change" in apply_ok(cli, mirror.spec).out
+
+
+def test_nginx_stopped_by_hand_is_started_again(cli: Cli, mirror: Mirror) -> None:
+    old = mirror.pid()
+    mirror.stop()
+    with pytest.raises(urllib.error.URLError):
+        get(f"{mirror.url}/simple/")
+    plan = cli("plan", "-f", str(mirror.spec), "--no-color")
+    assert f"start nginx on 127.0.0.1:{mirror.port}" in plan.out, plan.out
+    applied = apply_ok(cli, mirror.spec)
+    assert f"check that {mirror.url}/simple/ answers" in applied.out
+    assert mirror.pid() != old
+    assert get(f"{mirror.url}/simple/")[0] == 200
+    assert "Plan: 0 to change" in apply_ok(cli, mirror.spec).out
+
+
+def test_missing_nginx_names_the_host_and_the_fix(tmp_path: Path) -> None:
+    nginx = Nginx(
+        host="mirror1",
+        folder=str(tmp_path),
+        listen="127.0.0.1:8080",
+        program="olmirror-test-no-such-nginx",
+        fallbacks=(str(tmp_path / "sbin" / "nginx"),),
+    )
+    facts = LocalConnection().gather(nginx.request())
+    with pytest.raises(ResourceError) as raised:
+        nginx.plan(facts, frozenset())
+    message = str(raised.value)
+    assert "nginx is not installed on host 'mirror1'" in message
+    assert "`apt-get install nginx`" in message
