@@ -30,7 +30,7 @@ def _standin_config(worker: Path) -> dict:
 def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path) -> None:
     plan = cli("plan", "-f", str(local_spec), "--detailed-exitcode", "--no-color")
     assert plan.code == 2, plan.err
-    assert "local: 14 to change, 1 unchanged" in plan.out
+    assert "local: 20 to change, 1 unchanged" in plan.out
     assert f"run `{STANDIN_OL} worker init -p {tmp_path / 'alpha'} -i ol-min`" in plan.out
     assert "+omega==1.1" in plan.out
     assert f'+ pip_mirror = "{tmp_path / "mirror" / "web"}"' in plan.out
@@ -38,7 +38,7 @@ def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path
 
     applied = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert applied.code == 0, applied.err
-    assert "local  changed     changed=14 unchanged=1" in applied.out
+    assert "local  changed     changed=20 unchanged=1" in applied.out
     for name, requirement in (("alpha", "omega==1.1"), ("beta", "theta==1.0")):
         worker = tmp_path / name
         lines = (worker / "registry" / "requirements.in").read_text().splitlines()
@@ -51,7 +51,7 @@ def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path
     before = _mtimes(tmp_path / "alpha", tmp_path / "beta")
     again = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert again.code == 0
-    assert "Plan: 0 to change on 1 host, 15 unchanged." in again.out
+    assert "Plan: 0 to change on 1 host, 21 unchanged." in again.out
     assert "Nothing to change" in again.out
     assert _mtimes(tmp_path / "alpha", tmp_path / "beta") == before
     assert cli("plan", "-f", str(local_spec), "--detailed-exitcode").code == 0
@@ -71,7 +71,10 @@ def test_changes_show_a_unified_diff_and_key_diff(cli, local_spec: Path, tmp_pat
     assert "-omega==1.1" in plan.out and "+omega==1.2" in plan.out and "+theta==1.0" in plan.out
     assert f'~ pip_mirror: "/elsewhere{tmp_path}/mirror/web" -> "{tmp_path}/mirror/web"' in plan.out
     assert "mode 0600 -> 0644" in plan.out
-    assert "local: 6 to change, 9 unchanged" in plan.out  # lock, config, sync and 3 worker files
+    # the lock, bandersnatch.conf, the sync; alpha's two requirement files and config.json,
+    # beta's requirements.in; and each running worker restarted once, after its changes
+    assert "local: 9 to change, 12 unchanged" in plan.out
+    assert plan.out.count("restart the worker") == 2
     assert "sync the mirror with bandersnatch (1 missing)" in plan.out
     assert "omega-1.2-py3-none-any.whl" in plan.out
 
@@ -85,7 +88,7 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
     result = cli("plan", "-f", str(local_spec), "--json")
     assert result.code == 0
     plan = json.loads(result.out)
-    assert plan["summary"] == {"changes": 14, "hosts": 1, "failed_hosts": []}
+    assert plan["summary"] == {"changes": 20, "hosts": 1, "failed_hosts": []}
     (host,) = plan["hosts"]
     actions = [(c["action"], c["resource"]["kind"]) for c in host["changes"]]
     lock_and_mirror = [
@@ -97,10 +100,17 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
         ("create", "file"),  # bandersnatch.conf
         ("run", "bandersnatch_sync"),
     ]
-    worker = [("run", "command"), ("create", "directory"), ("create", "file"),
-              ("update", "json_keys")]  # fmt: skip
+    worker = [
+        ("run", "mirror_reachable"),  # not yet: the mirror is built in this apply
+        ("run", "command"),
+        ("create", "directory"),
+        ("create", "file"),  # requirements.in
+        ("create", "file"),  # requirements.txt
+        ("update", "json_keys"),
+        ("run", "ol_worker_state"),
+    ]
     assert actions == lock_and_mirror + worker * 2
-    assert host["changes"][9]["diff"][-1] == "+omega==1.1"
+    assert host["changes"][10]["diff"][-1] == "+omega==1.1"
 
 
 def test_saved_plan_is_applied_exactly(cli, local_spec: Path, tmp_path: Path) -> None:
@@ -183,10 +193,10 @@ def test_http_mirror_sets_mirror_host(cli, tmp_path: Path, clean_upstream) -> No
         "url": "http://mirror.internal:8080/",
     }
     spec.write_text(yaml.safe_dump(data))
-    assert cli("apply", "-f", str(spec), "--yes").code == 0
-    config = json.loads((tmp_path / "w" / "config.json").read_text())
-    assert config["pip_mirror"] == "http://mirror.internal:8080"
-    assert config["mirror_host"] == "mirror.internal"
+    subprocess.run([STANDIN_OL, "worker", "init", "-p", tmp_path / "w"], check=True)
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert '~ pip_mirror: "" -> "http://mirror.internal:8080"' in plan.out, plan.out
+    assert '+ mirror_host = "mirror.internal"' in plan.out
 
 
 def test_broken_config_json_is_reported_with_its_position(cli, local_spec, tmp_path) -> None:

@@ -7,6 +7,7 @@ over SSH.
 from __future__ import annotations
 
 import base64
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
@@ -58,6 +59,7 @@ class FactRequest:
     content: frozenset[str] = frozenset()
     programs: frozenset[str] = frozenset()
     hashes: frozenset[str] = frozenset()
+    commands: frozenset[tuple[str, ...]] = frozenset()
 
     def merge(self, other: FactRequest) -> FactRequest:
         return FactRequest(
@@ -65,6 +67,7 @@ class FactRequest:
             self.content | other.content,
             self.programs | other.programs,
             self.hashes | other.hashes,
+            self.commands | other.commands,
         )
 
     def as_json(self) -> dict[str, list[str]]:
@@ -73,6 +76,7 @@ class FactRequest:
             "hashes": sorted(self.hashes),
             "content": sorted(self.content),
             "programs": sorted(self.programs),
+            "commands": sorted(list(argv) for argv in self.commands),
         }
 
 
@@ -80,16 +84,25 @@ class FactRequest:
 class Facts:
     paths: dict[str, PathFact] = field(default_factory=dict)
     programs: dict[str, str | None] = field(default_factory=dict)
+    commands: dict[tuple[str, ...], CommandResult] = field(default_factory=dict)
 
     @classmethod
     def from_probe(cls, raw: dict[str, Any]) -> Facts:
+        commands = {}
+        for key, done in raw.get("commands", {}).items():
+            argv = tuple(json.loads(key))
+            commands[argv] = CommandResult(argv, done["returncode"], done["stdout"], done["stderr"])
         return cls(
             paths={p: PathFact.from_probe(f) for p, f in raw["paths"].items()},
             programs=dict(raw["programs"]),
+            commands=commands,
         )
 
     def path(self, path: str) -> PathFact:
         return self.paths[path]
+
+    def command(self, argv: tuple[str, ...]) -> CommandResult:
+        return self.commands[argv]
 
 
 class Connection(ABC):

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import sys
 
 MAX_CONTENT = 4 << 20
@@ -49,8 +50,26 @@ def _read(path, fact, with_content):
     return fact
 
 
+def _command(argv):
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+    except OSError as exc:
+        return {"returncode": 127, "stdout": "", "stderr": exc.strerror or str(exc)}
+    except subprocess.TimeoutExpired:
+        return {"returncode": 124, "stdout": "", "stderr": "timed out after 60 s"}
+    return {
+        "returncode": done.returncode,
+        "stdout": done.stdout.decode(errors="replace")[-4096:],
+        "stderr": done.stderr.decode(errors="replace")[-4096:],
+    }
+
+
 def probe(request):
-    """Answer {"paths", "hashes", "content", "programs"} with what exists on this host."""
+    """Answer {"paths", "hashes", "content", "programs", "commands"} about this host.
+
+    Commands are read-only checks (`ol worker status`, a GET of a URL), run without
+    a shell; their results come back keyed by the JSON of their argv.
+    """
     content = set(request.get("content", []))
     hashes = set(request.get("hashes", [])) | content
     paths = {}
@@ -60,7 +79,8 @@ def probe(request):
             fact = _read(path, fact, path in content)
         paths[path] = fact
     programs = {name: shutil.which(name) for name in request.get("programs", [])}
-    return {"paths": paths, "programs": programs}
+    commands = {json.dumps(argv): _command(argv) for argv in request.get("commands", [])}
+    return {"paths": paths, "programs": programs, "commands": commands}
 
 
 if __name__ == "__main__":

@@ -118,3 +118,6 @@ class JsonKeys(Resource):
         new = render(document, text)
         if new != text:
             conn.write_file(self.path, new.encode())
+
+    def provides(self) -> frozenset[str]:
+        return frozenset({self.path})

@@ -117,6 +117,23 @@ def _check_allowlist(spec: Spec) -> Iterator[Problem]:
             )
 
 
+def _check_worker_target(spec: Spec, i: int) -> Iterator[Problem]:
+    targets = spec.mirror.targets
+    listed = ", ".join(f"{{python: {t.python!r}, platform: {t.platform}}}" for t in targets)
+    target = spec.workers[i].target
+    if target is None and len(targets) > 1:
+        yield (
+            ("workers", i),
+            f"the mirror has {len(targets)} targets, so this worker needs a 'target' naming "
+            f"the one its Python matches: {listed}",
+        )
+    elif target is not None and target not in targets:
+        yield (
+            ("workers", i, "target"),
+            f"this target is not one of mirror.targets ({listed}); add it there or pick one",
+        )
+
+
 def _check_workers(spec: Spec) -> Iterator[Problem]:
     first: dict[str, int] = {}
     places: dict[tuple[str, str], int] = {}
@@ -144,6 +161,7 @@ def _check_workers(spec: Spec) -> Iterator[Problem]:
                 ),
             )
         places.setdefault(place, i)
+        yield from _check_worker_target(spec, i)
         blocked = {canonicalize_name(name) for name in spec.allowlist.block}
         for j, text in enumerate(worker.requirements):
             if canonicalize_name(Requirement(text).name) in blocked:

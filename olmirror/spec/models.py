@@ -278,6 +278,10 @@ class Worker(_Model):
     image: Annotated[str, StringConstraints(pattern=IMAGE_PATTERN)] = "ol-min"
     requirements: list[RequirementStr] = []
     state: Literal["running", "stopped"] = "running"
+    target: Target | None = Field(
+        None,
+        description="The mirror target this worker's Python matches; optional with one target.",
+    )
 
 
 class Spec(_Model):
