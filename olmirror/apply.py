@@ -90,5 +90,12 @@ def apply_plan(
     Final events are lasting lines (a change made, a sync's summary); others are transient.
     """
     by_host = {h.host: h for h in plan.hosts}
-    results = in_parallel(by_host, lambda h: apply_host(by_host[h], connections, on_event), forks)
-    return list(results.values())
+    mirror = (plan.mirror or {}).get("host")
+    # The mirror host goes first: workers elsewhere check that it answers.
+    phases = [[mirror], [h for h in by_host if h != mirror]] if mirror in by_host else [[*by_host]]
+    results: dict[str, HostResult] = {}
+    for phase in phases:
+        results |= in_parallel(
+            phase, lambda h: apply_host(by_host[h], connections, on_event), forks
+        )
+    return [results[h] for h in by_host]

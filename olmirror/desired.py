@@ -135,7 +135,10 @@ def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
     state = posixpath.join(mirror.directory, ".olmirror")
     resources: list[Resource] = [Directory(mirror.directory), Directory(state)]
     if not lock.files():
-        return resources
+        # Nothing to mirror yet: an empty index still answers, so workers can point at it.
+        pages = simple_pages.pages(web_dir(mirror.directory), lock)
+        resources.append(Directory(posixpath.join(web_dir(mirror.directory), "simple")))
+        return resources + [File(path, content) for path, content in pages.items()]
     ca_file = None
     if mirror.ca_file:
         ca_file = posixpath.join(state, "upstream-ca.pem")

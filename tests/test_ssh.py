@@ -130,10 +130,12 @@ def test_plan_and_apply_across_five_hosts_then_a_noop_plan_of_one_command_per_ho
         [worker(n, f"w-{n.name}") for n in nodes],
     )
     limit = ",".join(n.name for n in nodes)
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--limit", "local", "--yes")
+    assert code == 0, out  # the mirror the workers check for
 
     code, out = run_cli(capsys, "plan", "-f", str(spec), "--limit", limit, "--detailed-exitcode")
     assert code == 2, out
-    assert "Plan: 20 to change on 5 hosts" in out
+    assert "Plan: 30 to change on 5 hosts, 5 unchanged" in out  # 6 to change per worker
 
     calls["connect"].clear()
     code, out = run_cli(capsys, "apply", "-f", str(spec), "--limit", limit, "--yes")
