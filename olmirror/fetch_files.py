@@ -13,6 +13,7 @@ import os
 import ssl
 import sys
 import tempfile
+import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +69,8 @@ def _fetch(item, context):
     except Exception as exc:  # every failure is reported, per file
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, urllib.error.HTTPError):
+            return 0, f"{clean_url}: HTTP {exc.code} {exc.reason}"
         return 0, f"{clean_url}: {getattr(exc, 'reason', None) or exc}"
 
 
