@@ -21,17 +21,32 @@ _HASH_OPTION = re.compile(r"\s--hash[=\s]\S+")
 
 @dataclass(frozen=True)
 class RequirementSet:
+    """One set resolved on its own; `sources[i]` says where `requirements[i]` was written."""
+
     name: str
     origin: str
     requirements: tuple[str, ...]
+    sources: tuple[str, ...] = ()
+
+    def source_of(self, requirement: str) -> str:
+        """Where `requirement` (one of this set's lines) was written, else the set's origin."""
+        for line, source in zip(self.requirements, self.sources, strict=False):
+            if line == requirement:
+                return source
+        return self.origin
 
 
 def worker_set_name(worker: str) -> str:
     return f"worker:{worker}"
 
 
-def read_requirements_file(path: Path, seen: frozenset[Path] = frozenset()) -> list[str]:
-    """The requirements of a pip requirements file, following `-r` includes."""
+_INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s*=\s*|\s+|(?=[^\s-]))(\S.*)$")
+
+
+def read_requirements_file(
+    path: Path, seen: frozenset[Path] = frozenset()
+) -> list[tuple[str, str]]:
+    """(requirement, "file:line") of a pip requirements file, following `-r` includes."""
     if path in seen:
         raise SpecError(f"{path}: includes itself through -r; remove the loop")
     try:
@@ -41,15 +56,13 @@ def read_requirements_file(path: Path, seen: frozenset[Path] = frozenset()) -> l
             f"{path}: cannot read this requirements file ({exc.strerror}); "
             "check allowlist.requirements in the spec"
         ) from None
-    found: list[str] = []
-    logical = text.replace("\\\n", " ").splitlines()
-    for number, raw in enumerate(logical, start=1):
+    found: list[tuple[str, str]] = []
+    for number, raw in _logical_lines(text):
         line = _HASH_OPTION.sub("", raw.split(" #")[0]).strip()
         if not line or line.startswith("#"):
             continue
-        if line.startswith(("-r ", "--requirement ")):
-            include = line.split(maxsplit=1)[1]
-            found += read_requirements_file(path.parent / include, seen | {path})
+        if include := _INCLUDE.match(line):
+            found += read_requirements_file(path.parent / include[1].strip(), seen | {path})
             continue
         if line.startswith("-"):
             raise SpecError(
@@ -65,29 +78,55 @@ def read_requirements_file(path: Path, seen: frozenset[Path] = frozenset()) -> l
             ) from None
         if requirement.url:
             raise SpecError(f"{path}:{number}: {line!r} names a URL; give a name and version")
-        found.append(line)
+        found.append((line, f"{path}:{number}"))
     return found
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """Lines joined across backslash continuations, each with the number of its first line."""
+    lines: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    for number, physical in enumerate(text.splitlines(), start=1):
+        start, joined = pending if pending else (number, "")
+        if physical.endswith("\\"):
+            pending = (start, joined + physical[:-1] + " ")
+            continue
+        pending = None
+        lines.append((start, joined + physical))
+    if pending:
+        lines.append(pending)
+    return lines
 
 
 def requirement_sets(loaded: LoadedSpec) -> list[RequirementSet]:
     spec = loaded.spec
     name = loaded.path.name
-    allowlist = list(spec.allowlist.packages)
+    allowlist = [
+        (line, f"{name}: allowlist.packages[{i}]") for i, line in enumerate(spec.allowlist.packages)
+    ]
     for file in spec.allowlist.requirements:
         allowlist += read_requirements_file(Path(file))
     sets = []
     if allowlist:
-        sources = ", ".join(["allowlist.packages", *spec.allowlist.requirements])
+        parts = ["allowlist.packages"] if spec.allowlist.packages else []
+        sources = ", ".join([*parts, *spec.allowlist.requirements])
         sets.append(
-            RequirementSet(ALLOWLIST, f"the allowlist ({name}: {sources})", tuple(allowlist))
+            RequirementSet(
+                ALLOWLIST,
+                f"the allowlist ({name}: {sources})",
+                tuple(line for line, _ in allowlist),
+                tuple(source for _, source in allowlist),
+            )
         )
     for i, worker in enumerate(spec.workers):
         if worker.requirements:
+            where = f"{name}: workers[{i}].requirements"
             sets.append(
                 RequirementSet(
                     worker_set_name(worker.name),
-                    f"worker {worker.name!r} ({name}: workers[{i}].requirements)",
+                    f"worker {worker.name!r} ({where})",
                     tuple(worker.requirements),
+                    tuple(f"{where}[{j}]" for j in range(len(worker.requirements))),
                 )
             )
     return sets

@@ -10,9 +10,11 @@ platform, so olmirror uses `uv pip compile` for every target.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -30,6 +32,21 @@ from olmirror.targets import TargetEnv, release_of, uv_platform
 RESOLVERS = 4
 # The box-drawing characters uv decorates its error reports with.
 _UV_DECORATION = " \u00d7\u2570\u2500\u25b6\u2502"
+_NO_SOLUTION = "No solution found"
+# Settings of this machine that would make uv consult another index than the upstream.
+_UV_INDEX_VARIABLES = (
+    "UV_INDEX",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+    "UV_INDEX_STRATEGY",
+    "UV_CONSTRAINT",
+    "UV_OVERRIDE",
+    "UV_BUILD_CONSTRAINT",
+)
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?", re.IGNORECASE)
 
 
 def tls_env(ca_file: str | None) -> dict[str, str]:
@@ -45,7 +62,64 @@ def tls_env(ca_file: str | None) -> dict[str, str]:
     return env
 
 
-def _compile(requirements: RequirementSet, target: TargetEnv, upstream: str, ca: str | None):
+@dataclass(frozen=True)
+class Resolution:
+    """One set's closure for one target: sorted pins, and who needs each (canonical names)."""
+
+    pins: list[str]
+    needed_by: dict[str, list[str]]
+
+
+def _uv_report(stderr: str) -> tuple[str, str]:
+    """(headline, causes) of uv's error report, without decoration or `error:`/`cause:`."""
+    lines = [line.strip(_UV_DECORATION) for line in stderr.splitlines()]
+    lines = [line.strip() for line in lines if line.strip()]
+    headline, causes = "", []
+    for line in lines:
+        if line.startswith("error:") and not headline:
+            headline = line.removeprefix("error:").strip()
+        elif line.startswith("warning:"):
+            continue
+        else:
+            causes.append(line.removeprefix("cause:").strip())
+    return headline or " ".join(causes), " ".join(causes)
+
+
+def _mentioned(requirements: RequirementSet, text: str) -> list[str]:
+    """The set's requirements whose project the resolver's explanation names."""
+    named = {canonicalize_name(word) for word in _NAME.findall(text)}
+    return [
+        line for line in requirements.requirements if canonicalize_name(_name_of(line)) in named
+    ]
+
+
+def _name_of(line: str) -> str:
+    return Requirement(line).name
+
+
+def _resolve_error(
+    requirements: RequirementSet, target: TargetEnv, upstream: str, stderr: str
+) -> OlmirrorError:
+    headline, causes = _uv_report(stderr)
+    where = f"cannot resolve {requirements.origin} for target {target.key}"
+    if not headline.startswith(_NO_SOLUTION):
+        return OlmirrorError(
+            f"{where}: the upstream {upstream} could not be read ({headline}"
+            f"{': ' + causes if causes and causes != headline else ''}); check that it is "
+            "reachable from this machine and that mirror.upstream and mirror.ca_file are right"
+        )
+    asked = "; ".join(
+        f"{line!r} from {requirements.source_of(line)}" for line in _mentioned(requirements, causes)
+    )
+    return OlmirrorError(
+        f"{where}: {causes or headline}{' (asked for by ' + asked + ')' if asked else ''}; "
+        "fix the requirement, or add the missing release to the upstream"
+    )
+
+
+def _compile(
+    requirements: RequirementSet, target: TargetEnv, upstream: str, ca: str | None
+) -> Resolution:
     platform = uv_platform(target.platform)
     if platform is None:
         raise OlmirrorError(
@@ -58,36 +132,36 @@ def _compile(requirements: RequirementSet, target: TargetEnv, upstream: str, ca:
         "--python-version", target.python,
         "--python-platform", platform,
         "--index-url", f"{upstream}/simple/",
-        "--no-header", "--no-annotate", "--quiet", "--no-config", "--color", "never",
+        "--no-header", "--annotation-style", "line", "--quiet", "--no-config",
+        "--color", "never",
     ]  # fmt: skip
+    env = {k: v for k, v in tls_env(ca).items() if k not in _UV_INDEX_VARIABLES}
     done = subprocess.run(
         argv,
         input="\n".join(requirements.requirements) + "\n",
         capture_output=True,
         text=True,
         # Never fetch a Python build: the target's version is only used for markers and tags.
-        env=tls_env(ca) | {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"},
+        env=env | {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"},
         timeout=900,
         check=False,
     )
     if done.returncode != 0:
-        reason = " ".join(
-            line.strip(_UV_DECORATION)
-            for line in done.stderr.splitlines()
-            if line.strip(_UV_DECORATION)
-        )
-        raise OlmirrorError(
-            f"cannot resolve {requirements.origin} for target {target.key}: {reason}; "
-            "fix the requirement, or the package is missing from the upstream"
-        )
-    pins = []
-    for line in done.stdout.splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            requirement = Requirement(line)
-            (spec,) = requirement.specifier
-            pins.append(f"{canonicalize_name(requirement.name)}=={spec.version}")
-    return sorted(pins)
+        raise _resolve_error(requirements, target, upstream, done.stderr)
+    pins, needed_by = [], {}
+    for raw in done.stdout.splitlines():
+        line, _, comment = raw.partition("#")
+        if not line.strip():
+            continue
+        requirement = Requirement(line.strip())
+        (spec,) = requirement.specifier
+        name = canonicalize_name(requirement.name)
+        pins.append(f"{name}=={spec.version}")
+        via = comment.strip().removeprefix("via").strip()
+        needed_by[name] = [
+            canonicalize_name(p.strip()) for p in via.split(",") if _NAME.fullmatch(p.strip())
+        ]
+    return Resolution(sorted(pins), needed_by)
 
 
 def choose_file(pin: str, files: list[IndexFile], target: TargetEnv) -> LockedFile:
@@ -121,16 +195,48 @@ def choose_file(pin: str, files: list[IndexFile], target: TargetEnv) -> LockedFi
     )
 
 
-def _check_blocked(sets: list[RequirementSet], pins: dict, block: list[str]) -> None:
+def _chain(requirements: RequirementSet, resolution: Resolution, name: str) -> list[str]:
+    """Names from a requirement of the set down to `name`, along uv's `via` annotations."""
+    roots = {canonicalize_name(_name_of(line)) for line in requirements.requirements}
+    paths = {name: [name]}
+    todo = [name]
+    while todo:
+        current = todo.pop(0)
+        if current in roots:
+            return paths[current][::-1]
+        for parent in resolution.needed_by.get(current, []):
+            if parent not in paths:
+                paths[parent] = [*paths[current], parent]
+                todo.append(parent)
+    return [name]
+
+
+def _check_blocked(
+    sets: list[RequirementSet], resolutions: dict[tuple[str, str], Resolution], block: list[str]
+) -> None:
     blocked = {canonicalize_name(b) for b in block}
-    for (set_name, target_key), pinned in pins.items():
-        for pin in pinned:
-            if pin.partition("==")[0] in blocked:
-                origin = next(s.origin for s in sets if s.name == set_name)
-                raise OlmirrorError(
-                    f"{pin} is blocked by allowlist.block but {origin} needs it for target "
-                    f"{target_key}; drop the requirement that pulls it in, or unblock it"
-                )
+    by_name = {s.name: s for s in sets}
+    for (set_name, target_key), resolution in sorted(resolutions.items()):
+        versions = dict(pin.partition("==")[::2] for pin in resolution.pins)
+        for name in sorted(blocked & set(versions)):
+            requirements = by_name[set_name]
+            chain = _chain(requirements, resolution, name)
+            root = next(
+                (
+                    line
+                    for line in requirements.requirements
+                    if canonicalize_name(_name_of(line)) == chain[0]
+                ),
+                None,
+            )
+            path = " -> ".join(f"{n}=={versions[n]}" for n in chain)
+            via = f" through {path}" if len(chain) > 1 else ""
+            asked = f" ({root!r} from {requirements.source_of(root)})" if root else ""
+            raise OlmirrorError(
+                f"{name}=={versions[name]} is blocked by allowlist.block but "
+                f"{requirements.origin} needs it for target {target_key}{via}{asked}; "
+                "drop the requirement that pulls it in, or unblock it"
+            )
 
 
 def upstream_of(loaded: LoadedSpec) -> str:
@@ -147,8 +253,9 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
     jobs = [(s, t) for t in targets for s in sets]
     with ThreadPoolExecutor(RESOLVERS) as pool:
         results = list(pool.map(lambda job: _compile(*job, upstream, ca), jobs))
-    pins = {(s.name, t.key): r for (s, t), r in zip(jobs, results, strict=True)}
-    _check_blocked(sets, pins, list(loaded.spec.allowlist.block))
+    resolutions = {(s.name, t.key): r for (s, t), r in zip(jobs, results, strict=True)}
+    _check_blocked(sets, resolutions, list(loaded.spec.allowlist.block))
+    pins = {key: r.pins for key, r in resolutions.items()}
     names = {pin.partition("==")[0] for pinned in pins.values() for pin in pinned}
     index_files = Index(upstream, ca).many(names)
     locked = {}

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from olmirror.bandersnatch_config import stored_path, web_dir
 from olmirror.connection import Connection, FactRequest
-from olmirror.index import parse_simple_html
-from olmirror.lockfile import Lock
-from olmirror.targets import release_of
+from olmirror.index import IndexFile, parse_simple_html
+from olmirror.lockfile import Lock, LockedFile
+from olmirror.targets import TargetEnv, release_of
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,36 @@ def _page(directory: str, project: str) -> str:
     return posixpath.join(web_dir(directory), "simple", canonicalize_name(project), "index.html")
 
 
+def _release(pin: str) -> tuple[str, Version]:
+    name, _, version = pin.partition("==")
+    return canonicalize_name(name), Version(version)
+
+
+def _page_url(project: str) -> str:
+    """The page's URL as pip sees it, relative to the web folder (its links are relative)."""
+    return f"file:///simple/{canonicalize_name(project)}/"
+
+
+def _stored_of_listed(directory: str, entry: IndexFile) -> str:
+    """Where the file a mirror page links to is stored."""
+    return web_dir(directory) + urlsplit(entry.url).path
+
+
+def _describe(names: list[str], target: TargetEnv) -> str:
+    """What the mirror has instead, and whether this target could install it."""
+    if not names:
+        return "no other file of this release"
+    described = []
+    for name in names:
+        if target.wheel_rank(name) is not None:
+            described.append(f"{name}, which this target can install but is not the locked file")
+        elif name.endswith(".whl"):
+            described.append(f"{name}, which this target cannot install")
+        else:
+            described.append(f"{name}, a source distribution pip would have to build")
+    return "; ".join(described)
+
+
 def verify_mirror(
     conn: Connection, directory: str, lock: Lock, *, deep: bool = True
 ) -> tuple[int, list[Gap]]:
@@ -41,6 +72,8 @@ def verify_mirror(
 
     `deep` hashes every stored file; otherwise stored files are checked by size,
     which is what an apply does after each sync to stay fast on large mirrors.
+    Each gap says what the mirror has instead of the locked file (a second round
+    trip, only when a locked file is missing).
     """
     files = lock.files()
     projects = {pin.partition("==")[0] for t in lock.targets.values() for pin in t.files}
@@ -53,24 +86,36 @@ def verify_mirror(
         )
     )
     gaps: list[Gap] = []
+    # (target key, pin, locked file, other stored paths by file name) of files not stored
+    absent: list[tuple[str, str, LockedFile, dict[str, str]]] = []
     checked = 0
     for key, target in sorted(lock.targets.items()):
         for pin, locked in sorted(target.files.items()):
             checked += 1
-            page = facts.path(_page(directory, pin.partition("==")[0]))
+            project = pin.partition("==")[0]
+            page = facts.path(_page(directory, project))
             if page.kind != "file" or page.content is None:
-                gaps.append(Gap(key, pin, "the mirror has no simple page for this project"))
-                continue
-            listed = {f.filename: f for f in parse_simple_html(page.content.decode(), "/")}
-            entry = listed.get(locked.filename)
-            if entry is None:
-                release = (pin.partition("==")[0], Version(pin.partition("==")[2]))
-                same = sorted(n for n in listed if release_of(n) == release) or ["no file of it"]
                 gaps.append(
                     Gap(
                         key,
                         pin,
-                        f"{locked.filename} is not listed (the mirror has: {', '.join(same)})",
+                        f"{locked.filename} is not served: the mirror has no simple page for "
+                        f"{project}, so pip finds no release of it",
+                    )
+                )
+                continue
+            listed = {
+                f.filename: f for f in parse_simple_html(page.content.decode(), _page_url(project))
+            }
+            same = sorted(n for n in listed if release_of(n) == _release(pin))
+            entry = listed.get(locked.filename)
+            if entry is None:
+                gaps.append(
+                    Gap(
+                        key,
+                        pin,
+                        f"{locked.filename} is not listed on the mirror's page for {project} "
+                        f"(the mirror has: {_describe(same, target.env)})",
                     )
                 )
                 continue
@@ -86,7 +131,10 @@ def verify_mirror(
                 continue
             stored_file = facts.path(stored_path(directory, locked.url))
             if stored_file.kind != "file":
-                gaps.append(Gap(key, pin, f"{locked.filename} is listed but the file is missing"))
+                others = {
+                    n: _stored_of_listed(directory, listed[n]) for n in same if n != locked.filename
+                }
+                absent.append((key, pin, locked, others))
             elif locked.size is not None and stored_file.size != locked.size:
                 gaps.append(
                     Gap(
@@ -105,4 +153,18 @@ def verify_mirror(
                         f"{stored_file.sha256}, the lock says {locked.sha256}",
                     )
                 )
+    if absent:
+        others = frozenset(p for *_, paths in absent for p in paths.values())
+        present = conn.gather(FactRequest(paths=others)) if others else None
+        for key, pin, locked, paths in absent:
+            have = [n for n, p in paths.items() if present and present.path(p).kind == "file"]
+            gaps.append(
+                Gap(
+                    key,
+                    pin,
+                    f"{locked.filename} is listed but the file is missing "
+                    f"(the mirror has: {_describe(have, lock.targets[key].env)})",
+                )
+            )
+    gaps.sort(key=lambda gap: (gap.target, gap.pin))
     return checked, gaps

@@ -8,6 +8,7 @@ bandersnatch's own reason and the next apply resumes.
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 
 from olmirror.connection.base import Connection, FactRequest, Facts
@@ -66,10 +67,51 @@ class BandersnatchSync(Resource):
         missing = self._missing(conn.gather(self.request()))
         if result.ok and not missing:
             return
-        log = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        errors = [line for line in log if "ERROR" in line or "Error" in line] or log[-5:]
+        files = {path for path, _ in self.files}
+        missing_files = [posixpath.basename(p) for p in missing if p in files]
+        missing_pages = [p for p in missing if p not in files]
+        gaps = []
+        if missing_files:
+            shown = ", ".join(missing_files[:SHOWN])
+            more = f" and {len(missing_files) - SHOWN} more" if len(missing_files) > SHOWN else ""
+            gaps.append(f"{len(missing_files)} of {len(files)} locked files ({shown}{more})")
+        if missing_pages:
+            gaps.append(f"{len(missing_pages)} simple page{'s' if len(missing_pages) > 1 else ''}")
+        outcome = f"exited with code {result.returncode}" if not result.ok else "exited 0"
+        left = f", and {' and '.join(gaps)} are still missing" if gaps else ""
         raise ResourceError(
-            f"bandersnatch mirror {'exited ' + str(result.returncode) if not result.ok else 'left'}"
-            f" {len(missing)} locked files missing; bandersnatch said: {' | '.join(errors[-5:])}; "
-            "the mirror keeps what it has, and the next apply resumes"
+            f"bandersnatch mirror {outcome}{left}; bandersnatch said: "
+            f"{bandersnatch_reason(result.stderr + chr(10) + result.stdout)}; the mirror keeps "
+            "every file it has, and the next apply resumes once the cause is fixed"
         )
+
+
+SHOWN = 5
+# "2024-01-01 00:00:00,123 ERROR: message (mirror.py:375)"
+_LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (?P<level>[A-Z]+): (?P<message>.*?)"
+    r"(?: \([\w.]+:\d+\))?$"
+)
+# "aiohttp.client_exceptions.ClientResponseError: 500, message=..." (a traceback's last line)
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<kind>[A-Za-z_]\w*(?:Error|Exception)): (.+)$")
+_NOISE = ("Exiting early after error", "Traceback (most recent call last)")
+
+
+def bandersnatch_reason(output: str) -> str:
+    """bandersnatch's own reason for a failed sync: its errors and exceptions, once each.
+
+    Traceback frames and timestamps are dropped; when it logged no error, its last lines.
+    """
+    found: list[str] = []
+    for raw in output.splitlines():
+        line = raw.strip()
+        if log := _LOG_LINE.match(line):
+            if log["level"] in ("ERROR", "CRITICAL") and not log["message"].startswith(_NOISE):
+                found.append(log["message"])
+        elif (exception := _EXCEPTION.match(line)) and raw[:1] not in (" ", "\t"):
+            found.append(f"{exception['kind']}: {exception[2]}")
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        unique = lines[-3:] or ["nothing (no output)"]
+    return " | ".join(unique[-SHOWN:])
