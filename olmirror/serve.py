@@ -22,6 +22,7 @@ from __future__ import annotations
 import posixpath
 
 from olmirror.bandersnatch_config import web_dir
+from olmirror.errors import OlmirrorError
 from olmirror.resources import Directory, File, Resource
 from olmirror.resources.http_check import HttpCheck
 from olmirror.resources.nginx import Nginx
@@ -35,29 +36,41 @@ def nginx_folder(directory: str) -> str:
     return posixpath.join(directory, ".olmirror", "nginx")
 
 
+def _quoted(path: str) -> str:
+    """A path as an nginx string; nginx would read `$` as a variable and has no escape for it."""
+    if "$" in path or any(ord(c) < 32 for c in path):
+        raise OlmirrorError(
+            f"nginx cannot serve from {path!r}: nginx reads '$' as a variable and cannot take "
+            "control characters; choose a mirror.directory without them"
+        )
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def render_nginx_conf(nginx: Nginx, web: str) -> str:
     """A complete nginx.conf serving `web` read-only as a PEP 503/691 simple index.
 
     Simple pages are served as HTML (pip's fallback and every tool's baseline), or as
-    PEP 691 JSON when the client asks for it and bandersnatch wrote `index.v1_json`;
+    PEP 691 JSON when the client asks for it and the engine wrote `index.v1_json`;
     every other file is an opaque download.
     """
     temp = posixpath.join(nginx.folder, "temp")
-    paths = "\n".join(f"    {kind}_temp_path {temp}/{kind};" for kind in TEMP_KINDS)
+    paths = "\n".join(
+        f"    {kind}_temp_path {_quoted(posixpath.join(temp, kind))};" for kind in TEMP_KINDS
+    )
     return f"""\
 # Written by olmirror: serves the mirror {web}. Edits are overwritten.
 # start:  nginx -c {nginx.conf} -p {nginx.folder}/ -e {nginx.error_log}
 # reload: the same with -s reload
 worker_processes auto;
-pid {nginx.pid_file};
-error_log {nginx.error_log} notice;
+pid {_quoted(nginx.pid_file)};
+error_log {_quoted(nginx.error_log)} notice;
 
 events {{
     worker_connections 1024;
 }}
 
 http {{
-    access_log {nginx.access_log};
+    access_log {_quoted(nginx.access_log)};
 {paths}
 
     sendfile on;
@@ -78,7 +91,7 @@ http {{
 
     server {{
         listen {nginx.listen};
-        root {web};
+        root {_quoted(web)};
         autoindex on;
         absolute_redirect off;
         index index.html;
@@ -114,8 +127,7 @@ def serve_resources(spec: Spec) -> list[Resource]:
         HttpCheck(
             host=mirror.host,
             url=serve.url.rstrip("/") + "/simple/",
-            record=posixpath.join(folder, "answered"),
-            watch=(nginx.conf, nginx.pid_file),
+            after=(nginx.conf, nginx.pid_file),
             log=nginx.error_log,
             hint=(
                 f"nginx's workers cannot read {web}: started as root they run as `nobody`, "

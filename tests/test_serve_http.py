@@ -111,13 +111,17 @@ class Mirror:
         return (self.nginx / "error.log").read_text().count("signal 1 (SIGHUP) received")
 
     def stop(self) -> None:
+        """Stop this mirror's nginx by the pid in its pid file, if that pid is its master."""
         pid_file = self.nginx / "nginx.pid"
-        if pid_file.exists():
-            pid = int(pid_file.read_text())
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                return
+        if not pid_file.exists():
+            return
+        pid = int(pid_file.read_text())
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except FileNotFoundError:
+            return
+        if title.startswith("nginx: master process") and str(self.nginx / "nginx.conf") in title:
+            os.kill(pid, signal.SIGTERM)
             wait_for_exit(pid)
 
 
@@ -220,12 +224,53 @@ def test_nginx_stopped_by_hand_is_started_again(cli: Cli, mirror: Mirror) -> Non
     with pytest.raises(urllib.error.URLError):
         get(f"{mirror.url}/simple/")
     plan = cli("plan", "-f", str(mirror.spec), "--no-color")
-    assert f"start nginx on 127.0.0.1:{mirror.port}" in plan.out, plan.out
+    assert f"start nginx on 127.0.0.1:{mirror.port} (now: no pid file)" in plan.out, plan.out
+    assert f"{mirror.url}/simple/ answers from host 'local' (after the changes above)" in plan.out
     applied = apply_ok(cli, mirror.spec)
-    assert f"check that {mirror.url}/simple/ answers" in applied.out
+    assert "start nginx" in applied.out
     assert mirror.pid() != old
     assert get(f"{mirror.url}/simple/")[0] == 200
     assert "Plan: 0 to change" in apply_ok(cli, mirror.spec).out
+
+
+def test_a_pid_file_naming_another_process_is_not_trusted(cli: Cli, mirror: Mirror) -> None:
+    """After a reboot or a SIGKILL the pid file stays, and its pid may be anyone's."""
+    mirror.stop()
+    (mirror.nginx / "nginx.pid").write_text(f"{os.getpid()}\n")
+    plan = cli("plan", "-f", str(mirror.spec), "--no-color")
+    assert f"(now: pid {os.getpid()} of the pid file is another program now)" in plan.out
+    apply_ok(cli, mirror.spec)
+    assert mirror.pid() != os.getpid()
+    assert get(f"{mirror.url}/simple/")[0] == 200
+
+
+def test_a_url_that_does_not_answer_fails_apply_clearly(cli: Cli, mirror: Mirror) -> None:
+    wrong = f"{mirror.url}/not-the-mirror"
+    edit(mirror.spec, lambda d: d["mirror"]["serve"].update(url=wrong))
+    plan = cli("plan", "-f", str(mirror.spec), "--no-color")
+    assert f"check that {wrong}/simple/ answers from host 'local' (now: it answered HTTP 404" in (
+        plan.out
+    )
+    result = cli("apply", "-f", str(mirror.spec), "--yes", "--no-color")
+    assert result.code != 0
+    assert f"{wrong}/simple/ does not answer from host 'local': it answered HTTP 404" in result.out
+    assert "Traceback" not in result.err
+
+
+def test_a_busy_port_is_a_clear_error_and_the_next_apply_starts_nginx(
+    cli: Cli, mirror: Mirror
+) -> None:
+    mirror.stop()
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        squatter.bind(("127.0.0.1", mirror.port))
+        squatter.listen()
+        result = cli("apply", "-f", str(mirror.spec), "--yes", "--no-color")
+    assert result.code != 0
+    assert f"nginx did not start on 127.0.0.1:{mirror.port}" in result.out, result.out
+    assert "Address already in use" in result.out
+    apply_ok(cli, mirror.spec)
+    assert get(f"{mirror.url}/simple/")[0] == 200
 
 
 def test_missing_nginx_names_the_host_and_the_fix(tmp_path: Path) -> None:

@@ -1,13 +1,13 @@
 """A dedicated nginx instance, started when it is not running and reloaded when its config changed.
 
-The instance is nginx's own master process run with `-c <folder>/nginx.conf -p <folder>`,
+The instance is nginx's own master process run with `-c <folder>/nginx.conf -p <folder>/`,
 so it needs no root, no systemd and nothing in /etc, and reloading it touches no other
 site. Its pid file, logs and temp folders all live in `folder`.
 
-A plan only reads files, so whether the master still runs is read through a link
-`<folder>/master -> /proc/<pid>` that olmirror sets after each start: its `cmdline`
-names nginx and this config while that process lives, and vanishes when it dies,
-even by SIGKILL (which leaves nginx's own pid file behind).
+Whether it runs is read in the plan's one round trip by a small read-only check on the
+host: the pid in nginx's pid file must be alive and be an nginx master started with this
+config. A pid file alone would lie after a SIGKILL (or the OOM killer), which leaves it
+behind, and after a reboot, when its pid may belong to another process.
 """
 
 from __future__ import annotations
@@ -24,16 +24,25 @@ from olmirror.resources.http_check import log_tail
 # How long nginx's daemon may take to write its pid file after `nginx` returns.
 START_WAIT = 15.0
 
-
-def _master_of(cmdline: bytes | None, conf: str) -> bool:
-    """Whether a /proc cmdline is an nginx master started with this config file."""
-    text = (cmdline or b"").replace(b"\0", b" ").decode(errors="replace")
-    return text.startswith("nginx: master process") and f" -c {conf} " in f"{text} "
-
-
-def _pid(text: bytes | None) -> int | None:
-    value = (text or b"").decode(errors="replace").strip()
-    return int(value) if value.isdigit() else None
+# Runs on the host with its python3: prints the master's pid, or why there is none (exit 1).
+MASTER = """
+import sys
+pid_file, conf = sys.argv[1], sys.argv[2]
+try:
+    text = open(pid_file).read().strip()
+except OSError:
+    sys.exit("no pid file")
+if not text.isdigit():
+    sys.exit("pid file holds %r" % text[:40])
+try:
+    cmdline = open("/proc/%s/cmdline" % text, "rb").read()
+except OSError:
+    sys.exit("pid %s of the pid file is gone" % text)
+title = cmdline.replace(b"\\0", b" ").decode("utf-8", "replace") + " "
+if not title.startswith("nginx: master process") or (" -c %s " % conf) not in title:
+    sys.exit("pid %s of the pid file is another program now" % text)
+print(text)
+"""
 
 
 @dataclass(frozen=True)
@@ -66,12 +75,12 @@ class Nginx(Resource):
         return posixpath.join(self.folder, "access.log")
 
     @property
-    def link(self) -> str:
-        return posixpath.join(self.folder, "master")
-
-    @property
     def id(self) -> str:
         return f"nginx -c {self.conf}"
+
+    @property
+    def _master_check(self) -> tuple[str, ...]:
+        return ("python3", "-c", MASTER, self.pid_file, self.conf)
 
     def _args(self) -> tuple[str, ...]:
         """Every nginx command names the config, prefix and log, so none reads /etc or /var."""
@@ -80,8 +89,8 @@ class Nginx(Resource):
     def request(self) -> FactRequest:
         return FactRequest(
             paths=frozenset(self.fallbacks),
-            content=frozenset({self.pid_file, posixpath.join(self.link, "cmdline")}),
             programs=frozenset({self.program}),
+            commands=frozenset({self._master_check}),
         )
 
     def _found(self, facts: Facts) -> str | None:
@@ -90,17 +99,9 @@ class Nginx(Resource):
             return on_path
         return next((p for p in self.fallbacks if facts.path(p).kind == "file"), None)
 
-    def _running(self, facts: Facts) -> str | None:
-        """'pid N' of this instance's master if the link says it still runs, else None."""
-        cmdline = facts.path(posixpath.join(self.link, "cmdline"))
-        if cmdline.kind != "file" or not _master_of(cmdline.content, self.conf):
-            return None
-        pid = _pid(facts.path(self.pid_file).content)
-        return f"pid {pid}" if pid else "pid file missing"
-
     def observe(self, facts: Facts) -> str:
-        running = self._running(facts)
-        return f"{self._found(facts)}:{'stopped' if running is None else running}"
+        master = facts.command(self._master_check)
+        return f"{self._found(facts)}:{master.stdout.strip() if master.ok else 'stopped'}"
 
     def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
         if self._found(facts) is None:
@@ -109,29 +110,36 @@ class Nginx(Resource):
                 f"{', '.join(self.fallbacks)}), and serve.backend http needs it; install it there "
                 "with `apt-get install nginx`, then run apply again"
             )
-        pid = self._running(facts)
-        if pid is None:
-            stale = _pid(facts.path(self.pid_file).content)
-            gone = f"; pid {stale} of its pid file is gone" if stale else ""
-            return Change(self, "run", f"start nginx on {self.listen} ({self.conf}{gone})")
+        master = facts.command(self._master_check)
+        if not master.ok:
+            why = master.stderr.strip().splitlines()[-1:] or ["not running"]
+            return Change(self, "run", f"start nginx on {self.listen} (now: {why[0]})")
+        pid = master.stdout.strip()
         if self.conf in pending:
-            return Change(self, "run", f"reload nginx ({pid}): {self.conf} changed")
-        return self.unchanged(f"nginx ({pid}) serves on {self.listen}")
+            return Change(self, "run", f"reload nginx (pid {pid}): {self.conf} changed")
+        return self.unchanged(f"nginx (pid {pid}) serves on {self.listen}")
 
     def apply(self, conn: Connection) -> None:
         program = self._locate(conn)
         self._must(conn, (program, "-t", *self._args()), f"nginx rejects {self.conf}")
-        pid = self._live_pid(conn)
-        if pid is None:
-            self._must(conn, (program, *self._args()), f"nginx did not start on {self.listen}")
-            pid = self._wait_for_master(conn)
-        else:
-            # Started by hand with this config, or a reload: either way the new config is read.
+        if conn.run(self._master_check, timeout=60).ok:
+            # A reload, or an instance started by hand with this config: either way it
+            # reads the new config.
             self._must(conn, (program, *self._args(), "-s", "reload"), "nginx did not reload")
-        self._must(conn, ("ln", "-sfn", f"/proc/{pid}", self.link), f"cannot link {self.link}")
+            return
+        self._must(conn, (program, *self._args()), f"nginx did not start on {self.listen}")
+        # nginx returns once its daemon forked; the daemon writes the pid file just after.
+        deadline = time.monotonic() + START_WAIT
+        while not conn.run(self._master_check, timeout=60).ok:
+            if time.monotonic() > deadline:
+                raise ResourceError(
+                    f"nginx started but no master process appeared in {self.pid_file} within "
+                    f"{START_WAIT:.0f} s{log_tail(conn, self.error_log)}"
+                )
+            time.sleep(0.05)
 
     def provides(self) -> frozenset[str]:
-        return frozenset({self.pid_file, self.link})
+        return frozenset({self.pid_file})
 
     def _locate(self, conn: Connection) -> str:
         facts = conn.gather(
@@ -140,33 +148,10 @@ class Nginx(Resource):
         found = self._found(facts)
         if found is None:
             raise ResourceError(
-                f"nginx is not installed on host {self.host!r}; install it with "
+                f"nginx is not installed on host {self.host!r}; install it there with "
                 "`apt-get install nginx`"
             )
         return found
-
-    def _live_pid(self, conn: Connection) -> int | None:
-        """The master named by the pid file, if it lives and runs this config."""
-        facts = conn.gather(FactRequest(content=frozenset({self.pid_file})))
-        pid = _pid(facts.path(self.pid_file).content)
-        if pid is None:
-            return None
-        cmdline = f"/proc/{pid}/cmdline"
-        fact = conn.gather(FactRequest(content=frozenset({cmdline}))).path(cmdline)
-        return pid if fact.kind == "file" and _master_of(fact.content, self.conf) else None
-
-    def _wait_for_master(self, conn: Connection) -> int:
-        """nginx returns once its daemon forked; the daemon writes the pid file just after."""
-        deadline = time.monotonic() + START_WAIT
-        while time.monotonic() < deadline:
-            pid = self._live_pid(conn)
-            if pid is not None:
-                return pid
-            time.sleep(0.05)
-        raise ResourceError(
-            f"nginx started but no master process appeared in {self.pid_file} within "
-            f"{START_WAIT:.0f} s{log_tail(conn, self.error_log)}"
-        )
 
     def _must(self, conn: Connection, argv: tuple[str, ...], what: str) -> CommandResult:
         result = conn.run(argv, timeout=120)
