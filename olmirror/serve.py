@@ -117,9 +117,6 @@ def serve_resources(spec: Spec) -> list[Resource]:
     folder = nginx_folder(mirror.directory)
     nginx = Nginx(host=mirror.host, folder=folder, listen=serve.listen)
     return [
-        # An empty mirror still serves an (empty) index, so the check below can pass.
-        Directory(web),
-        Directory(posixpath.join(web, "simple")),
         Directory(folder),
         Directory(posixpath.join(folder, "temp")),
         File(nginx.conf, render_nginx_conf(nginx, web)),

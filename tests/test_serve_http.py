@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import select
 import shutil
 import signal
@@ -23,18 +24,22 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from conftest import CliResult, write_spec
 from upstream import Upstream
 
-from olmirror.connection import LocalConnection
+from olmirror.connection import CommandResult, LocalConnection
+from olmirror.plan import plan_resources
 from olmirror.resources import ResourceError
 from olmirror.resources.nginx import Nginx
+from olmirror.serve import nginx_folder, serve_resources
+from olmirror.spec import Spec
 
 Cli = Callable[..., CliResult]
 TARGET_KEY = "py3.11-manylinux_2_17_x86_64"
@@ -287,3 +292,59 @@ def test_missing_nginx_names_the_host_and_the_fix(tmp_path: Path) -> None:
     message = str(raised.value)
     assert "nginx is not installed on host 'mirror1'" in message
     assert "`apt-get install nginx`" in message
+
+
+class AsNobody(LocalConnection):
+    """This machine, with every command run as `nobody` and a non-root PATH (no /usr/sbin).
+
+    Facts are still read by this process; what must work unprivileged is what nginx
+    does: read its config, write its pid file, logs and temp files, bind, serve.
+    """
+
+    def run(self, argv: Sequence[str], **kwargs: Any) -> CommandResult:  # type: ignore[override]
+        user = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--")
+        path = ("env", "PATH=/usr/local/bin:/usr/bin:/bin")
+        return super().run((*user, *path, *argv), **kwargs)
+
+
+def test_nginx_runs_for_a_mirror_host_reached_as_an_ordinary_user() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="olmirror-serve-"))
+    folder.chmod(0o755)
+    directory = folder / "mirror"
+    nginx = Path(nginx_folder(str(directory)))
+    (directory / "web" / "simple").mkdir(parents=True)
+    (directory / "web" / "simple" / "index.html").write_text("<a href='alpha/'>alpha</a>\n")
+    (nginx / "temp").mkdir(parents=True)
+    nobody = pwd.getpwnam("nobody")
+    for owned in (nginx, nginx / "temp"):
+        os.chown(owned, nobody.pw_uid, nobody.pw_gid)
+    port = free_port()
+    spec = Spec.model_validate(
+        {
+            "version": 1,
+            "mirror": {
+                "directory": str(directory),
+                "targets": [{"python": "3.11", "platform": "manylinux_2_17_x86_64"}],
+                "serve": {
+                    "backend": "http",
+                    "listen": f"127.0.0.1:{port}",
+                    "url": f"http://127.0.0.1:{port}",
+                },
+            },
+        }
+    )
+    served = Mirror(folder, folder / "none.yaml", port, CliResult(0, "", ""))
+    try:
+        conn = AsNobody()
+        plan = plan_resources(conn, serve_resources(spec))
+        assert plan.error is None, plan.error
+        for change in plan.pending:
+            change.resource.apply(conn)
+        assert get(f"{served.url}/simple/")[0] == 200
+        master = Path(f"/proc/{served.pid()}")
+        assert master.stat().st_uid == nobody.pw_uid, "nginx runs as the connecting user"
+        again = plan_resources(conn, serve_resources(spec))
+        assert again.error is None and not again.pending, [c.summary for c in again.pending]
+    finally:
+        served.stop()
+        shutil.rmtree(folder)
