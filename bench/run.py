@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""olmirror's benchmarks: fan-out against Ansible and the SSH floor, mirror footprint against
+plain bandersnatch, and olmirror's peak memory. Prints a table and writes it as JSON.
+
+    python3 bench/run.py                      # everything; results in bench/results.json
+    python3 bench/run.py --hosts 1,10 --runs 3 --out /tmp/results.json
+    python3 bench/run.py --only mirror
+
+The first run creates bench/.venv with olmirror's dependencies, ansible-core, pyinstrument
+and py-spy (from the package index); the measurements never leave 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import BENCH, REPO, ensure_venv, in_bench_venv, median
+
+GOAL_PLAN_FLOOR = 1.5
+GOAL_PLAN_ANSIBLE = 0.2
+GOAL_APPLY_ANSIBLE = 0.25
+GOAL_STORED_NEED = 1.05
+GOAL_NOOP_MIRROR_SECONDS = 2.0
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def summarise_fanout(raw: dict[str, Any]) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for count, data in raw.items():
+        med = {name: median(values) for name, values in data["seconds"].items()}
+        rows[count] = {
+            "median_seconds": med,
+            "ratios": {
+                "apply_fresh/ansible_first_run": _ratio(
+                    med["olmirror_apply_fresh"], med["ansible_first_run"]
+                ),
+                "apply_noop/ansible_noop_run": _ratio(
+                    med["olmirror_apply_noop"], med["ansible_noop_run"]
+                ),
+                "plan_noop/ansible_check_noop": _ratio(
+                    med["olmirror_plan_noop"], med["ansible_check_noop"]
+                ),
+                "plan_noop/floor": _ratio(med["olmirror_plan_noop"], med["floor"]),
+                "apply_noop/floor": _ratio(med["olmirror_apply_noop"], med["floor"]),
+                "apply_fresh/floor": _ratio(med["olmirror_apply_fresh"], med["floor"]),
+            },
+            "plan_noop_max_rss_mib": max(data["plan_noop_max_rss_kib"], default=0) / 1024,
+        }
+    return rows
+
+
+def goals(fanout: dict[str, Any] | None, mirror: dict[str, Any] | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+
+    def goal(name: str, value: float, limit: float, unit: str = "x") -> None:
+        out.append(
+            {"goal": name, "value": value, "limit": limit, "unit": unit, "pass": value <= limit}
+        )
+
+    if fanout and "30" in fanout:
+        r = fanout["30"]["ratios"]
+        goal("no-op plan, 30 hosts / floor", r["plan_noop/floor"], GOAL_PLAN_FLOOR)
+        goal(
+            "no-op plan, 30 hosts / Ansible --check",
+            r["plan_noop/ansible_check_noop"],
+            GOAL_PLAN_ANSIBLE,
+        )
+        goal(
+            "first apply, 30 fresh hosts / Ansible first run",
+            r["apply_fresh/ansible_first_run"],
+            GOAL_APPLY_ANSIBLE,
+        )
+    if mirror:
+        need = mirror["need"]["bytes"]
+        for engine in ("bandersnatch", "simple"):
+            data = mirror[f"olmirror_{engine}"]
+            goal(
+                f"mirror bytes stored / exact need (engine {engine})",
+                _ratio(data["stored"]["bytes"], need),
+                GOAL_STORED_NEED,
+            )
+            goal(
+                f"no-op mirror re-apply, package files fetched (engine {engine})",
+                max(data["noop_apply_files_fetched"]),
+                0,
+                "files",
+            )
+            goal(
+                f"no-op mirror re-apply, one host (engine {engine})",
+                median(data["noop_apply_seconds"]),
+                GOAL_NOOP_MIRROR_SECONDS,
+                "s",
+            )
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    fanout = results.get("fanout_summary")
+    if fanout:
+        lines.append(f"Fan-out (median of {results['runs']} runs, seconds, wall clock)")
+        head = ("hosts", "olm apply", "olm no-op", "olm plan", "ans first", "ans no-op",
+                "ans check", "floor", "apply/ans", "plan/chk", "plan/floor", "RSS MiB")  # fmt: skip
+        lines.append(" ".join(f"{h:>10}" for h in head))
+        for count, row in fanout.items():
+            m, r = row["median_seconds"], row["ratios"]
+            cells = [
+                count,
+                *(f"{m[k]:.2f}" for k in (
+                    "olmirror_apply_fresh", "olmirror_apply_noop", "olmirror_plan_noop",
+                    "ansible_first_run", "ansible_noop_run", "ansible_check_noop", "floor")),
+                f"{r['apply_fresh/ansible_first_run']:.3f}",
+                f"{r['plan_noop/ansible_check_noop']:.3f}",
+                f"{r['plan_noop/floor']:.2f}",
+                f"{row['plan_noop_max_rss_mib']:.0f}",
+            ]  # fmt: skip
+            lines.append(" ".join(f"{c:>10}" for c in cells))
+        lines.append("")
+    mirror = results.get("mirror")
+    if mirror:
+        need = mirror["need"]
+        lines.append(
+            f"Mirror: allowlist {', '.join(mirror['allowlist'])}; target "
+            f"{mirror['target']['python']} {mirror['target']['platform']}"
+        )
+        head = ("who", "stored files", "stored bytes", "x need", "fetched files",
+                "fetched bytes", "first s", "no-op s", "no-op fetched", "add one s")  # fmt: skip
+        lines.append(f"{head[0]:<26}" + " ".join(f"{h:>13}" for h in head[1:]))
+        lines.append(f"{'exact need (lock)':<26}{need['files']:>13} {need['bytes']:>13} {1:>13.2f}")
+        for key, label in (
+            ("olmirror_bandersnatch", "olmirror engine bandersn."),
+            ("olmirror_simple", "olmirror engine simple"),
+        ):
+            d = mirror[key]
+            cells = [
+                d["stored"]["files"], d["stored"]["bytes"],
+                f"{d['stored']['bytes'] / need['bytes']:.2f}",
+                d["fetched"]["files"], d["fetched"]["file_bytes"],
+                f"{d['first_apply_seconds']:.2f}", f"{median(d['noop_apply_seconds']):.2f}",
+                max(d["noop_apply_files_fetched"]), f"{d['add_one_seconds']:.2f}",
+            ]  # fmt: skip
+            lines.append(f"{label:<26}" + " ".join(f"{c!s:>13}" for c in cells))
+        b = mirror["bandersnatch_names_only"]
+        cells = [
+            b["stored"]["files"], b["stored"]["bytes"],
+            f"{b['stored']['bytes'] / need['bytes']:.2f}",
+            b["fetched"]["files"], b["fetched"]["file_bytes"],
+            f"{b['seconds']:.2f}", f"{b['noop_seconds']:.2f}", b["noop_files_fetched"], "-",
+        ]  # fmt: skip
+        lines.append(f"{'bandersnatch, names only':<26}" + " ".join(f"{c!s:>13}" for c in cells))
+        lines.append("")
+    if results.get("goals"):
+        lines.append("Goals")
+        for g in results["goals"]:
+            value = f"{g['value']:.3f}" if isinstance(g["value"], float) else str(g["value"])
+            verdict = "pass" if g["pass"] else "MISS"
+            lines.append(f"  {verdict:<5} {g['goal']}: {value} (goal <= {g['limit']}{g['unit']})")
+    return "\n".join(lines)
+
+
+def profile_misses(
+    results: dict[str, Any], setup: Any, out_dir: Path, fanout_mod: Any, profiling: Any
+) -> dict[str, str]:
+    """py-spy (all threads) and pyinstrument (main thread) of each fan-out action that missed."""
+    missed = {g["goal"] for g in results["goals"] if not g["pass"]}
+    todo: list[str] = []
+    if any(name.startswith("no-op plan") for name in missed):
+        todo.append("plan_noop")
+    if any(name.startswith("first apply") for name in missed):
+        todo.append("apply_fresh")
+    found: dict[str, str] = {}
+    spec = setup.specs[30]
+    limit = ["--limit", ",".join(h.name for h in setup.hosts[:30]), "--forks", "30"]
+    for action in todo:
+        if action == "apply_fresh":
+            fanout_mod.reset(setup, setup.hosts[:30])
+            argv = [sys.executable, "-m", "olmirror", "apply", "-f", str(spec), "--no-color",
+                    *limit, "--yes"]  # fmt: skip
+        else:
+            argv = [sys.executable, "-m", "olmirror", "plan", "-f", str(spec), "--no-color",
+                    *limit]  # fmt: skip
+        stacks = profiling.record(argv, setup.env, spec.parent, out_dir / f"{action}.pyspy.txt")
+        if stacks is not None:
+            summary = profiling.summarise(stacks)
+            (out_dir / f"{action}.pyspy-summary.txt").write_text(summary)
+            found[f"{action} (py-spy)"] = str(out_dir / f"{action}.pyspy-summary.txt")
+        if action == "apply_fresh":
+            fanout_mod.reset(setup, setup.hosts[:30])
+        main_thread = profiling.pyinstrument(
+            argv, setup.env, spec.parent, out_dir / f"{action}.pyinstrument.txt"
+        )
+        if main_thread is not None:
+            found[f"{action} (pyinstrument)"] = str(main_thread)
+    return found
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(BENCH / "results.json"), help="JSON results file")
+    parser.add_argument("--hosts", default="1,10,30", help="host counts for the fan-out")
+    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
+    parser.add_argument("--only", choices=("fanout", "mirror"), help="one part only")
+    parser.add_argument("--no-profile", action="store_true", help="no profiles of missed goals")
+    parser.add_argument(
+        "--profiles", default=str(BENCH / "profiles"), help="folder for profiles of misses"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
+    args = parser.parse_args(argv)
+
+    import fanout
+    import mirror
+    import profiling
+
+    counts = tuple(int(n) for n in args.hosts.split(","))
+    work = Path(tempfile.mkdtemp(prefix="olbench-"))
+    work.chmod(0o755)  # olmirror's nginx, started as root, serves through `nobody`
+    started = time.time()
+    results: dict[str, Any] = {
+        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
+        "command": "python3 bench/run.py " + " ".join(argv),
+        "runs": args.runs,
+    }
+    setup = None
+    try:
+        if args.only in (None, "mirror"):
+            log("mirror: olmirror (engines bandersnatch and simple) and plain bandersnatch")
+            results["mirror"] = mirror.measure(work / "mirror", args.runs, log)
+        if args.only in (None, "fanout"):
+            log(f"fan-out: starting {max(counts)} sshd hosts")
+            setup = fanout.start(work / "fanout", max(counts))
+            fanout.prepare(setup, counts)
+            raw = fanout.measure(setup, counts, args.runs, log)
+            results["fanout"] = raw
+            results["fanout_summary"] = summarise_fanout(raw)
+        results["goals"] = goals(results.get("fanout_summary"), results.get("mirror"))
+        if setup is not None and 30 in counts and not args.no_profile:
+            profiles = profile_misses(results, setup, Path(args.profiles), fanout, profiling)
+            results["profiles"] = profiles
+    finally:
+        if setup is not None:
+            fanout.stop(setup)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"work folder kept: {work}")
+    results["total_seconds"] = time.time() - started
+    print(table(results))
+    Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    log(f"results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    if not in_bench_venv():
+        os.chdir(REPO)
+    ensure_venv([str(Path(__file__).resolve()), *sys.argv[1:]])
+    sys.exit(main(sys.argv[1:]))
