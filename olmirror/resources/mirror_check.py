@@ -12,8 +12,20 @@ from dataclasses import dataclass
 from olmirror.connection.base import Connection, FactRequest, Facts
 from olmirror.resources.base import Change, Resource, ResourceError
 
-# Run by the worker host's python3, without a shell; the URL is its argument.
-_GET = "import sys, urllib.request\nurllib.request.urlopen(sys.argv[1], timeout=10).read(1)\n"
+# Run by the worker host's python3, without a shell; the URL is its argument. It asks as
+# pip does (HTML simple page) and says in one line why the mirror did not answer.
+_GET = """
+import sys, urllib.error, urllib.request
+request = urllib.request.Request(sys.argv[1], headers={"Accept": "text/html"})
+try:
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        reply.read(1)
+except urllib.error.HTTPError as exc:
+    sys.exit("it answered HTTP %d %s" % (exc.code, exc.reason))
+except (urllib.error.URLError, OSError) as exc:
+    reason = getattr(exc, "reason", exc)
+    sys.exit("%s: %s" % (type(reason).__name__, reason))
+"""
 
 
 @dataclass(frozen=True)
@@ -21,6 +33,7 @@ class MirrorReachable(Resource):
     kind = "mirror_reachable"
     worker: str
     pip_mirror: str
+    host: str = ""  # the worker's host in the spec, for messages
 
     @property
     def id(self) -> str:
@@ -31,12 +44,20 @@ class MirrorReachable(Resource):
         return "://" in self.pip_mirror
 
     @property
+    def _url(self) -> str:
+        return f"{self.pip_mirror}/simple/"
+
+    @property
     def _probe(self) -> tuple[str, ...]:
-        return ("python3", "-c", _GET, f"{self.pip_mirror}/simple/")
+        return ("python3", "-c", _GET, self._url)
 
     @property
     def _index(self) -> str:
         return f"{self.pip_mirror}/simple/index.html"
+
+    @property
+    def _where(self) -> str:
+        return f"host {self.host!r}" if self.host else "the worker's host"
 
     def request(self) -> FactRequest:
         if self._is_url:
@@ -48,12 +69,27 @@ class MirrorReachable(Resource):
             done = facts.command(self._probe)
             if done.ok:
                 return None
-            lines = done.stderr.strip().splitlines() or ["no answer"]
-            return f"GET {self.pip_mirror}/simple/ failed: {lines[-1]}"
+            lines = (done.stderr.strip() or done.stdout.strip() or "no answer").splitlines()
+            return f"GET {self._url} from {self._where} failed: {lines[-1]}"
         fact = facts.path(self._index)
         if fact.kind == "file":
             return None
-        return f"{self._index} is {'not readable' if fact.kind else 'missing'} on this host"
+        state = "missing" if fact.kind is None else f"a {fact.kind}, not a readable file"
+        return f"{self._index} is {state} on {self._where}"
+
+    def _fix(self) -> str:
+        if self._is_url:
+            return (
+                "fix mirror.serve.url so that it names an address and port the worker's host "
+                "can reach (the mirror host's name or address as seen from there, and the port "
+                "of mirror.serve.listen), or open that port to the worker's host"
+            )
+        return (
+            f"with serve.backend filesystem, the mirror's web folder {self.pip_mirror} must be "
+            "readable at that same path on the worker's host (put the worker on the mirror "
+            "host, or mount the folder there), or serve the mirror over http "
+            "(mirror.serve.backend: http)"
+        )
 
     def observe(self, facts: Facts) -> str:
         # A check, not state: the mirror being built by this same apply is no reason to refuse.
@@ -73,6 +109,6 @@ class MirrorReachable(Resource):
         problem = self._problem(conn.gather(self.request()))
         if problem:
             raise ResourceError(
-                f"worker {self.worker!r} cannot reach its mirror: {problem}; fix mirror.serve "
-                "(url, or a path the worker's host can read) so pip_mirror answers from there"
+                f"worker {self.worker!r} cannot reach its mirror {self.pip_mirror}: {problem}; "
+                f"nothing of worker {self.worker!r} was changed; {self._fix()}"
             )

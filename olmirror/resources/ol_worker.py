@@ -12,6 +12,13 @@ from dataclasses import dataclass
 from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts
 from olmirror.resources.base import Change, Resource, ResourceError
 
+# Exit codes of a program that could not be run at all (POSIX shells, and our connections).
+_CANNOT_RUN = (126, 127)
+
+
+def _output(result: CommandResult) -> str:
+    return result.stderr.strip() or result.stdout.strip() or "no output"
+
 
 @dataclass(frozen=True)
 class WorkerState(Resource):
@@ -20,6 +27,8 @@ class WorkerState(Resource):
     path: str
     state: str
     watches: tuple[str, ...] = ()
+    host: str = ""  # the host's name in the spec, for messages
+    worker: str = ""  # the worker's name in the spec, for messages
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "watches", tuple(self.watches))
@@ -28,19 +37,53 @@ class WorkerState(Resource):
     def id(self) -> str:
         return f"worker {self.path}"
 
+    @property
+    def _name(self) -> str:
+        return f"worker {self.worker!r}" if self.worker else "this worker"
+
+    @property
+    def _program_is_path(self) -> bool:
+        return "/" in self.ol
+
     def _ol(self, action: str, *extra: str) -> tuple[str, ...]:
         return (self.ol, "worker", action, "-p", self.path, *extra)
 
     def request(self) -> FactRequest:
-        return FactRequest(commands=frozenset({self._ol("status")}))
+        status = frozenset({self._ol("status")})
+        if self._program_is_path:
+            return FactRequest(paths=frozenset({self.ol}), commands=status)
+        return FactRequest(programs=frozenset({self.ol}), commands=status)
+
+    def _missing(self, reason: str) -> ResourceError:
+        where = f"host {self.host!r}" if self.host else "this host"
+        setting = f"hosts.{self.host}.ol" if self.host else "the host's `ol` setting"
+        return ResourceError(
+            f"cannot run OpenLambda's {self.ol!r} on {where} ({reason}), which checks, starts "
+            f"and stops {self._name}; install OpenLambda on {where}, or set {setting} to the "
+            "path of its `ol` program"
+        )
+
+    def _check_program(self, facts: Facts) -> None:
+        if self._program_is_path:
+            kind = facts.path(self.ol).kind
+            if kind != "file":
+                raise self._missing("no such file" if kind is None else f"it is a {kind}")
+        elif facts.programs.get(self.ol) is None:
+            raise self._missing("not found on PATH")
 
     def _running(self, status: CommandResult) -> bool:
+        if status.returncode in _CANNOT_RUN:
+            raise self._missing(_output(status).splitlines()[-1])
         return status.returncode == 0
 
     def observe(self, facts: Facts) -> str:
-        return "running" if self._running(facts.command(self._ol("status"))) else "stopped"
+        status = facts.command(self._ol("status"))
+        if status.returncode in _CANNOT_RUN:
+            return "cannot run ol"
+        return "running" if status.ok else "stopped"
 
     def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
+        self._check_program(facts)
         running = self._running(facts.command(self._ol("status")))
         changed = sorted(set(self.watches) & pending)
         if self.state == "stopped":
@@ -58,15 +101,19 @@ class WorkerState(Resource):
             )
         return self.unchanged(f"worker {self.path} is running")
 
-    def _do(self, conn: Connection, argv: tuple[str, ...]) -> None:
+    def _do(self, conn: Connection, argv: tuple[str, ...], what: str) -> None:
         result = conn.run(argv, timeout=900)
+        if result.returncode in _CANNOT_RUN:
+            raise self._missing(_output(result).splitlines()[-1])
         if not result.ok:
-            reason = (result.stderr.strip() or result.stdout.strip() or "no output")[-800:]
-            raise ResourceError(f"`{shlex.join(argv)}` failed ({result.returncode}): {reason}")
+            raise ResourceError(
+                f"{self._name} did not {what}: `{shlex.join(argv)}` failed "
+                f"({result.returncode}): {_output(result)[-800:]}"
+            )
 
     def apply(self, conn: Connection) -> None:
         running = self._running(conn.run(self._ol("status"), timeout=60))
         if running:
-            self._do(conn, self._ol("down"))
+            self._do(conn, self._ol("down"), "stop")
         if self.state == "running":
-            self._do(conn, self._ol("up", "-d"))
+            self._do(conn, self._ol("up", "-d"), "start")

@@ -1,0 +1,633 @@
+"""OpenLambda workers provisioned from one spec, and proof that each installs from the mirror.
+
+Everything is real but OpenLambda itself: uv resolves against the local HTTPS upstream,
+bandersnatch (or olmirror's simple engine) fills the mirror, nginx serves it, remote
+workers live behind real sshd daemons on 127.0.0.1, and the `ol` stand-in
+(tests/standin/ol) runs, on `up`, what a worker's package puller runs for every line of
+registry/requirements.txt: `pip install --isolated --no-deps PKG==VER -t DIR --index-url
+<pip_mirror>/simple/`. It records each install (and the URL pip took the file from) in
+<path>/worker/standin-installs.json and every init, up and down in
+<path>/worker/standin-journal.
+
+The five ways DESIGN.md says a worker fails later ("unable to find /host/files") each have
+a test here: a package missing from the mirror, a wrong mirror URL or path, requirements
+without exact versions, a mirror gone stale after a requirement changed, and
+platform-specific or conditional dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import STANDIN_OL, CliResult, write_spec
+from sshd import SshFarm, SshHost, keygen
+from upstream import MANYLINUX_X86_64, PROJECTS, Project, Release, Upstream, running_upstream
+
+Cli = Callable[..., CliResult]
+
+PY311 = {"python": "3.11", "platform": "manylinux_2_17_x86_64"}
+PY310 = {"python": "3.10", "platform": "manylinux_2_17_x86_64"}
+PY39 = {"python": "3.9", "platform": "manylinux_2_17_x86_64"}
+WIN = {"python": "3.11", "platform": "win_amd64"}
+# Every line of a requirements.txt a worker installs: NAME==VERSION, nothing looser.
+EXACT_PIN = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?==[0-9][0-9a-z.+!-]*")
+
+
+# --------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------
+
+
+def key(target: dict[str, str]) -> str:
+    """A target's key in the lock, e.g. py3.11-manylinux_2_17_x86_64."""
+    return f"py{target['python']}-{target['platform']}"
+
+
+def edit(spec: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    data = yaml.safe_load(spec.read_text())
+    change(data)
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def set_worker(spec: Path, index: int, **values: Any) -> None:
+    edit(spec, lambda data: data["workers"][index].update(values))
+
+
+def set_mirror(spec: Path, **values: Any) -> None:
+    edit(spec, lambda data: data["mirror"].update(values))
+
+
+def add_host(spec: Path, host: SshHost, known_hosts: Path, **extra: Any) -> None:
+    edit(spec, lambda data: data["hosts"].update({host.name: host.spec(known_hosts, **extra)}))
+
+
+def apply_ok(cli: Cli, spec: Path, *extra: str) -> CliResult:
+    result = cli("apply", "-f", str(spec), "--yes", "--no-color", *extra)
+    assert result.code == 0, result.out + result.err
+    return result
+
+
+def lock_sets(spec: Path, target: dict[str, str]) -> dict[str, list[str]]:
+    """The lock's pinned closure of every requirement set, for one target."""
+    return json.loads(spec.with_suffix(".lock").read_text())["targets"][key(target)]["sets"]
+
+
+def lock_files(spec: Path, target: dict[str, str]) -> dict[str, dict[str, Any]]:
+    return json.loads(spec.with_suffix(".lock").read_text())["targets"][key(target)]["files"]
+
+
+def pinned_lines(worker: Path) -> list[str]:
+    """The lines of the worker's requirements.txt that pip installs (comments dropped)."""
+    text = (worker / "registry" / "requirements.txt").read_text()
+    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+
+
+def installs(worker: Path) -> dict[str, Any]:
+    """What the stand-in's last `up` installed: {"index": ..., "installs": [...]}."""
+    return json.loads((worker / "worker" / "standin-installs.json").read_text())
+
+
+def journal(worker: Path) -> list[str]:
+    """Every init, up and down the stand-in performed for this worker, in order."""
+    path = worker / "worker" / "standin-journal"
+    return path.read_text().split() if path.exists() else []
+
+
+def expected_pins(upstream: Upstream, roots: list[str], python: str, platform: str) -> list[str]:
+    sys_platform = "win32" if platform.startswith("win") else "linux"
+    closure = upstream.catalogue.closure(roots, python, sys_platform)
+    return sorted(f"{name}=={version}" for name, version in closure.items())
+
+
+def assert_installed_from_mirror(
+    worker: Path, index: str, files: dict[str, Any] | None = None
+) -> None:
+    """Every pinned line of the worker was installed, from `index`; as the locked file of
+    `files` (the lock's files of the worker's target) when given.
+
+    The stand-in's pip is this machine's Python 3.11, so for a worker of another target it
+    may pick another of the mirror's files for a pin (cp311 rather than cp310-abi3)."""
+    done = installs(worker)
+    assert done["index"] == index
+    by_line = {i["requirement"]: i for i in done["installs"]}
+    assert sorted(by_line) == sorted(pinned_lines(worker))
+    mirror = index.removesuffix("/simple/")
+    for line, install in by_line.items():
+        assert install["ok"], f"{line}: {install['log']}"
+        assert install["url"].startswith(f"{mirror}/packages/"), install["url"]
+        if files is not None:
+            assert install["url"].rsplit("/", 1)[1] == files[line]["filename"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_http(spec: Path, listen: int, url: int | None = None) -> None:
+    set_mirror(
+        spec,
+        serve={
+            "backend": "http",
+            "listen": f"127.0.0.1:{listen}",
+            "url": f"http://127.0.0.1:{url or listen}",
+        },
+    )
+
+
+def stop_nginx(mirror: Path) -> None:
+    """Stop the nginx instance olmirror started for `mirror`, by the pid in its pid file."""
+    nginx = mirror / ".olmirror" / "nginx"
+    try:
+        pid = int((nginx / "nginx.pid").read_text())
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except (FileNotFoundError, ValueError):
+        return
+    if not (title.startswith("nginx: master process") and str(nginx / "nginx.conf") in title):
+        return
+    fd = os.pidfd_open(pid)
+    try:
+        os.kill(pid, signal.SIGTERM)
+        select.select([fd], [], [])  # readable once the process has exited
+    finally:
+        os.close(fd)
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return keygen(tmp_path_factory.mktemp("client") / "id_ed25519")
+
+
+@pytest.fixture
+def farm(tmp_path: Path, client_key: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SshFarm]:
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)  # the test's key, not an agent's
+    hosts = SshFarm(tmp_path / "hosts", client_key)
+    yield hosts
+    hosts.stop()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Path]:
+    """A folder for a mirror served by nginx, stopped and removed afterwards.
+
+    Run as root, nginx reads the web folder as `nobody`, and pytest's folders are private,
+    so this one lies under the system temp folder, readable by others.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="olmirror-workers-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        stop_nginx(folder / "mirror")
+        shutil.rmtree(folder)
+
+
+def local_spec(folder: Path, upstream: Upstream, workers: list[dict[str, Any]]) -> Path:
+    """A spec whose mirror (engine simple, filesystem) and workers are on this machine."""
+    spec = write_spec(folder, upstream, workers)
+    set_mirror(spec, engine="simple")
+    return spec
+
+
+# --------------------------------------------------------------------------------------
+# 1. The end-to-end: a mirror, a local and a remote worker, each installing from it
+# --------------------------------------------------------------------------------------
+
+
+def test_one_spec_provisions_a_mirror_and_two_workers_that_install_only_from_it(
+    cli: Cli, farm: SshFarm, served: Path, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    up = clean_upstream
+    node = farm.host("wnode")
+    port = free_port()
+    local_worker = tmp_path / "ol" / "fast"
+    remote_worker = node.root / "opt" / "ol" / "lean"
+    spec = write_spec(
+        served,
+        up,
+        [
+            {
+                "name": "fast",
+                "path": str(local_worker),
+                "requirements": ["alpha[fast]==2.0"],
+                "state": "stopped",
+            },
+            {
+                "name": "lean",
+                "host": node.name,
+                "path": str(remote_worker),
+                "requirements": ["gamma==1.0"],
+                "state": "stopped",
+            },
+        ],
+    )
+    add_host(spec, node, farm.known_hosts(node))
+    set_mirror(spec, engine="bandersnatch")
+    serve_http(spec, port)
+    url = f"http://127.0.0.1:{port}"
+
+    # First the mirror and the workers' files, with the workers stopped.
+    first = apply_ok(cli, spec)
+    assert f"start nginx on 127.0.0.1:{port}" in first.out
+    assert "Verified: the mirror serves every locked requirement" in first.out
+    for worker in (local_worker, remote_worker):
+        config = json.loads((worker / "config.json").read_text())
+        assert (config["pip_mirror"], config["mirror_host"]) == (url, "127.0.0.1")
+        assert journal(worker) == ["init"], "a stopped worker is not started"
+    files = lock_files(spec, PY311)
+    assert pinned_lines(local_worker) == expected_pins(up, ["alpha[fast]==2.0"], "3.11", "linux")
+    assert pinned_lines(remote_worker) == expected_pins(up, ["gamma==1.0"], "3.11", "linux")
+    assert {"speedups==1.2", "zeta-utils==1.0"} <= set(pinned_lines(local_worker))
+
+    # Then start them: each installs every pin from the mirror, and the upstream hears nothing.
+    up.counts.reset()
+    set_worker(spec, 0, state="running")
+    set_worker(spec, 1, state="running")
+    second = apply_ok(cli, spec)
+    assert second.out.count("start the worker") == 2
+    assert up.counts.requests() == 0, up.counts.by_path()
+    for worker in (local_worker, remote_worker):
+        assert_installed_from_mirror(worker, f"{url}/simple/", files)
+        assert journal(worker) == ["init", "up"]
+    recap = second.out[second.out.index("Recap") :]
+    assert re.search(rf"{node.name}\s+changed", recap) and re.search(r"local\s+changed", recap)
+
+    third = apply_ok(cli, spec)
+    assert "Nothing to change" in third.out
+    assert journal(local_worker) == journal(remote_worker) == ["init", "up"]
+    assert up.counts.files() == [], "nothing is downloaded again"
+
+
+# --------------------------------------------------------------------------------------
+# 2. requirements.txt: exact pins, the lock's closure for the worker's own target
+# --------------------------------------------------------------------------------------
+
+
+def test_requirements_txt_is_the_pinned_closure_for_the_workers_target(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    up = clean_upstream
+    workers = {
+        "new": PY311,
+        "old": PY310,
+        "win": WIN,
+    }
+    spec = local_spec(
+        tmp_path,
+        up,
+        [
+            {
+                "name": name,
+                "path": str(tmp_path / name),
+                "requirements": ["alpha==2.0"],
+                "target": target,
+                # the stand-in's pip is this machine's (Linux x86_64): it cannot install win wheels
+                "state": "stopped" if name == "win" else "running",
+            }
+            for name, target in workers.items()
+        ],
+    )
+    set_mirror(spec, targets=[PY311, PY310, WIN])
+    apply_ok(cli, spec)
+
+    for name, target in workers.items():
+        worker = tmp_path / name
+        text = (worker / "registry" / "requirements.txt").read_text()
+        assert f"for target {key(target)}" in text
+        lines = pinned_lines(worker)
+        assert lines and all(EXACT_PIN.fullmatch(line) for line in lines), lines
+        assert lines == lock_sets(spec, target)[f"worker:{name}"]
+        python, platform = target["python"], target["platform"]
+        assert lines == expected_pins(up, ["alpha==2.0"], python, platform)
+    # The conditional dependencies follow each worker's target, not this machine.
+    assert "compat310==1.1" in pinned_lines(tmp_path / "old")
+    assert "compat310==1.1" not in pinned_lines(tmp_path / "new")
+    assert "winonly==1.0" in pinned_lines(tmp_path / "win")
+    assert "winonly==1.0" not in pinned_lines(tmp_path / "new")
+    index = f"{(tmp_path / 'mirror' / 'web').as_uri()}/simple/"
+    assert_installed_from_mirror(tmp_path / "new", index, lock_files(spec, PY311))
+    assert_installed_from_mirror(tmp_path / "old", index)
+    assert journal(tmp_path / "win") == ["init"]
+
+
+# --------------------------------------------------------------------------------------
+# 3. state: start, one restart after all of a running worker's changes, stop
+# --------------------------------------------------------------------------------------
+
+
+def test_state_starts_restarts_once_after_changes_and_stops(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    worker = tmp_path / "w"
+    spec = local_spec(
+        tmp_path,
+        clean_upstream,
+        [{"name": "w", "path": str(worker), "requirements": ["omega==1.1"], "state": "stopped"}],
+    )
+    apply_ok(cli, spec)
+    assert journal(worker) == ["init"]
+
+    set_worker(spec, 0, state="running")
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert f"start the worker: `{STANDIN_OL} worker up -p {worker} -d`" in plan.out
+    apply_ok(cli, spec)
+    assert journal(worker) == ["init", "up"]
+    assert [i["requirement"] for i in installs(worker)["installs"]] == ["omega==1.1"]
+
+    # Three of its files change at once (two through the spec, config.json by hand): the
+    # running worker is restarted once, after all of them.
+    set_worker(spec, 0, requirements=["omega==1.2", "theta==1.0"])
+    config = worker / "config.json"
+    config.write_text(config.read_text().replace('"pip_mirror": "', '"pip_mirror": "/gone'))
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert plan.out.count("restart the worker") == 1, plan.out
+    for path in ("config.json", "registry/requirements.in", "registry/requirements.txt"):
+        assert f"~ {worker / path}" in plan.out
+    assert plan.out.rindex("restart the worker") > plan.out.rindex("pip_mirror")
+    apply_ok(cli, spec)
+    assert journal(worker) == ["init", "up", "down", "up"]
+    assert sorted(i["requirement"] for i in installs(worker)["installs"]) == [
+        "omega==1.2",
+        "theta==1.0",
+    ]
+    assert all(i["ok"] for i in installs(worker)["installs"])
+
+    # Nothing changed: no restart.
+    assert "Nothing to change" in apply_ok(cli, spec).out
+    assert journal(worker) == ["init", "up", "down", "up"]
+
+    set_worker(spec, 0, state="stopped")
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert f"stop the worker: `{STANDIN_OL} worker down -p {worker}`" in plan.out
+    apply_ok(cli, spec)
+    assert journal(worker) == ["init", "up", "down", "up", "down"]
+    assert "Nothing to change" in apply_ok(cli, spec).out
+
+
+def test_a_requirement_change_of_a_stopped_worker_does_not_start_it(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    worker = tmp_path / "w"
+    spec = local_spec(
+        tmp_path,
+        clean_upstream,
+        [{"name": "w", "path": str(worker), "requirements": ["omega==1.1"], "state": "stopped"}],
+    )
+    apply_ok(cli, spec)
+    set_worker(spec, 0, requirements=["omega==1.2"])
+    changed = apply_ok(cli, spec)
+    assert "restart" not in changed.out and "start the worker" not in changed.out
+    assert pinned_lines(worker) == ["omega==1.2"]
+    assert journal(worker) == ["init"]
+
+
+# --------------------------------------------------------------------------------------
+# 4. a missing `ol` on a remote host
+# --------------------------------------------------------------------------------------
+
+
+def test_a_missing_ol_on_a_remote_host_names_the_host_and_the_fix(
+    cli: Cli, farm: SshFarm, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    node = farm.host("bare")
+    known = farm.known_hosts(node)
+    path = node.root / "opt" / "ol" / "w"
+    spec = local_spec(
+        tmp_path, clean_upstream, [{"name": "w", "host": node.name, "path": str(path)}]
+    )
+
+    # A new worker on a host without OpenLambda: `ol` is not on its PATH.
+    add_host(spec, node, known, ol="ol")
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert plan.code == 1, plan.out
+    assert f"{node.name}: error:" in plan.out
+    assert "program 'ol' not found on PATH" in plan.out
+    assert f"install OpenLambda on host {node.name!r}, or set hosts.{node.name}.ol" in plan.out
+    assert not path.exists()
+
+    # An existing worker whose `ol` went away.
+    add_host(spec, node, known)
+    apply_ok(cli, spec)
+    gone = node.root / "usr" / "bin" / "ol"
+    add_host(spec, node, known, ol=str(gone))
+    for command in (("plan",), ("apply", "--yes")):
+        result = cli(*command, "-f", str(spec), "--no-color")
+        assert result.code == 1, result.out
+        assert f"{node.name}: error:" in result.out or re.search(
+            rf"{node.name}\s+failed", result.out
+        )
+        assert f"cannot run OpenLambda's {str(gone)!r}" in result.out
+        assert "install OpenLambda on" in result.out
+        assert "to the path of its `ol` program" in result.out
+    assert journal(path) == ["init", "up"]
+
+
+# --------------------------------------------------------------------------------------
+# 5. The failures of DESIGN.md, each caught before a worker meets it
+# --------------------------------------------------------------------------------------
+
+
+def test_wrong_mirror_url_is_caught_from_the_workers_host_and_nothing_of_it_changes(
+    cli: Cli, farm: SshFarm, served: Path, clean_upstream: Upstream
+) -> None:
+    node = farm.host("far")
+    path = node.root / "opt" / "ol" / "w"
+    listen, wrong = free_port(), free_port()
+    spec = write_spec(
+        served,
+        clean_upstream,
+        [{"name": "w", "host": node.name, "path": str(path), "requirements": ["omega==1.1"]}],
+    )
+    add_host(spec, node, farm.known_hosts(node))
+    set_mirror(spec, engine="simple")
+    serve_http(spec, listen, url=wrong)  # the url's port is not the one nginx listens on
+    url = f"http://127.0.0.1:{wrong}/simple/"
+
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert "check the mirror answers for worker w once it is built" in plan.out
+    assert f"GET {url} from " in plan.out and "ConnectionRefusedError" in plan.out
+
+    result = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert result.code == 1
+    recap = result.out[result.out.index("Recap") :]
+    assert re.search(rf"{node.name}\s+failed", recap), recap
+    assert f"worker 'w' cannot reach its mirror http://127.0.0.1:{wrong}" in recap
+    assert f"GET {url}" in recap and "Connection refused" in recap
+    assert "fix mirror.serve.url" in recap
+    assert not path.exists(), "nothing of the worker was changed"
+
+
+def test_a_mirror_path_the_workers_host_cannot_read_is_caught_before_the_worker_changes(
+    cli: Cli, farm: SshFarm, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    """serve.backend filesystem: pip_mirror is a path, which must exist on the worker's host.
+
+    The mirror lives on another host here, and only the worker's host is applied, as when
+    the mirror's folder is not mounted on the worker's host.
+    """
+    mirror_host = farm.host("store")
+    worker = tmp_path / "w"
+    spec = local_spec(
+        tmp_path,
+        clean_upstream,
+        [{"name": "w", "path": str(worker), "requirements": ["omega==1.1"]}],
+    )
+    add_host(spec, mirror_host, farm.known_hosts(mirror_host))
+    directory = mirror_host.root / "srv" / "pypi"
+    set_mirror(spec, host=mirror_host.name, directory=str(directory))
+    index = directory / "web" / "simple" / "index.html"
+
+    plan = cli("plan", "-f", str(spec), "--no-color", "--limit", "local")
+    assert "check the mirror answers for worker w once it is built" in plan.out
+    assert f"{index} is missing on " in plan.out
+
+    result = cli("apply", "-f", str(spec), "--yes", "--no-color", "--limit", "local")
+    assert result.code == 1
+    recap = result.out[result.out.index("Recap") :]
+    assert f"worker 'w' cannot reach its mirror {directory / 'web'}" in recap
+    assert f"{index} is missing" in recap
+    assert "mount the folder there" in recap and "serve.backend: http" in recap
+    assert not worker.exists(), "nothing of the worker was changed"
+
+    # Once the folder is there (on this machine, the other host's tree is), the worker converges.
+    apply_ok(cli, spec)
+    assert_installed_from_mirror(
+        worker, f"{(directory / 'web').as_uri()}/simple/", lock_files(spec, PY311)
+    )
+
+
+def test_requirements_without_exact_versions_are_installed_as_exact_pins(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    worker = tmp_path / "w"
+    spec = local_spec(
+        tmp_path,
+        clean_upstream,
+        [{"name": "w", "path": str(worker), "requirements": ["omega>=1.0", "Zeta_Utils"]}],
+    )
+    apply_ok(cli, spec)
+    requirements_in = (worker / "registry" / "requirements.in").read_text().splitlines()
+    assert requirements_in[1:] == ["omega>=1.0", "Zeta_Utils"]
+    # the newest stable release of each, never the pre-release omega 2.0b1
+    assert pinned_lines(worker) == ["omega==1.2", "zeta-utils==1.0"]
+    assert all(EXACT_PIN.fullmatch(line) for line in pinned_lines(worker))
+    mirror = (tmp_path / "mirror" / "web").as_uri()
+    assert_installed_from_mirror(worker, f"{mirror}/simple/", lock_files(spec, PY311))
+
+
+# Projects added to the catalogue: `fastcore` ships one Linux x86_64 wheel and no sdist.
+NATIVE = (
+    Project(
+        "fastcore", (Release("1.0", wheels=(f"cp311-cp311-{MANYLINUX_X86_64}",), sdist=False),)
+    ),
+    Project("app", (Release("1.0", ("fastcore>=1.0",)),)),
+)
+
+
+def test_a_dependency_without_a_wheel_for_the_workers_platform_is_a_plan_error(
+    cli: Cli, tmp_path: Path
+) -> None:
+    arm = {"python": "3.11", "platform": "manylinux_2_17_aarch64"}
+    with running_upstream(tmp_path / "upstream", PROJECTS + NATIVE) as up:
+        worker = tmp_path / "w"
+        spec = local_spec(
+            tmp_path,
+            up,
+            [{"name": "arm-w", "path": str(worker), "requirements": ["app==1.0"], "target": arm}],
+        )
+        set_mirror(spec, targets=[PY311, arm])
+        plan = cli("plan", "-f", str(spec), "--no-color")
+    assert plan.code == 1
+    message = plan.out + plan.err
+    assert (
+        f"cannot resolve worker 'arm-w' (olmirror.yaml: workers[0].requirements) for "
+        f"target {key(arm)}" in message
+    )
+    assert "fastcore==1.0 has no wheels with a matching platform tag" in message
+    assert "'app==1.0' from olmirror.yaml: workers[0].requirements[0]" in message
+    assert "fix the requirement" in message
+    assert not worker.exists()
+
+
+def test_a_dependency_with_only_an_sdist_for_the_workers_target_is_a_plan_error(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    """delta 1.0 has cp310-abi3 wheels, none for Python 3.9, and an sdist.
+
+    A worker would have to build that sdist, with `--no-deps` and only the mirror as its
+    index, which holds no build backend: its install fails later. The plan must say so.
+    """
+    worker = tmp_path / "w"
+    spec = local_spec(
+        tmp_path,
+        clean_upstream,
+        [{"name": "old", "path": str(worker), "requirements": ["gamma==1.0"], "target": PY39}],
+    )
+    set_mirror(spec, targets=[PY311, PY39])
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    message = plan.out + plan.err
+    assert plan.code == 1, message
+    assert "delta==1.0" in message and key(PY39) in message and "worker 'old'" in message
+    assert "wheel" in message
+    assert not worker.exists()
+
+
+def test_verify_names_the_worker_that_needs_a_package_missing_from_the_mirror(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    spec = local_spec(
+        tmp_path,
+        clean_upstream,
+        [
+            {"name": "a", "path": str(tmp_path / "a"), "requirements": ["omega==1.1"]},
+            {"name": "b", "path": str(tmp_path / "b"), "requirements": ["gamma==1.0"]},
+        ],
+    )
+    apply_ok(cli, spec)
+    assert cli("verify", "-f", str(spec)).code == 0
+    # delta is a dependency of gamma, not named by any worker: gone from the mirror.
+    shutil.rmtree(tmp_path / "mirror" / "web" / "simple" / "delta")
+
+    result = cli("verify", "-f", str(spec), "--no-color")
+    assert result.code == 1
+    gaps = [line for line in result.out.splitlines() if "delta==1.0" in line]
+    assert gaps, result.out
+    assert "worker 'b'" in result.out or "worker b" in result.out, result.out
+    assert "worker 'a'" not in result.out and "worker a " not in result.out
+    assert "olmirror apply" in result.out
+
+
+def test_verify_names_the_worker_whose_changed_requirement_the_mirror_lacks(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    spec = local_spec(
+        tmp_path,
+        clean_upstream,
+        [{"name": "w", "path": str(tmp_path / "w"), "requirements": ["omega==1.1"]}],
+    )
+    apply_ok(cli, spec)
+    set_worker(spec, 0, requirements=["omega==1.2"])  # the spec moved on, the mirror did not
+
+    result = cli("verify", "-f", str(spec), "--no-color")
+    assert result.code == 1
+    assert "omega==1.2" in result.out, result.out
+    assert "worker 'w'" in result.out or "worker w" in result.out, result.out
+    assert "olmirror apply" in result.out
