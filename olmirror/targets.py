@@ -41,10 +41,10 @@ def _platforms(platform: str) -> list[str]:
         for glibc in range(minor, 4, -1):
             found.append(f"manylinux_{major}_{glibc}_{arch}")
             found += [f"{old}_{arch}" for old, v in _LEGACY_MANYLINUX.items() if v == (2, glibc)]
-        return found
+        return [*found, f"linux_{arch}"]  # pip also takes a plain linux wheel, last
     if match := _MUSLLINUX.match(platform):
         major, minor, arch = int(match[1]), int(match[2]), match[3]
-        return [f"musllinux_{major}_{m}_{arch}" for m in range(minor, -1, -1)]
+        return [*(f"musllinux_{major}_{m}_{arch}" for m in range(minor, -1, -1)), f"linux_{arch}"]
     if match := _MACOS.match(platform):
         return list(tags.mac_platforms((int(match[1]), int(match[2])), match[3]))
     return [platform]

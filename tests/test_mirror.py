@@ -78,8 +78,12 @@ def web(folder: Path) -> Path:
 
 
 def stored(folder: Path) -> set[str]:
-    """The file names bandersnatch stored under web/packages."""
-    return {p.name for p in (web(folder) / "packages").rglob("*") if p.is_file()}
+    """The file names bandersnatch stored under web/packages (not its hidden temporary files)."""
+    return {
+        p.name
+        for p in (web(folder) / "packages").rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 def package_mtimes(folder: Path) -> dict[str, int]:
@@ -404,6 +408,42 @@ def test_upstream_down_on_a_fresh_mirror_fails_clearly_then_completes(
     assert cli("verify", "-f", str(spec)).code == 0
 
 
+@pytest.mark.parametrize(
+    ("mode", "reason", "hint"),
+    [
+        ("no_serial", "Stale serial for package", "sends no X-PyPI-Last-Serial header"),
+        ("simple_only", "omega no longer exists on PyPI", "has no JSON API"),
+        ("html_only", "406, message='Not Acceptable'", "PEP 691 JSON simple API"),
+        ("tamper", "Inconsistent file", ""),
+    ],
+)
+def test_an_upstream_bandersnatch_cannot_use_is_a_clear_error(
+    cli: Cli, clean_upstream: Upstream, tmp_path: Path, mode: str, reason: str, hint: str
+) -> None:
+    up = clean_upstream
+    spec = mirror_spec(tmp_path, up, ["omega==1.0"])
+    assert cli("lock", "-f", str(spec)).code == 0
+    if mode == "no_serial":
+        up.serial_header = False
+    elif mode == "simple_only":
+        up.simple_only()
+    elif mode == "html_only":
+        up.html_only()
+    else:
+        up.tamper("omega-1.0-py3-none-any.whl")
+    result = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert result.code == 1
+    assert "Traceback" not in result.err
+    (line,) = [ln for ln in result.out.splitlines() if "bandersnatch said:" in ln]
+    assert "1 of 1 locked files (omega-1.0-py3-none-any.whl)" in line
+    assert reason in line and hint in line
+    assert stored(tmp_path) == set()
+
+    up.reset()
+    apply_ok(cli, spec)
+    assert cli("verify", "-f", str(spec)).code == 0
+
+
 def test_upstream_down_while_the_lock_must_be_resolved(
     cli: Cli, clean_upstream: Upstream, tmp_path: Path
 ) -> None:
@@ -430,6 +470,7 @@ def test_upstream_down_while_the_lock_must_be_resolved(
         (["omega==9.9"], "omega==9.9"),
         (["omega==1.0", "omega==1.1"], "omega==1.0"),
         (["alpha==2.0", "beta==1.0"], "beta==1.0"),
+        (["modernlib==2.0"], "modernlib==2.0"),  # needs Python 3.12; the target is 3.11
     ],
 )
 def test_unresolvable_worker_requirements_name_the_requirement_and_the_worker(
@@ -482,12 +523,12 @@ def test_workers_pinning_different_versions_each_get_their_own_closure(
     assert {"omega-1.0-py3-none-any.whl", "omega-1.1-py3-none-any.whl"} <= stored(tmp_path)
     assert stored(tmp_path) == locked_files(spec)
 
-    pip_mirror = str(web(tmp_path))
-    for name in ("old", "new"):
-        python = venv(tmp_path / f"venv-{name}")
-        for pin in sets[f"worker:{name}"]:
-            installed = worker_install(up, python, pip_mirror, pin, tmp_path / "report.json")
-            assert installed["metadata"]["version"] == pin.partition("==")[2]
+    python = venv(tmp_path / "venv")
+    up.counts.reset()
+    for pin in ("omega==1.0", "omega==1.1", "beta==1.0", "beta==1.1"):
+        installed = worker_install(up, python, str(web(tmp_path)), pin, tmp_path / "report.json")
+        assert installed["metadata"]["version"] == pin.partition("==")[2]
+    assert up.counts.requests() == 0
 
 
 # ---------------------------------------------------------------------------------------

@@ -95,6 +95,25 @@ _LOG_LINE = re.compile(
 # "aiohttp.client_exceptions.ClientResponseError: 500, message=..." (a traceback's last line)
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w]*\.)*(?P<kind>[A-Za-z_]\w*(?:Error|Exception)): (.+)$")
 _NOISE = ("Exiting early after error", "Traceback (most recent call last)")
+# bandersnatch logs a JSON-API 404 at INFO and carries on as if the project were deleted.
+_GONE = " no longer exists on PyPI"
+_HINTS = (
+    (
+        "Stale serial",
+        "the upstream sends no X-PyPI-Last-Serial header (proxies, Artifactory, Nexus and "
+        "devpi drop it), which bandersnatch needs; set mirror.engine to simple or auto",
+    ),
+    (
+        _GONE,
+        "the upstream has no JSON API (/pypi/NAME/json), which bandersnatch reads; "
+        "set mirror.engine to simple or auto",
+    ),
+    (
+        "406, message='Not Acceptable'",
+        "the upstream does not serve the PEP 691 JSON simple API that bandersnatch asks for; "
+        "set mirror.engine to simple or auto",
+    ),
+)
 
 
 def bandersnatch_reason(output: str) -> str:
@@ -106,12 +125,17 @@ def bandersnatch_reason(output: str) -> str:
     for raw in output.splitlines():
         line = raw.strip()
         if log := _LOG_LINE.match(line):
-            if log["level"] in ("ERROR", "CRITICAL") and not log["message"].startswith(_NOISE):
-                found.append(log["message"])
+            message = log["message"]
+            if (log["level"] in ("ERROR", "CRITICAL") and not message.startswith(_NOISE)) or (
+                message.endswith(_GONE)
+            ):
+                found.append(message)
         elif (exception := _EXCEPTION.match(line)) and raw[:1] not in (" ", "\t"):
             found.append(f"{exception['kind']}: {exception[2]}")
     unique = list(dict.fromkeys(found))
     if not unique:
         lines = [line.strip() for line in output.splitlines() if line.strip()]
         unique = lines[-3:] or ["nothing (no output)"]
-    return " | ".join(unique[-SHOWN:])
+    reason = " | ".join(unique[-SHOWN:])
+    hints = [hint for sign, hint in _HINTS if sign in output]
+    return f"{reason} ({'; '.join(hints)})" if hints else reason
