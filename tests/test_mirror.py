@@ -210,6 +210,33 @@ def test_only_files_the_targets_install_are_stored(
     assert not [f for f in stored(tmp_path) if "macosx" in f or "aarch64" in f]
 
 
+def test_yanked_and_prerelease_pins_and_per_target_python(
+    cli: Cli, clean_upstream: Upstream, tmp_path: Path
+) -> None:
+    """Exact pins of a yanked and a pre-release are mirrored; each target gets its own wheel
+    and its own Python's newest release (modernlib 2.0 needs 3.12)."""
+    up = clean_upstream
+    spec = mirror_spec(tmp_path, up, ["alpha==2.1", "omega==2.0b1"])
+    mac = {"python": "3.12", "platform": "macosx_11_0_arm64"}
+    edit(spec, lambda d: d["mirror"]["targets"].append(mac))
+    apply_ok(cli, spec)
+    assert "modernlib==1.0" in locked_pins(spec)["allowlist"]
+    assert "modernlib==2.0" in locked_pins(spec, "py3.12-macosx_11_0_arm64")["allowlist"]
+    assert stored(tmp_path) == locked_files(spec)
+    assert {
+        "alpha-2.1-py3-none-any.whl",
+        "omega-2.0b1-py3-none-any.whl",
+        "delta-1.0-cp310-abi3-macosx_11_0_arm64.whl",
+        "modernlib-2.0-py3-none-any.whl",
+    } <= stored(tmp_path)
+    assert not [f for f in stored(tmp_path) if "win_amd64" in f or "musllinux" in f]
+
+    python = venv(tmp_path / "venv")
+    for pin in ("alpha==2.1", "omega==2.0b1"):
+        installed = worker_install(up, python, str(web(tmp_path)), pin, tmp_path / "report.json")
+        assert installed["metadata"]["version"] == pin.partition("==")[2]
+
+
 # ---------------------------------------------------------------------------------------
 # 3. a second apply changes nothing; plan works with the upstream down
 # ---------------------------------------------------------------------------------------
