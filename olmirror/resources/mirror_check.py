@@ -80,9 +80,11 @@ class MirrorReachable(Resource):
     def _fix(self) -> str:
         if self._is_url:
             return (
-                "fix mirror.serve.url so that it names an address and port the worker's host "
-                "can reach (the mirror host's name or address as seen from there, and the port "
-                "of mirror.serve.listen), or open that port to the worker's host"
+                "fix mirror.serve.url: it must be the base URL (without /simple) at which the "
+                "worker's host reaches the mirror's web folder, that is the mirror host's name "
+                "or address as seen from there, the port of mirror.serve.listen, and no path "
+                "unless a proxy serves the mirror under one; or open that port to the worker's "
+                "host"
             )
         return (
             f"with serve.backend filesystem, the mirror's web folder {self.pip_mirror} must be "
@@ -102,7 +104,8 @@ class MirrorReachable(Resource):
         return Change(
             self,
             "run",
-            f"check the mirror answers for worker {self.worker} once it is built (now: {problem})",
+            f"check that the mirror answers for worker {self.worker}, after the mirror's own "
+            f"changes (now: {problem})",
         )
 
     def apply(self, conn: Connection) -> None:
