@@ -339,8 +339,10 @@ def measure(
         hosts = setup.hosts[:count]
         seconds: dict[str, list[float]] = {}
         rss: list[int] = []
+        load: list[float] = []
         for run in range(runs):
             out = setup.work / "out" / f"n{count}" / f"run{run}"
+            load.append(os.getloadavg()[0])
             reset(setup, hosts)
             for action in OLMIRROR_ACTIONS:
                 done = olmirror_action(setup, count, action, out / f"olmirror-{action}")
@@ -361,5 +363,9 @@ def measure(
                 f"  n={count} run {run + 1}/{runs}: "
                 + ", ".join(f"{k}={v[-1]:.2f}s" for k, v in seconds.items())
             )
-        results[str(count)] = {"seconds": seconds, "plan_noop_max_rss_kib": rss}
+        results[str(count)] = {
+            "seconds": seconds,
+            "plan_noop_max_rss_kib": rss,
+            "load_average_1min_at_start": load,
+        }
     return results

@@ -4,6 +4,10 @@ Run as its own process, like olmirror, so both wall times include an interpreter
 paramiko's import. Host keys are checked against the same known_hosts file olmirror uses.
 
     python floor.py HOSTS.json   # [{"port": 2222, "user": "root", "key": "…", "known_hosts": "…"}]
+
+A host entry may also name the `command` to run instead of `true`, a `stdin` file to feed it
+and the exit codes that are fine (`ok_status`, default [0]): the profiles use that to time
+olmirror's own one command per host at the floor.
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import paramiko
 
 COMMAND = "true"
 
 
-def one(host: dict[str, str | int], failures: list[str]) -> None:
+def one(host: dict[str, Any], failures: list[str]) -> None:
     client = paramiko.SSHClient()
     try:
         client.load_host_keys(str(host["known_hosts"]))
@@ -33,10 +38,15 @@ def one(host: dict[str, str | int], failures: list[str]) -> None:
             allow_agent=False,
             timeout=30,
         )
-        _, stdout, _ = client.exec_command(COMMAND)
+        command = str(host.get("command", COMMAND))
+        stdin, stdout, _ = client.exec_command(command)
+        if "stdin" in host:
+            stdin.write(Path(str(host["stdin"])).read_bytes())
+        stdin.channel.shutdown_write()
+        stdout.read()
         status = stdout.channel.recv_exit_status()
-        if status != 0:
-            failures.append(f"port {host['port']}: `{COMMAND}` exited {status}")
+        if status not in host.get("ok_status", [0]):
+            failures.append(f"port {host['port']}: `{command[:60]}` exited {status}")
     except Exception as exc:
         failures.append(f"port {host['port']}: {type(exc).__name__}: {exc}")
     finally:

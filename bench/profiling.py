@@ -51,11 +51,14 @@ def summarise(stacks: Path, top: int = 25) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = stack.split(";")
-        thread = re.sub(r"\s*\(?0x[0-9a-f]+\)?|\d+", "", frames[0]).strip() or frames[0]
+        frames = [f for f in stack.split(";") if not f.startswith("process ")]
+        thread = "?"
+        if frames and frames[0].startswith("thread ("):
+            label = frames.pop(0).partition(")")[2].lstrip(": ").strip()
+            thread = label or "worker thread"
         threads[thread] += count
         total += count
-        names = [_short(f) for f in frames[1:]]
+        names = [_short(f) for f in frames]
         for name in dict.fromkeys(names):
             inclusive[name] += count
         if names:

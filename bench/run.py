@@ -167,6 +167,16 @@ def table(results: dict[str, Any]) -> str:
         ]  # fmt: skip
         lines.append(f"{'bandersnatch, names only':<26}" + " ".join(f"{c!s:>13}" for c in cells))
         lines.append("")
+    profiles = results.get("profiles") or {}
+    if "plan_noop_breakdown" in profiles:
+        b = profiles["plan_noop_breakdown"]
+        lines.append(f"No-op plan, its pieces on {b['hosts']} hosts (median wall s, paramiko)")
+        lines += [f"  {s:8.2f}  {label}" for label, s in b["wall_seconds"].items()]
+        lines.append("CPU of one host's piece, run on this machine (s)")
+        lines += [f"  {s:8.3f}  {label}" for label, s in b["cpu_seconds_one_host"].items()]
+        lines.append("Client start-up (median wall s)")
+        lines += [f"  {s:8.2f}  {label}" for label, s in profiles["import_seconds"].items()]
+        lines.append("")
     if results.get("goals"):
         lines.append("Goals")
         for g in results["goals"]:
@@ -177,16 +187,30 @@ def table(results: dict[str, Any]) -> str:
 
 
 def profile_misses(
-    results: dict[str, Any], setup: Any, out_dir: Path, fanout_mod: Any, profiling: Any
-) -> dict[str, str]:
-    """py-spy (all threads) and pyinstrument (main thread) of each fan-out action that missed."""
+    results: dict[str, Any],
+    setup: Any,
+    out_dir: Path,
+    fanout_mod: Any,
+    profiling: Any,
+    force: bool = False,
+) -> dict[str, Any]:
+    """py-spy (all threads) and pyinstrument (main thread) of each fan-out action that missed;
+    for a missed no-op plan, also its pieces timed at the floor and the clients' import times."""
+    import diagnose
+
     missed = {g["goal"] for g in results["goals"] if not g["pass"]}
     todo: list[str] = []
-    if any(name.startswith("no-op plan") for name in missed):
+    if force or any(name.startswith("no-op plan") for name in missed):
         todo.append("plan_noop")
-    if any(name.startswith("first apply") for name in missed):
+    if force or any(name.startswith("first apply") for name in missed):
         todo.append("apply_fresh")
-    found: dict[str, str] = {}
+    found: dict[str, Any] = {}
+    if "plan_noop" in todo:
+        log("profile: the pieces of a no-op plan, timed at the floor")
+        found["plan_noop_breakdown"] = diagnose.breakdown(
+            setup, fanout_mod, 30, results["runs"], out_dir / "breakdown"
+        )
+        found["import_seconds"] = diagnose.import_times(setup.env, out_dir / "imports")
     spec = setup.specs[30]
     limit = ["--limit", ",".join(h.name for h in setup.hosts[:30]), "--forks", "30"]
     for action in todo:
@@ -197,6 +221,7 @@ def profile_misses(
         else:
             argv = [sys.executable, "-m", "olmirror", "plan", "-f", str(spec), "--no-color",
                     *limit]  # fmt: skip
+        log(f"profile: olmirror {action} on 30 hosts (py-spy, pyinstrument)")
         stacks = profiling.record(argv, setup.env, spec.parent, out_dir / f"{action}.pyspy.txt")
         if stacks is not None:
             summary = profiling.summarise(stacks)
@@ -217,7 +242,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=str(BENCH / "results.json"), help="JSON results file")
     parser.add_argument("--hosts", default="1,10,30", help="host counts for the fan-out")
     parser.add_argument("--runs", type=int, default=3, help="runs per measurement (median)")
-    parser.add_argument("--only", choices=("fanout", "mirror"), help="one part only")
+    parser.add_argument(
+        "--only",
+        choices=("fanout", "mirror", "profile"),
+        help="one part only; profile: no measurements, profiles of the 30-host plan and apply",
+    )
     parser.add_argument("--no-profile", action="store_true", help="no profiles of missed goals")
     parser.add_argument(
         "--profiles", default=str(BENCH / "profiles"), help="folder for profiles of misses"
@@ -255,9 +284,17 @@ def main(argv: list[str]) -> int:
             raw = fanout.measure(setup, counts, args.runs, log)
             results["fanout"] = raw
             results["fanout_summary"] = summarise_fanout(raw)
+        if args.only == "profile":
+            log("profile: starting 30 sshd hosts")
+            setup = fanout.start(work / "fanout", 30)
+            fanout.prepare(setup, (30,))
+            fanout.olmirror_action(setup, 30, "apply_fresh", work / "converge")
+            counts = (30,)
         results["goals"] = goals(results.get("fanout_summary"), results.get("mirror"))
         if setup is not None and 30 in counts and not args.no_profile:
-            profiles = profile_misses(results, setup, Path(args.profiles), fanout, profiling)
+            profiles = profile_misses(
+                results, setup, Path(args.profiles), fanout, profiling, args.only == "profile"
+            )
             results["profiles"] = profiles
     finally:
         if setup is not None:
