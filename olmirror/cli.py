@@ -225,6 +225,8 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
     else:
         if results:
             print_recap(results, out)
+        elif failed:
+            out.line(f"Nothing to change on the other hosts; {plural(len(failed), 'host')} failed.")
         else:
             out.line("Nothing to change: every host matches the spec.")
         if verified:

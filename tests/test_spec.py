@@ -68,7 +68,7 @@ def test_a_minimal_spec_loads_with_its_defaults(project: Path) -> None:
     assert spec.version == 1
     assert spec.hosts == {}
     assert spec.mirror.host == LOCAL
-    assert spec.mirror.engine == "bandersnatch"
+    assert spec.mirror.engine == "auto"
     assert spec.mirror.directory == "/srv/pypi"
     assert spec.mirror.upstream is None
     assert spec.mirror.serve.backend == "filesystem"
@@ -111,10 +111,12 @@ def test_the_design_sketch_loads(project: Path) -> None:
             image: ol-min
             requirements: ["pandas==2.2.2", "scrapy"]
             state: running
+            target: {python: "3.12", platform: manylinux_2_28_x86_64}
           - name: worker-b
             host: worker-b
             path: /opt/ol/default-ol
             state: stopped
+            target: {python: "3.10", platform: manylinux_2_17_aarch64}
         """,
     )
     spec = loaded.spec

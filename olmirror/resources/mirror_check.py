@@ -33,7 +33,7 @@ class MirrorReachable(Resource):
     kind = "mirror_reachable"
     worker: str
     pip_mirror: str
-    host: str = ""  # the worker's host in the spec, for messages
+    host: str  # the worker's host in the spec, for messages
 
     @property
     def id(self) -> str:
@@ -57,7 +57,7 @@ class MirrorReachable(Resource):
 
     @property
     def _where(self) -> str:
-        return f"host {self.host!r}" if self.host else "the worker's host"
+        return f"host {self.host!r}"
 
     def request(self) -> FactRequest:
         if self._is_url:

@@ -26,9 +26,9 @@ class WorkerState(Resource):
     ol: str
     path: str
     state: str
-    watches: tuple[str, ...] = ()
-    host: str = ""  # the host's name in the spec, for messages
-    worker: str = ""  # the worker's name in the spec, for messages
+    watches: tuple[str, ...]
+    host: str  # the host's name in the spec, for messages
+    worker: str  # the worker's name in the spec, for messages
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "watches", tuple(self.watches))
@@ -39,7 +39,7 @@ class WorkerState(Resource):
 
     @property
     def _name(self) -> str:
-        return f"worker {self.worker!r}" if self.worker else "this worker"
+        return f"worker {self.worker!r}"
 
     @property
     def _program_is_path(self) -> bool:
@@ -55,8 +55,7 @@ class WorkerState(Resource):
         return FactRequest(programs=frozenset({self.ol}), commands=status)
 
     def _missing(self, reason: str) -> ResourceError:
-        where = f"host {self.host!r}" if self.host else "this host"
-        setting = f"hosts.{self.host}.ol" if self.host else "the host's `ol` setting"
+        where, setting = f"host {self.host!r}", f"hosts.{self.host}.ol"
         return ResourceError(
             f"cannot run OpenLambda's {self.ol!r} on {where} ({reason}), which checks, starts "
             f"and stops {self._name}; install OpenLambda on {where}, or set {setting} to the "
