@@ -428,6 +428,23 @@ CASES = [
         "workers[0].name",
         ("duplicate key 'name' (first at line 4)",),
     ),
+    # --- worker targets ---------------------------------------------------------------------
+    Case(
+        "worker-target-missing-with-two-targets",
+        "version: 1\nmirror:\n  directory: @ROOT@/mirror\n  targets:\n"
+        "    - {python: '3.12', platform: any}\n    - {python: '3.10', platform: win_amd64}\n"
+        "workers:\n  - {name: a, path: @ROOT@/w}\n",
+        (8, 5),
+        "workers[0]",
+        ("the mirror has 2 targets", "needs a 'target'", "{python: '3.10', platform: win_amd64}"),
+    ),
+    Case(
+        "worker-target-not-a-mirror-target",
+        HEAD + "workers:\n  - {name: a, target: {python: '3.11', platform: any}, path: @ROOT@/w}\n",
+        (4, 23),
+        "workers[0].target",
+        ("is not one of mirror.targets", "{python: '3.12', platform: any}", "add it there"),
+    ),
     # --- hosts ------------------------------------------------------------------------------
     Case(
         "undefined-worker-host",
