@@ -36,8 +36,11 @@ class RequirementSet:
         return self.origin
 
 
+WORKER_PREFIX = "worker:"
+
+
 def worker_set_name(worker: str) -> str:
-    return f"worker:{worker}"
+    return f"{WORKER_PREFIX}{worker}"
 
 
 _INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s*=\s*|\s+|(?=[^\s-]))(\S.*)$")

@@ -8,7 +8,7 @@ must have that hash. Everything is read in one round trip to the mirror host.
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
@@ -18,6 +18,7 @@ from olmirror.bandersnatch_config import stored_path, web_dir
 from olmirror.connection import Connection, FactRequest
 from olmirror.index import IndexFile, parse_simple_html
 from olmirror.lockfile import Lock, LockedFile
+from olmirror.requirement_sets import WORKER_PREFIX
 from olmirror.targets import TargetEnv, release_of
 
 
@@ -26,9 +27,22 @@ class Gap:
     target: str
     pin: str
     problem: str
+    needed_by: tuple[str, ...] = ()  # the workers (and the allowlist) whose closure has the pin
 
     def __str__(self) -> str:
-        return f"{self.target}: {self.pin}: {self.problem}"
+        needed = f" (needed by {', '.join(self.needed_by)})" if self.needed_by else ""
+        return f"{self.target}: {self.pin}{needed}: {self.problem}"
+
+
+def _needed_by(lock: Lock, gap: Gap) -> Gap:
+    sets = lock.targets[gap.target].sets
+    names = sorted(name for name, pins in sets.items() if gap.pin in pins)
+    readable = tuple(
+        f"worker {name.removeprefix(WORKER_PREFIX)!r}" if name.startswith(WORKER_PREFIX)
+        else f"the {name}"
+        for name in names
+    )  # fmt: skip
+    return replace(gap, needed_by=readable)
 
 
 def _page(directory: str, project: str) -> str:
@@ -167,4 +181,4 @@ def verify_mirror(
                 )
             )
     gaps.sort(key=lambda gap: (gap.target, gap.pin))
-    return checked, gaps
+    return checked, [_needed_by(lock, gap) for gap in gaps]
