@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from olmirror.lockfile import Lock
 
@@ -23,8 +23,8 @@ def web_dir(directory: str) -> str:
 
 
 def stored_path(directory: str, url: str) -> str:
-    """Where bandersnatch stores the file at `url`: the URL's path under the web folder."""
-    return web_dir(directory) + urlsplit(url).path
+    """Where bandersnatch stores the file at `url`: its unquoted URL path under the web folder."""
+    return web_dir(directory) + unquote(urlsplit(url).path)
 
 
 def render(directory: str, lock: Lock) -> str:

@@ -109,6 +109,11 @@ _HINTS = (
         "set mirror.engine to simple or auto",
     ),
     (
+        "Got invalid download URL",
+        "the upstream serves files outside /packages/, where bandersnatch expects them; "
+        "set mirror.engine to simple or auto",
+    ),
+    (
         "406, message='Not Acceptable'",
         "the upstream does not serve the PEP 691 JSON simple API that bandersnatch asks for; "
         "set mirror.engine to simple or auto",
