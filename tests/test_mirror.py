@@ -346,7 +346,7 @@ def test_deleted_file_is_found_by_verify_and_restored(
     assert result.code == 1
     assert "Verify found 1 gap in the mirror:" in result.out
     (line,) = [ln.strip() for ln in result.out.splitlines() if gone in ln]
-    assert line.startswith(f"{LINUX}: delta==1.0: {gone} ")
+    assert line.startswith(f"{LINUX}: delta==1.0 (needed by the allowlist): {gone} ")
     assert "delta-1.0-cp310-abi3-win_amd64.whl" in line, "what the mirror has instead"
     assert "Traceback" not in result.err
 
