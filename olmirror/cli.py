@@ -12,10 +12,11 @@ from pathlib import Path
 from olmirror import __version__
 from olmirror.apply import HostResult, apply_plan
 from olmirror.connection.local import atomic_write
-from olmirror.desired import desired_state, host_config, pip_mirror
+from olmirror.desired import desired_state
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import DEFAULT_FORKS, Connections
 from olmirror.lockfile import lock_path, read_lock
+from olmirror.mirror_state import pip_mirror
 from olmirror.plan import Plan, build_plan
 from olmirror.render import (
     Painter,
@@ -28,7 +29,7 @@ from olmirror.render import (
 )
 from olmirror.resolve import current_lock
 from olmirror.schema import spec_schema_text
-from olmirror.spec import LoadedSpec, load_spec
+from olmirror.spec import LoadedSpec, host_config, load_spec
 from olmirror.verify import Gap, verify_mirror
 
 EXIT_ERROR = 1

@@ -121,7 +121,10 @@ def test_a_deleted_file_is_found_by_verify_and_restored(
 
     verify = cli("verify", "-f", str(spec), "--no-color")
     assert verify.code == 1
-    assert "beta==1.1: beta-1.1-py3-none-any.whl is listed but the file is missing" in verify.out
+    assert (
+        "beta==1.1 (needed by the allowlist): beta-1.1-py3-none-any.whl is listed but the file "
+        "is missing" in verify.out
+    )
 
     assert _apply(cli, spec).code == 0
     assert victim.exists()

@@ -305,3 +305,8 @@ class Spec(_Model):
                 "write 'version: 1'"
             )
         return value
+
+
+def host_config(spec: Spec, name: str) -> Host:
+    """The settings of host `name`; `local` needs no entry in the spec."""
+    return spec.hosts.get(name, Host()) if name == LOCAL else spec.hosts[name]

@@ -1,0 +1,75 @@
+"""The mirror's desired state: its folder, and the engine that fills it with the locked files."""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+from olmirror import simple_pages
+from olmirror.bandersnatch_config import render, stored_path, web_dir
+from olmirror.engine import choose_engine
+from olmirror.lockfile import Lock
+from olmirror.resources import Directory, File, Resource
+from olmirror.resources.bandersnatch_sync import BandersnatchSync
+from olmirror.resources.mirror_files import FetchFiles
+from olmirror.resources.python_tool import PythonTool
+from olmirror.spec import LoadedSpec, Spec
+
+BANDERSNATCH = "bandersnatch>=6.5,<7"
+
+
+def pip_mirror(spec: Spec) -> str:
+    """What a worker's `pip_mirror` holds: the mirror's base URL or web folder, never /simple."""
+    serve = spec.mirror.serve
+    if serve.backend == "http" and serve.url:
+        return serve.url.rstrip("/")
+    return web_dir(spec.mirror.directory)
+
+
+def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> list[Resource]:
+    mirror = loaded.spec.mirror
+    directory = mirror.directory
+    engine, why = choose_engine(mirror.engine, lock, mirror.ca_file)
+    files = lock.files()
+    stored = tuple((stored_path(directory, f.url), f.url, f.sha256, f.size) for f in files.values())
+    if engine == "simple":
+        pages = simple_pages.pages(web_dir(directory), lock)
+        folders = sorted({posixpath.dirname(path) for path in pages})
+        return [
+            FetchFiles(directory, stored, why, ca_file),
+            *(Directory(folder) for folder in folders),
+            *(File(path, content) for path, content in pages.items()),
+        ]
+    venv = posixpath.join(directory, ".olmirror", "venv")
+    config = posixpath.join(directory, "bandersnatch.conf")
+    projects = sorted({pin.partition("==")[0] for t in lock.targets.values() for pin in t.files})
+    return [
+        PythonTool("bandersnatch", BANDERSNATCH, venv),
+        File(config, render(directory, lock)),
+        BandersnatchSync(
+            config=config,
+            venv_program=posixpath.join(venv, "bin", "bandersnatch"),
+            files=tuple((path, size) for path, _, _, size in stored),
+            pages=tuple(
+                posixpath.join(web_dir(directory), "simple", p, "index.html") for p in projects
+            ),
+            ca_file=ca_file,
+        ),
+    ]
+
+
+def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
+    """The mirror folder and the engine that fills it with the locked files (none: no engine)."""
+    mirror = loaded.spec.mirror
+    state = posixpath.join(mirror.directory, ".olmirror")
+    resources: list[Resource] = [Directory(mirror.directory), Directory(state)]
+    if not lock.files():
+        # Nothing to mirror yet: an empty index still answers, so workers can point at it.
+        pages = simple_pages.pages(web_dir(mirror.directory), lock)
+        resources.append(Directory(posixpath.join(web_dir(mirror.directory), "simple")))
+        return resources + [File(path, content) for path, content in pages.items()]
+    ca_file = None
+    if mirror.ca_file:
+        ca_file = posixpath.join(state, "upstream-ca.pem")
+        resources.append(File(ca_file, Path(mirror.ca_file).read_text()))
+    return resources + _engine_resources(loaded, lock, ca_file)
