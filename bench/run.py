@@ -133,6 +133,14 @@ def table(results: dict[str, Any]) -> str:
                 f"{row['plan_noop_max_rss_mib']:.0f}",
             ]  # fmt: skip
             lines.append(" ".join(f"{c:>10}" for c in cells))
+        loads = {
+            count: ", ".join(f"{x:.1f}" for x in data.get("load_average_1min_at_start", []))
+            for count, data in results.get("fanout", {}).items()
+        }
+        lines.append(
+            f"load average (1 min) at the start of each run, {os.cpu_count()} CPUs: "
+            + "; ".join(f"n={count}: {text}" for count, text in loads.items())
+        )
         lines.append("")
     mirror = results.get("mirror")
     if mirror:
