@@ -46,6 +46,10 @@ class Lock:
     inputs: str
     upstream: str
     targets: dict[str, TargetLock]
+    # What `engine: auto` chose when this lock was resolved, and why: decided once, so a
+    # plan neither asks the upstream again nor switches engines when it is briefly down.
+    auto_engine: str | None = None
+    auto_engine_why: str | None = None
 
     def to_text(self) -> str:
         data = {"format": LOCK_FORMAT, **asdict(self)}
@@ -66,7 +70,13 @@ class Lock:
                 )
                 for key, t in raw["targets"].items()
             }
-            return cls(inputs=raw["inputs"], upstream=raw["upstream"], targets=targets)
+            return cls(
+                inputs=raw["inputs"],
+                upstream=raw["upstream"],
+                targets=targets,
+                auto_engine=raw.get("auto_engine"),
+                auto_engine_why=raw.get("auto_engine_why"),
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise OlmirrorError(
                 f"{source}: the lock file is damaged ({exc}); run `olmirror lock` to write it again"
@@ -82,13 +92,18 @@ class Lock:
 
 
 def inputs_digest(
-    sets: list[RequirementSet], targets: list[TargetEnv], upstream: str, block: list[str]
+    sets: list[RequirementSet],
+    targets: list[TargetEnv],
+    upstream: str,
+    block: list[str],
+    auto_engine: bool,
 ) -> str:
     data = {
         "sets": {s.name: sorted(s.requirements) for s in sets},
         "targets": sorted(t.key for t in targets),
         "upstream": upstream,
         "block": sorted(block),
+        "auto_engine": auto_engine,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 

@@ -29,7 +29,10 @@ def pip_mirror(spec: Spec) -> str:
 def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> list[Resource]:
     mirror = loaded.spec.mirror
     directory = mirror.directory
-    engine, why = choose_engine(mirror.engine, lock, mirror.ca_file)
+    if mirror.engine == "auto" and lock.auto_engine and lock.auto_engine_why:
+        engine, why = lock.auto_engine, lock.auto_engine_why
+    else:
+        engine, why = choose_engine(mirror.engine, lock, mirror.ca_file)
     files = lock.files()
     stored = tuple((stored_path(directory, f.url), f.url, f.sha256, f.size) for f in files.values())
     if engine == "simple":

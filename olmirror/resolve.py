@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from uv import find_uv_bin
 
+from olmirror.engine import choose_engine
 from olmirror.errors import OlmirrorError
 from olmirror.index import Index, IndexFile, default_upstream
 from olmirror.lockfile import Lock, LockedFile, TargetLock, inputs_digest, lock_path, read_lock
@@ -268,14 +269,18 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
                     files = index_files[pin.partition("==")[0]]
                     target_lock.files[pin] = choose_file(pin, files, target)
         locked[target.key] = target_lock
-    return Lock(inputs=digest, upstream=upstream, targets=locked)
+    lock = Lock(inputs=digest, upstream=upstream, targets=locked)
+    if loaded.spec.mirror.engine == "auto":
+        lock.auto_engine, lock.auto_engine_why = choose_engine("auto", lock, ca)
+    return lock
 
 
 def current_lock(loaded: LoadedSpec, *, refresh: bool = False) -> Lock:
     """The lock beside the spec when its inputs are unchanged, else a new resolution."""
     sets = requirement_sets(loaded)
     block = list(loaded.spec.allowlist.block)
-    digest = inputs_digest(sets, targets_of(loaded), upstream_of(loaded), block)
+    auto = loaded.spec.mirror.engine == "auto"
+    digest = inputs_digest(sets, targets_of(loaded), upstream_of(loaded), block, auto)
     existing = read_lock(lock_path(Path(loaded.path)))
     if existing is not None and existing.inputs == digest and not refresh:
         return existing

@@ -60,6 +60,7 @@ class FactRequest:
     programs: frozenset[str] = frozenset()
     hashes: frozenset[str] = frozenset()
     commands: frozenset[tuple[str, ...]] = frozenset()
+    urls: frozenset[str] = frozenset()
 
     def merge(self, other: FactRequest) -> FactRequest:
         return FactRequest(
@@ -68,6 +69,7 @@ class FactRequest:
             self.programs | other.programs,
             self.hashes | other.hashes,
             self.commands | other.commands,
+            self.urls | other.urls,
         )
 
     def as_json(self) -> dict[str, list[str]]:
@@ -77,6 +79,7 @@ class FactRequest:
             "content": sorted(self.content),
             "programs": sorted(self.programs),
             "commands": sorted(list(argv) for argv in self.commands),
+            "urls": sorted(self.urls),
         }
 
 
@@ -85,6 +88,8 @@ class Facts:
     paths: dict[str, PathFact] = field(default_factory=dict)
     programs: dict[str, str | None] = field(default_factory=dict)
     commands: dict[tuple[str, ...], CommandResult] = field(default_factory=dict)
+    # URL -> None when it answered, else why not
+    urls: dict[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def from_probe(cls, raw: dict[str, Any]) -> Facts:
@@ -96,6 +101,7 @@ class Facts:
             paths={p: PathFact.from_probe(f) for p, f in raw["paths"].items()},
             programs=dict(raw["programs"]),
             commands=commands,
+            urls=dict(raw.get("urls", {})),
         )
 
     def path(self, path: str) -> PathFact:

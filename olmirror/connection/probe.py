@@ -64,8 +64,25 @@ def _command(argv):
     }
 
 
+def _get(url):
+    """None when `url` answers 2xx, else one line saying why (the way pip would ask)."""
+    import urllib.error  # only when a URL is asked about: the import costs a host's CPU
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Accept": "text/html"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            reply.read(1)
+    except urllib.error.HTTPError as exc:
+        return f"it answered HTTP {exc.code} {exc.reason}"
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{type(reason).__name__}: {reason}"
+    return None
+
+
 def probe(request):
-    """Answer {"paths", "hashes", "content", "programs", "commands"} about this host.
+    """Answer {"paths", "hashes", "content", "programs", "commands", "urls"} about this host.
 
     Commands are read-only checks (`ol worker status`, a GET of a URL), run without
     a shell; their results come back keyed by the JSON of their argv.
@@ -80,7 +97,8 @@ def probe(request):
         paths[path] = fact
     programs = {name: shutil.which(name) for name in request.get("programs", [])}
     commands = {json.dumps(argv): _command(argv) for argv in request.get("commands", [])}
-    return {"paths": paths, "programs": programs, "commands": commands}
+    urls = {url: _get(url) for url in request.get("urls", [])}
+    return {"paths": paths, "programs": programs, "commands": commands, "urls": urls}
 
 
 if __name__ == "__main__":

@@ -12,21 +12,6 @@ from dataclasses import dataclass
 from olmirror.connection.base import Connection, FactRequest, Facts
 from olmirror.resources.base import Change, Resource, ResourceError
 
-# Run by the worker host's python3, without a shell; the URL is its argument. It asks as
-# pip does (HTML simple page) and says in one line why the mirror did not answer.
-_GET = """
-import sys, urllib.error, urllib.request
-request = urllib.request.Request(sys.argv[1], headers={"Accept": "text/html"})
-try:
-    with urllib.request.urlopen(request, timeout=10) as reply:
-        reply.read(1)
-except urllib.error.HTTPError as exc:
-    sys.exit("it answered HTTP %d %s" % (exc.code, exc.reason))
-except (urllib.error.URLError, OSError) as exc:
-    reason = getattr(exc, "reason", exc)
-    sys.exit("%s: %s" % (type(reason).__name__, reason))
-"""
-
 
 @dataclass(frozen=True)
 class MirrorReachable(Resource):
@@ -48,10 +33,6 @@ class MirrorReachable(Resource):
         return f"{self.pip_mirror}/simple/"
 
     @property
-    def _probe(self) -> tuple[str, ...]:
-        return ("python3", "-c", _GET, self._url)
-
-    @property
     def _index(self) -> str:
         return f"{self.pip_mirror}/simple/index.html"
 
@@ -61,16 +42,13 @@ class MirrorReachable(Resource):
 
     def request(self) -> FactRequest:
         if self._is_url:
-            return FactRequest(commands=frozenset({self._probe}))
+            return FactRequest(urls=frozenset({self._url}))
         return FactRequest(paths=frozenset({self._index}))
 
     def _problem(self, facts: Facts) -> str | None:
         if self._is_url:
-            done = facts.command(self._probe)
-            if done.ok:
-                return None
-            lines = (done.stderr.strip() or done.stdout.strip() or "no answer").splitlines()
-            return f"GET {self._url} from {self._where} failed: {lines[-1]}"
+            failure = facts.urls[self._url]
+            return f"GET {self._url} from {self._where} failed: {failure}" if failure else None
         fact = facts.path(self._index)
         if fact.kind == "file":
             return None
