@@ -164,3 +164,19 @@ def test_a_tampered_file_is_refused(cli, tmp_path: Path, clean_upstream: Upstrea
     assert "gamma-2.0-py3-none-any.whl: sha256" in result.out
     assert "does not match the lock" in result.out
     assert "gamma-2.0-py3-none-any.whl" not in _stored(tmp_path)
+
+
+def test_auto_decides_once_so_a_plan_neither_asks_nor_switches_when_the_upstream_is_down(
+    cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    spec = _spec(tmp_path, clean_upstream, engine="auto")
+    assert _apply(cli, spec).code == 0
+    lock = json.loads(spec.with_suffix(".lock").read_text())
+    assert lock["auto_engine"] == "bandersnatch"
+
+    clean_upstream.counts.reset()
+    clean_upstream.down()
+    plan = cli("plan", "-f", str(spec), "--detailed-exitcode", "--no-color")
+    assert plan.code == 0, plan.out + plan.err
+    clean_upstream.up()
+    assert clean_upstream.counts.requests() == 0
