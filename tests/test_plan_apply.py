@@ -39,6 +39,7 @@ def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path
     applied = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert applied.code == 0, applied.err
     assert "local  changed     changed=20 unchanged=1" in applied.out
+    assert "local: bandersnatch synced 2 projects: fetched 2 files (" in applied.err
     for name, requirement in (("alpha", "omega==1.1"), ("beta", "theta==1.0")):
         worker = tmp_path / name
         lines = (worker / "registry" / "requirements.in").read_text().splitlines()

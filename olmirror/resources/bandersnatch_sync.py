@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import posixpath
 import re
+import time
 from dataclasses import dataclass
 
+from olmirror import progress
 from olmirror.connection.base import Connection, FactRequest, Facts
 from olmirror.resources.base import Change, Resource, ResourceError
 from olmirror.resources.python_tool import locate
@@ -61,13 +63,36 @@ class BandersnatchSync(Resource):
     def apply(self, conn: Connection) -> None:
         program = locate(conn, "bandersnatch", self.venv_program)
         env = {name: self.ca_file for name in TLS_VARIABLES} if self.ca_file else None
+        files = {path for path, _ in self.files}
+        before = set(self._missing(conn.gather(self.request()))) & files
+        counts = {"projects": 0, "files": 0}
+
+        def on_line(line: str) -> None:
+            if match := _TO_SYNC.search(line):
+                counts["projects"] = int(match["count"])
+            elif "Downloading: " in line:
+                counts["files"] += 1
+                progress.report(
+                    f"bandersnatch: {counts['files']} of {len(before)} files fetched "
+                    f"({counts['projects']} projects to sync)"
+                )
+
+        started = time.monotonic()
         result = conn.run(
-            (program, "--config", self.config, "mirror", "--force-check"), timeout=None, env=env
+            (program, "--config", self.config, "mirror", "--force-check"),
+            timeout=None,
+            env=env,
+            on_line=on_line,
         )
         missing = self._missing(conn.gather(self.request()))
         if result.ok and not missing:
+            fetched = sum(size or 0 for path, size in self.files if path in before)
+            progress.report(
+                f"bandersnatch synced {counts['projects']} projects: fetched {len(before)} files "
+                f"({fetched:,} bytes) in {time.monotonic() - started:.1f} s",
+                final=True,
+            )
             return
-        files = {path for path, _ in self.files}
         missing_files = [posixpath.basename(p) for p in missing if p in files]
         missing_pages = [p for p in missing if p not in files]
         gaps = []
@@ -87,6 +112,7 @@ class BandersnatchSync(Resource):
 
 
 SHOWN = 5
+_TO_SYNC = re.compile(r"(?P<count>\d+) packages to sync")
 # "2024-01-01 00:00:00,123 ERROR: message (mirror.py:375)"
 _LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (?P<level>[A-Z]+): (?P<message>.*?)"
