@@ -13,6 +13,7 @@ from olmirror import __version__
 from olmirror.apply import HostResult, apply_plan
 from olmirror.connection.local import atomic_write
 from olmirror.desired import desired_state
+from olmirror.detect import with_detected_targets
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import DEFAULT_FORKS, Connections
 from olmirror.lockfile import lock_path, read_lock
@@ -29,7 +30,7 @@ from olmirror.render import (
 )
 from olmirror.resolve import current_lock
 from olmirror.schema import spec_schema_text
-from olmirror.spec import LoadedSpec, host_config, load_spec
+from olmirror.spec import LOCAL, LoadedSpec, host_config, load_spec
 from olmirror.verify import Gap, verify_mirror
 
 EXIT_ERROR = 1
@@ -103,9 +104,12 @@ def _mirror_of(loaded: LoadedSpec) -> dict[str, str]:
 
 def _make_plan(args: argparse.Namespace, connections: Connections) -> Plan:
     loaded = load_spec(args.file)
+    spec = loaded.spec
+    hosts = {LOCAL, spec.mirror.host, *(w.host for w in spec.workers)}
+    connections.inventory.update({name: host_config(spec, name) for name in hosts})
+    loaded = with_detected_targets(loaded, connections)
     desired = desired_state(loaded, current_lock(loaded))
     names = _limit(list(desired), args.limit)
-    connections.inventory.update({name: host_config(loaded.spec, name) for name in names})
     mirror = _mirror_of(loaded) if loaded.spec.mirror.host in names else None
     return build_plan(
         args.file, loaded.digest, {n: desired[n] for n in names}, connections, args.forks, mirror

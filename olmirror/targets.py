@@ -30,7 +30,7 @@ _UV_MANYLINUX = {17, 28, *range(31, 41)}
 _UV_ARCHES = {"x86_64", "aarch64"}
 
 
-def _platforms(platform: str) -> list[str]:
+def compatible_platforms(platform: str) -> list[str]:
     """Every platform tag a machine of `platform` accepts, best first (as pip expands them)."""
     for legacy, (major, minor) in _LEGACY_MANYLINUX.items():
         if platform.startswith(legacy + "_"):
@@ -85,7 +85,7 @@ class TargetEnv:
     @cached_property
     def _ranks(self) -> dict[tags.Tag, int]:
         version = tuple(int(p) for p in self.python.split("."))
-        platforms = _platforms(self.platform)
+        platforms = compatible_platforms(self.platform)
         supported = [
             *tags.cpython_tags(version, platforms=platforms),
             *tags.compatible_tags(version, f"cp{version[0]}{version[1]}", platforms=platforms),

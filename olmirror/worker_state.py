@@ -30,7 +30,9 @@ def requirements_in(worker: Worker, spec_name: str) -> str:
 
 
 def worker_target(spec: Spec, worker: Worker) -> TargetEnv:
+    """The worker's target; `detect` was replaced by the detected one before planning."""
     target = worker.target or spec.mirror.targets[0]
+    assert not isinstance(target, str), "with_detected_targets runs before desired state"
     return TargetEnv(target.python, target.platform)
 
 

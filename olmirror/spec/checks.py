@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from olmirror.spec.models import LOCAL, Spec
+from olmirror.spec.models import LOCAL, Spec, Target
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
@@ -127,7 +127,7 @@ def _check_worker_target(spec: Spec, i: int) -> Iterator[Problem]:
             f"the mirror has {len(targets)} targets, so this worker needs a 'target' naming "
             f"the one its Python matches: {listed}",
         )
-    elif target is not None and target not in targets:
+    elif isinstance(target, Target) and target not in targets:
         yield (
             ("workers", i, "target"),
             f"this target is not one of mirror.targets ({listed}); add it there or pick one",

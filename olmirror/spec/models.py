@@ -278,9 +278,10 @@ class Worker(_Model):
     image: Annotated[str, StringConstraints(pattern=IMAGE_PATTERN)] = "ol-min"
     requirements: list[RequirementStr] = []
     state: Literal["running", "stopped"] = "running"
-    target: Target | None = Field(
+    target: Target | Literal["detect"] | None = Field(
         None,
-        description="The mirror target this worker's Python matches; optional with one target.",
+        description="The mirror target this worker's Python matches (optional with one target), "
+        "or 'detect': the target that the worker host's own python3 can install.",
     )
 
 
