@@ -75,6 +75,9 @@ def apply_host(
     except OlmirrorError as exc:
         result.outcome, result.error = "failed", str(exc)
         return result
+    except Exception as exc:  # one host's surprise must not take the other hosts' results
+        result.outcome, result.error = "failed", f"{type(exc).__name__}: {exc}"
+        return result
     result.outcome = "changed" if result.applied else "ok"
     return result
 

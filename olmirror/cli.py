@@ -107,7 +107,7 @@ def _make_plan(args: argparse.Namespace, connections: Connections) -> Plan:
     spec = loaded.spec
     hosts = {LOCAL, spec.mirror.host, *(w.host for w in spec.workers)}
     connections.inventory.update({name: host_config(spec, name) for name in hosts})
-    loaded = with_detected_targets(loaded, connections)
+    loaded = with_detected_targets(loaded, connections, args.limit)
     desired = desired_state(loaded, current_lock(loaded))
     names = _limit(list(desired), args.limit)
     mirror = _mirror_of(loaded) if loaded.spec.mirror.host in names else None
@@ -194,13 +194,17 @@ def _verify_after_apply(
     plan: Plan, failed: set[str], connections: Connections
 ) -> tuple[int, list[Gap]] | None:
     """A quick verify (pages and sizes, no hashing) of the mirror the plan converged."""
-    if not plan.mirror or plan.mirror["host"] in failed:
-        return None
+    applied = {h.host for h in plan.hosts} - failed
+    if not plan.mirror or not {LOCAL, plan.mirror["host"]} <= applied:
+        return None  # without `local` (the lock's host) the lock on disk is not this plan's
     lock = read_lock(Path(plan.mirror["lock"]))
     if lock is None:
         return None
-    conn = connections.get(plan.mirror["host"])
-    return verify_mirror(conn, plan.mirror["directory"], lock, deep=False)
+    try:
+        conn = connections.get(plan.mirror["host"])
+        return verify_mirror(conn, plan.mirror["directory"], lock, deep=False)
+    except OlmirrorError as exc:
+        return 0, [Gap(plan.mirror["host"], "verify", f"the mirror could not be read: {exc}")]
 
 
 def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
@@ -291,6 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except Exception as exc:  # a bug or an unforeseen failure: one line, the rest on --debug
+        if args.debug:
+            raise
+        sys.stderr.write(
+            f"error: {type(exc).__name__}: {exc} (olmirror did not expect this; run again "
+            "with --debug for the traceback, and report it)\n"
+        )
+        return EXIT_ERROR
     except BrokenPipeError:
         # The reader (a pager, `head`) went away: say nothing more, not even at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

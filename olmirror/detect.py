@@ -51,15 +51,26 @@ def detect_target(worker: Worker, targets: list[Target], connections: Connection
     )
 
 
-def with_detected_targets(loaded: LoadedSpec, connections: Connections) -> LoadedSpec:
-    """The spec with every `target: detect` replaced by the target found on its host."""
+def with_detected_targets(
+    loaded: LoadedSpec, connections: Connections, limit: str | None
+) -> LoadedSpec:
+    """The spec with every `target: detect` replaced by the target found on its host.
+
+    Hosts that `--limit` leaves out are not asked; their workers, which the plan leaves
+    out too, keep the first target.
+    """
     spec = loaded.spec
+    wanted = {n.strip() for n in limit.split(",")} if limit else None
     if not any(w.target == "detect" for w in spec.workers):
         return loaded
+
+    def target(worker: Worker) -> Target | None:
+        if wanted is not None and worker.host not in wanted:
+            return None
+        return detect_target(worker, spec.mirror.targets, connections)
+
     workers = [
-        w.model_copy(update={"target": detect_target(w, spec.mirror.targets, connections)})
-        if w.target == "detect"
-        else w
+        w.model_copy(update={"target": target(w)}) if w.target == "detect" else w
         for w in spec.workers
     ]
     return LoadedSpec(spec.model_copy(update={"workers": workers}), loaded.path, loaded.digest)

@@ -5,7 +5,6 @@ to the mirror host's python3 and run there, so the files travel from the upstrea
 to the mirror directly. Reads a JSON request on stdin, prints a JSON report.
 """
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -14,29 +13,12 @@ import ssl
 import sys
 import tempfile
 import urllib.error
-import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 CHUNK = 1 << 20
 TIMEOUT = 60
 WORKERS = 8
-
-
-def _split_credentials(url):
-    """(the URL without user:password, the Basic auth header value or None).
-
-    Private indexes (Artifactory, Nexus, devpi) take credentials in the URL; they
-    travel as a header and never appear in a report.
-    """
-    parts = urllib.parse.urlsplit(url)
-    if not parts.username:
-        return url, None
-    user = urllib.parse.unquote(parts.username)
-    secret = f"{user}:{urllib.parse.unquote(parts.password or '')}"
-    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
-    auth = "Basic " + base64.b64encode(secret.encode()).decode()
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), auth
 
 
 def _fetch(item, context):
@@ -46,10 +28,7 @@ def _fetch(item, context):
     os.makedirs(folder, exist_ok=True)
     name = os.path.basename(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".olmirror-tmp", dir=folder)
-    clean_url, auth = _split_credentials(url)
-    request = urllib.request.Request(clean_url, headers={"User-Agent": "olmirror"})
-    if auth:
-        request.add_header("Authorization", auth)
+    request = urllib.request.Request(url, headers={"User-Agent": "olmirror"})
     digest = hashlib.sha256()
     size = 0
     try:
@@ -70,8 +49,8 @@ def _fetch(item, context):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         if isinstance(exc, urllib.error.HTTPError):
-            return 0, f"{clean_url}: HTTP {exc.code} {exc.reason}"
-        return 0, f"{clean_url}: {getattr(exc, 'reason', None) or exc}"
+            return 0, f"{url}: HTTP {exc.code} {exc.reason}"
+        return 0, f"{url}: {getattr(exc, 'reason', None) or exc}"
 
 
 def fetch(request):

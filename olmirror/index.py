@@ -21,6 +21,10 @@ from packaging.utils import canonicalize_name
 
 from olmirror.errors import OlmirrorError
 
+# The variables through which pip, uv, aiohttp (bandersnatch) and curl find their CA bundle;
+# set together for every child that must trust the upstream's CA, since the machine may set
+# them globally and pip lets REQUESTS_CA_BUNDLE override --cert.
+CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT")
 PEP691 = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{PEP691}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 TIMEOUT = 30

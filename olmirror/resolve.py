@@ -24,7 +24,7 @@ from uv import find_uv_bin
 
 from olmirror.engine import choose_engine
 from olmirror.errors import OlmirrorError
-from olmirror.index import Index, IndexFile, default_upstream
+from olmirror.index import CA_VARIABLES, Index, IndexFile, default_upstream
 from olmirror.lockfile import Lock, LockedFile, TargetLock, inputs_digest, lock_path, read_lock
 from olmirror.requirement_sets import RequirementSet, requirement_sets
 from olmirror.spec import LoadedSpec
@@ -51,15 +51,10 @@ _NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?", re.IGNORECASE)
 
 
 def tls_env(ca_file: str | None) -> dict[str, str]:
-    """The environment for a subprocess that must trust `ca_file` (and only it) for HTTPS.
-
-    pip lets REQUESTS_CA_BUNDLE override its --cert, and the machine may set these
-    variables globally, so they are set explicitly for every child.
-    """
+    """The environment for a subprocess that must trust `ca_file` (and only it) for HTTPS."""
     env = dict(os.environ)
     if ca_file:
-        for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT"):
-            env[name] = ca_file
+        env.update(dict.fromkeys(CA_VARIABLES, ca_file))
     return env
 
 

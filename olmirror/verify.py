@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from olmirror.bandersnatch_config import stored_path, web_dir
 from olmirror.connection import Connection, FactRequest
-from olmirror.index import IndexFile, parse_simple_html
+from olmirror.index import parse_simple_html
 from olmirror.lockfile import Lock, LockedFile
 from olmirror.requirement_sets import WORKER_PREFIX
 from olmirror.targets import TargetEnv, release_of
@@ -57,11 +56,6 @@ def _release(pin: str) -> tuple[str, Version]:
 def _page_url(project: str) -> str:
     """The page's URL as pip sees it, relative to the web folder (its links are relative)."""
     return f"file:///simple/{canonicalize_name(project)}/"
-
-
-def _stored_of_listed(directory: str, entry: IndexFile) -> str:
-    """Where the file a mirror page links to is stored."""
-    return web_dir(directory) + urlsplit(entry.url).path
 
 
 def _describe(names: list[str], target: TargetEnv) -> str:
@@ -146,7 +140,7 @@ def verify_mirror(
             stored_file = facts.path(stored_path(directory, locked.url))
             if stored_file.kind != "file":
                 others = {
-                    n: _stored_of_listed(directory, listed[n]) for n in same if n != locked.filename
+                    n: stored_path(directory, listed[n].url) for n in same if n != locked.filename
                 }
                 absent.append((key, pin, locked, others))
             elif locked.size is not None and stored_file.size != locked.size:

@@ -256,6 +256,8 @@ def test_a_spec_just_under_the_size_limit_loads(project: Path) -> None:
 def test_relative_local_paths_resolve_against_the_spec_folder_not_the_cwd(
     project: Path,
 ) -> None:
+    (project / "certs").mkdir()
+    (project / "certs" / "upstream-ca.pem").write_text("a CA bundle\n")
     loaded = _load(
         project,
         """\
@@ -308,6 +310,8 @@ def test_a_bare_ol_program_name_is_left_for_the_path_search(project: Path) -> No
 def test_tilde_expands_for_local_paths(project: Path) -> None:
     home = Path.home()
     assert home == project.parent / "home"  # the fixture's HOME, not the real one
+    (home / "certs").mkdir(parents=True)
+    (home / "certs" / "ca.pem").write_text("a CA bundle\n")
     loaded = _load(
         project,
         """\
@@ -362,6 +366,7 @@ workers:
 def test_remote_paths_are_kept_as_written(project: Path) -> None:
     text = REMOTE.replace("/opt/ol/default-ol", "/opt/ol/../ol/default-ol/")
     text = text.replace("  directory: /srv/pypi\n", "  directory: /srv/pypi\n  ca_file: ca.pem\n")
+    (project / "ca.pem").write_text("a CA bundle\n")
     spec = _load(project, text).spec
     assert spec.mirror.directory == "/srv/pypi"
     # The CA file is read on this machine, so it resolves here even for a remote mirror.
@@ -427,10 +432,19 @@ def test_the_local_host_exists_without_an_entry(
 
 
 def test_the_local_host_may_have_an_entry_for_its_settings(project: Path) -> None:
-    spec = _load(project, MINIMAL + "hosts:\n  local: {ol: /usr/bin/ol, become: true}\n").spec
+    spec = _load(project, MINIMAL + "hosts:\n  local: {ol: /usr/bin/ol, state_dir: /x}\n").spec
     assert spec.hosts[LOCAL].ol == "/usr/bin/ol"
-    assert spec.hosts[LOCAL].become is True
+    assert spec.hosts[LOCAL].state_dir == "/x"
     assert spec.mirror.host == LOCAL
+
+
+@pytest.mark.parametrize(
+    "setting", ["become: true", "port: 2222", "host_key_policy: accept-new", "known_hosts: k"]
+)
+def test_the_local_host_refuses_settings_it_would_ignore(project: Path, setting: str) -> None:
+    field = setting.partition(":")[0]
+    message = _error(project, MINIMAL + f"hosts:\n  local: {{{setting}}}\n")
+    assert f"hosts.local.{field}: the 'local' host is this machine and takes no {field}" in message
 
 
 def test_the_local_host_is_named_among_the_defined_hosts(project: Path) -> None:
@@ -489,3 +503,11 @@ def test_every_playbook_validates(
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{playbook}: valid (")
     assert captured.err == ""
+
+
+def test_a_missing_ca_file_is_named_with_its_position(project: Path) -> None:
+    text = REMOTE.replace("  directory: /srv/pypi\n", "  directory: /srv/pypi\n  ca_file: no.pem\n")
+    with pytest.raises(
+        SpecError, match=r"olmirror.yaml:\d+:\d+: mirror.ca_file: .*no.pem does not"
+    ):
+        _load(project, text)

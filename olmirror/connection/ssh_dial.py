@@ -148,6 +148,7 @@ def _jump_hosts(target: Target, config: paramiko.SSHConfig) -> list[Target]:
                 or target.identity_files,
                 proxy_jump=None,
                 proxy_command=None,
+                accept_new=False,  # a bastion the spec does not name is never trusted blindly
             )
         )
     return hops

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from olmirror import progress
 from olmirror.connection.base import Connection, FactRequest, Facts
+from olmirror.index import CA_VARIABLES
 from olmirror.resources.base import Change, Resource, ResourceError
+from olmirror.resources.mirror_files import absent
 from olmirror.resources.python_tool import locate
-
-TLS_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,8 @@ class BandersnatchSync(Resource):
         return FactRequest(paths=frozenset([p for p, _ in self.files] + list(self.pages)))
 
     def _missing(self, facts: Facts) -> list[str]:
-        missing = []
-        for path, size in self.files:
-            fact = facts.path(path)
-            if fact.kind != "file" or (size is not None and fact.size != size):
-                missing.append(path)
-        return missing + [p for p in self.pages if facts.path(p).kind != "file"]
+        files = [path for path, size in self.files if absent(facts, path, size)]
+        return files + [p for p in self.pages if facts.path(p).kind != "file"]
 
     def observe(self, facts: Facts) -> str:
         return ",".join(self._missing(facts))
@@ -62,7 +58,7 @@ class BandersnatchSync(Resource):
 
     def apply(self, conn: Connection) -> None:
         program = locate(conn, "bandersnatch", self.venv_program)
-        env = {name: self.ca_file for name in TLS_VARIABLES} if self.ca_file else None
+        env = dict.fromkeys(CA_VARIABLES, self.ca_file) if self.ca_file else None
         files = {path for path, _ in self.files}
         before = set(self._missing(conn.gather(self.request()))) & files
         counts = {"projects": 0, "files": 0}

@@ -23,14 +23,15 @@ FETCH_SOURCE = inspect.getsource(fetch_files)
 StoredFile = tuple[str, str, str, int | None]
 
 
+def absent(facts: Facts, path: str, size: int | None) -> bool:
+    """Whether the file at `path` is missing from the mirror, or there with the wrong size."""
+    fact = facts.path(path)
+    return fact.kind != "file" or (size is not None and fact.size != size)
+
+
 def missing(facts: Facts, files: tuple[StoredFile, ...]) -> list[StoredFile]:
     """The files absent from the mirror, or present with the wrong size."""
-    out = []
-    for file in files:
-        fact = facts.path(file[0])
-        if fact.kind != "file" or (file[3] is not None and fact.size != file[3]):
-            out.append(file)
-    return out
+    return [file for file in files if absent(facts, file[0], file[3])]
 
 
 def _size(count: float) -> str:

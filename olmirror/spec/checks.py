@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from olmirror.spec.models import LOCAL, Spec, Target
+from olmirror.spec.models import LOCAL, Host, Spec, Target
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
@@ -36,8 +36,12 @@ def _absolute_on(spec: Spec, host: str, path: str, loc: Loc, what: str) -> Itera
 def _check_hosts(spec: Spec) -> Iterator[Problem]:
     for name, host in spec.hosts.items():
         if name == LOCAL:
-            for field in ("address", "ssh_alias", "user", "identity_file"):
-                if getattr(host, field) is not None:
+            defaults = Host()
+            for field in (
+                "address", "ssh_alias", "user", "identity_file", "port", "known_hosts",
+                "host_key_policy", "become", "become_password_env",
+            ):  # fmt: skip
+                if getattr(host, field) != getattr(defaults, field):
                     yield (
                         ("hosts", name, field),
                         (

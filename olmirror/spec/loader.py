@@ -550,4 +550,10 @@ def load_spec(path: str | os.PathLike[str]) -> LoadedSpec:
         raise _report(name, positions, [(loc, message, False) for loc, message in found])
     base = file.resolve().parent
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return LoadedSpec(spec=_resolve_paths(spec, base), path=file.resolve(), digest=digest)
+    resolved = _resolve_paths(spec, base)
+    ca_file = resolved.mirror.ca_file
+    if ca_file is not None and not os.access(ca_file, os.R_OK):
+        reason = "does not exist" if not os.path.exists(ca_file) else "is not readable"
+        message = f"{ca_file} {reason}; give the path of the upstream's CA bundle (PEM)"
+        raise _report(name, positions, [(("mirror", "ca_file"), message, False)])
+    return LoadedSpec(spec=resolved, path=file.resolve(), digest=digest)

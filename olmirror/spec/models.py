@@ -106,9 +106,10 @@ def _http_url(value: str) -> str:
             f"{value!r} must not carry a query or fragment; remove everything from '?' or '#'"
         )
     if parts.username is not None or parts.password is not None:
+        bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         raise ValueError(
-            f"{value!r} carries a user name or password; a spec is kept in version control, "
-            "so give the URL without them"
+            f"the URL of {bare!r} carries a user name or password; a spec is kept in version "
+            "control, so give the URL without them"
         )
     try:
         parts.port  # noqa: B018 - raises on a bad port
