@@ -30,11 +30,17 @@ _UV_MANYLINUX = {17, 28, *range(31, 41)}
 _UV_ARCHES = {"x86_64", "aarch64"}
 
 
-def compatible_platforms(platform: str) -> list[str]:
-    """Every platform tag a machine of `platform` accepts, best first (as pip expands them)."""
+def _modern(platform: str) -> str:
+    """`manylinux2014_x86_64` and its kin under their PEP 600 names."""
     for legacy, (major, minor) in _LEGACY_MANYLINUX.items():
         if platform.startswith(legacy + "_"):
-            platform = f"manylinux_{major}_{minor}_{platform[len(legacy) + 1 :]}"
+            return f"manylinux_{major}_{minor}_{platform[len(legacy) + 1 :]}"
+    return platform
+
+
+def compatible_platforms(platform: str) -> list[str]:
+    """Every platform tag a machine of `platform` accepts, best first (as pip expands them)."""
+    platform = _modern(platform)
     if match := _MANYLINUX.match(platform):
         major, minor, arch = int(match[1]), int(match[2]), match[3]
         found = []
@@ -52,9 +58,7 @@ def compatible_platforms(platform: str) -> list[str]:
 
 def uv_platform(platform: str) -> str | None:
     """The name uv's `--python-platform` uses for `platform`, or None when it has none."""
-    for legacy, (major, minor) in _LEGACY_MANYLINUX.items():
-        if platform.startswith(legacy + "_"):
-            platform = f"manylinux_{major}_{minor}_{platform[len(legacy) + 1 :]}"
+    platform = _modern(platform)
     if (match := _MANYLINUX.match(platform)) and match[3] in _UV_ARCHES:
         glibc = max((v for v in _UV_MANYLINUX if v <= int(match[2])), default=None)
         return f"{match[3]}-manylinux_2_{glibc}" if glibc else None

@@ -72,6 +72,18 @@ class FactRequest:
             self.urls | other.urls,
         )
 
+    @classmethod
+    def for_program(cls, program: str) -> FactRequest:
+        """What tells whether `program` can run: its file when it is a path, else PATH."""
+        if "/" in program:
+            return cls(paths=frozenset({program}))
+        return cls(programs=frozenset({program}))
+
+    @classmethod
+    def finding(cls, program: str, *fallbacks: str) -> FactRequest:
+        """What `Facts.find` needs: `program` on PATH, and the fallback files."""
+        return cls(paths=frozenset(fallbacks), programs=frozenset({program}))
+
     def as_json(self) -> dict[str, list[str]]:
         return {
             "paths": sorted(self.paths),
@@ -106,6 +118,20 @@ class Facts:
 
     def path(self, path: str) -> PathFact:
         return self.paths[path]
+
+    def find(self, program: str, *fallbacks: str) -> str | None:
+        """`program` on PATH, else the first fallback file that exists (see `finding`)."""
+        found = self.programs.get(program)
+        return found or next((p for p in fallbacks if self.path(p).kind == "file"), None)
+
+    def program_problem(self, program: str) -> str | None:
+        """Why `program` (asked for with `FactRequest.for_program`) cannot run, or None."""
+        if "/" not in program:
+            return None if self.programs.get(program) else "not found on PATH"
+        kind = self.path(program).kind
+        if kind == "file":
+            return None
+        return "no such file" if kind is None else f"it is a {kind}"
 
     def command(self, argv: tuple[str, ...]) -> CommandResult:
         return self.commands[argv]

@@ -23,29 +23,19 @@ class Command(Resource):
     def id(self) -> str:
         return f"command {shlex.join(self.argv)}"
 
-    @property
-    def _program_is_path(self) -> bool:
-        return "/" in self.argv[0]
-
     def request(self) -> FactRequest:
-        program = frozenset({self.argv[0]})
-        if self._program_is_path:
-            return FactRequest(paths=program | {self.creates})
-        return FactRequest(paths=frozenset({self.creates}), programs=program)
+        return FactRequest.for_program(self.argv[0]).merge(
+            FactRequest(paths=frozenset({self.creates}))
+        )
 
     def observe(self, facts: Facts) -> str:
         return "present" if facts.path(self.creates).kind else "absent"
 
-    def _program_found(self, facts: Facts) -> bool:
-        if self._program_is_path:
-            return facts.path(self.argv[0]).kind == "file"
-        return facts.programs.get(self.argv[0]) is not None
-
     def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
         if facts.path(self.creates).kind is not None:
             return self.unchanged(f"{self.creates} exists, so `{shlex.join(self.argv)}` is not run")
-        if not self._program_found(facts):
-            where = "at that path" if self._program_is_path else "on PATH"
+        if facts.program_problem(self.argv[0]):
+            where = "at that path" if "/" in self.argv[0] else "on PATH"
             raise ResourceError(
                 f"program {self.argv[0]!r} not found {where}, and it is needed to create "
                 f"{self.creates}{'; ' + self.missing_hint if self.missing_hint else ''}"

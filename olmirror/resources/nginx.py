@@ -87,17 +87,12 @@ class Nginx(Resource):
         return ("-c", self.conf, "-p", self.folder.rstrip("/") + "/", "-e", self.error_log)
 
     def request(self) -> FactRequest:
-        return FactRequest(
-            paths=frozenset(self.fallbacks),
-            programs=frozenset({self.program}),
-            commands=frozenset({self._master_check}),
+        return FactRequest.finding(self.program, *self.fallbacks).merge(
+            FactRequest(commands=frozenset({self._master_check}))
         )
 
     def _found(self, facts: Facts) -> str | None:
-        on_path = facts.programs.get(self.program)
-        if on_path:
-            return on_path
-        return next((p for p in self.fallbacks if facts.path(p).kind == "file"), None)
+        return facts.find(self.program, *self.fallbacks)
 
     def observe(self, facts: Facts) -> str:
         master = facts.command(self._master_check)
@@ -142,10 +137,7 @@ class Nginx(Resource):
         return frozenset({self.pid_file})
 
     def _locate(self, conn: Connection) -> str:
-        facts = conn.gather(
-            FactRequest(paths=frozenset(self.fallbacks), programs=frozenset({self.program}))
-        )
-        found = self._found(facts)
+        found = self._found(conn.gather(FactRequest.finding(self.program, *self.fallbacks)))
         if found is None:
             raise ResourceError(
                 f"nginx is not installed on host {self.host!r}; install it there with "

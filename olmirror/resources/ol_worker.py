@@ -41,18 +41,12 @@ class WorkerState(Resource):
     def _name(self) -> str:
         return f"worker {self.worker!r}"
 
-    @property
-    def _program_is_path(self) -> bool:
-        return "/" in self.ol
-
     def _ol(self, action: str, *extra: str) -> tuple[str, ...]:
         return (self.ol, "worker", action, "-p", self.path, *extra)
 
     def request(self) -> FactRequest:
-        status = frozenset({self._ol("status")})
-        if self._program_is_path:
-            return FactRequest(paths=frozenset({self.ol}), commands=status)
-        return FactRequest(programs=frozenset({self.ol}), commands=status)
+        status = FactRequest(commands=frozenset({self._ol("status")}))
+        return FactRequest.for_program(self.ol).merge(status)
 
     def _missing(self, reason: str) -> ResourceError:
         where, setting = f"host {self.host!r}", f"hosts.{self.host}.ol"
@@ -63,12 +57,9 @@ class WorkerState(Resource):
         )
 
     def _check_program(self, facts: Facts) -> None:
-        if self._program_is_path:
-            kind = facts.path(self.ol).kind
-            if kind != "file":
-                raise self._missing("no such file" if kind is None else f"it is a {kind}")
-        elif facts.programs.get(self.ol) is None:
-            raise self._missing("not found on PATH")
+        problem = facts.program_problem(self.ol)
+        if problem:
+            raise self._missing(problem)
 
     def _running(self, status: CommandResult) -> bool:
         if status.returncode in _CANNOT_RUN:

@@ -25,19 +25,17 @@ class PythonTool(Resource):
         return posixpath.join(self.venv, "bin", self.program)
 
     def request(self) -> FactRequest:
-        return FactRequest(
-            paths=frozenset({self.venv_program}), programs=frozenset({self.program, "python3"})
+        return FactRequest.finding(self.program, self.venv_program).merge(
+            FactRequest(programs=frozenset({"python3"}))
         )
 
     def observe(self, facts: Facts) -> str:
-        return f"{facts.programs.get(self.program)}:{facts.path(self.venv_program).kind}"
+        return str(facts.find(self.program, self.venv_program))
 
     def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
-        found = facts.programs.get(self.program)
+        found = facts.find(self.program, self.venv_program)
         if found:
             return self.unchanged(f"{self.program} found at {found}")
-        if facts.path(self.venv_program).kind == "file":
-            return self.unchanged(f"{self.program} found at {self.venv_program}")
         if not facts.programs.get("python3"):
             raise ResourceError(
                 f"{self.program} is not installed and python3 is missing, so it cannot be "
@@ -62,10 +60,7 @@ class PythonTool(Resource):
 
 def locate(conn: Connection, program: str, venv_program: str) -> str:
     """The program to run: the one on PATH, else the one olmirror installed."""
-    facts = conn.gather(FactRequest(paths=frozenset({venv_program}), programs=frozenset({program})))
-    found = facts.programs.get(program)
-    if found:
-        return found
-    if facts.path(venv_program).kind == "file":
-        return venv_program
-    raise ResourceError(f"{program} is not installed on this host")
+    found = conn.gather(FactRequest.finding(program, venv_program)).find(program, venv_program)
+    if found is None:
+        raise ResourceError(f"{program} is not installed on this host")
+    return found
