@@ -25,11 +25,13 @@ def write_requests(spec: str, out_dir: str, hosts: list[str]) -> None:
     from olmirror.connection.ssh import PROBE_SOURCE
     from olmirror.desired import desired_state
     from olmirror.plan import fact_request
-    from olmirror.resolve import current_lock
+    from olmirror.lockfile import lock_path, read_lock
+    from olmirror.resolve import current_lock, recorded_registries
     from olmirror.spec import load_spec
 
     loaded = load_spec(spec)
-    desired = desired_state(loaded, current_lock(loaded))
+    registries = recorded_registries(loaded, read_lock(lock_path(loaded.path)))
+    desired = desired_state(loaded, current_lock(loaded, registries), registries)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "probe-command").write_text(shlex.join(["python3", "-c", PROBE_SOURCE]))

@@ -12,13 +12,12 @@ from pathlib import Path
 from olmirror import __version__
 from olmirror.apply import HostResult, apply_plan
 from olmirror.connection.local import atomic_write
-from olmirror.desired import desired_state
-from olmirror.detect import with_detected_targets
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import DEFAULT_FORKS, Connections
 from olmirror.lockfile import lock_path, read_lock
 from olmirror.mirror_state import pip_mirror
-from olmirror.plan import Plan, build_plan
+from olmirror.plan import Plan
+from olmirror.planner import limit_hosts, plan_spec
 from olmirror.render import (
     Painter,
     Progress,
@@ -76,19 +75,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _limit(names: list[str], limit: str | None) -> list[str]:
-    if not limit:
-        return names
-    wanted = [n.strip() for n in limit.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in names]
-    if unknown:
-        raise OlmirrorError(
-            f"--limit: {', '.join(map(repr, unknown))} not among the hosts of this plan "
-            f"({', '.join(names) or 'none'})"
-        )
-    return [n for n in names if n in wanted]
-
-
 def _mirror_of(loaded: LoadedSpec) -> dict[str, str]:
     mirror = loaded.spec.mirror
     base = pip_mirror(loaded.spec)
@@ -107,13 +93,7 @@ def _make_plan(args: argparse.Namespace, connections: Connections) -> Plan:
     spec = loaded.spec
     hosts = {LOCAL, spec.mirror.host, *(w.host for w in spec.workers)}
     connections.inventory.update({name: host_config(spec, name) for name in hosts})
-    loaded = with_detected_targets(loaded, connections, args.limit)
-    desired = desired_state(loaded, current_lock(loaded))
-    names = _limit(list(desired), args.limit)
-    mirror = _mirror_of(loaded) if loaded.spec.mirror.host in names else None
-    return build_plan(
-        args.file, loaded.digest, {n: desired[n] for n in names}, connections, args.forks, mirror
-    )
+    return plan_spec(args.file, loaded, connections, args.limit, args.forks, _mirror_of(loaded))
 
 
 def _print_verify(checked: int, gaps: list[Gap], out: Painter) -> None:
@@ -212,7 +192,7 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
         if args.plan_file:
             plan = _load_plan(args.plan_file)
             connections.inventory.update(plan.inventory)
-            names = _limit([h.host for h in plan.hosts], args.limit)
+            names = limit_hosts([h.host for h in plan.hosts], args.limit)
             plan.hosts = [h for h in plan.hosts if h.host in names]
         else:
             plan = _make_plan(args, connections)

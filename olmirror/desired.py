@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from olmirror.lockfile import Lock, lock_path
 from olmirror.mirror_state import mirror_resources
+from olmirror.registry import Registry
 from olmirror.resources import File, Resource
 from olmirror.serve import serve_resources
 from olmirror.spec import LOCAL, LoadedSpec
 from olmirror.worker_state import worker_resources
 
 
-def desired_state(loaded: LoadedSpec, lock: Lock) -> dict[str, list[Resource]]:
+def desired_state(
+    loaded: LoadedSpec, lock: Lock, registries: dict[str, Registry]
+) -> dict[str, list[Resource]]:
     """Resources per host, each list in apply order; hosts with nothing to manage are left out.
 
-    The lock file comes first (on this machine), then the mirror, then the workers.
+    The lock file comes first (on this machine), then the mirror, then the workers, whose
+    files go where `registries` (each worker's, as found on its host) says.
     """
     by_host: dict[str, list[Resource]] = {
         LOCAL: [File(str(lock_path(loaded.path)), lock.to_text())]
@@ -21,5 +25,6 @@ def desired_state(loaded: LoadedSpec, lock: Lock) -> dict[str, list[Resource]]:
     by_host.setdefault(loaded.spec.mirror.host, []).extend(mirror_resources(loaded, lock))
     by_host[loaded.spec.mirror.host].extend(serve_resources(loaded.spec))
     for worker in loaded.spec.workers:
-        by_host.setdefault(worker.host, []).extend(worker_resources(loaded, lock, worker))
+        resources = worker_resources(loaded, lock, worker, registries[worker.name])
+        by_host.setdefault(worker.host, []).extend(resources)
     return dict(sorted(by_host.items()))

@@ -50,6 +50,9 @@ class Lock:
     # plan neither asks the upstream again nor switches engines when it is briefly down.
     auto_engine: str | None = None
     auto_engine_why: str | None = None
+    # Each worker's registry as last found on its host (`Registry.to_json`): where the
+    # next plan assumes it is, and the lambdas found there, whose sets are locked above.
+    registries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_text(self) -> str:
         data = {"format": LOCK_FORMAT, **asdict(self)}
@@ -76,6 +79,7 @@ class Lock:
                 targets=targets,
                 auto_engine=raw.get("auto_engine"),
                 auto_engine_why=raw.get("auto_engine_why"),
+                registries=dict(raw.get("registries", {})),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise OlmirrorError(

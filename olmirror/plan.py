@@ -14,6 +14,7 @@ from typing import Any
 from olmirror import __version__
 from olmirror.connection import Connection, FactRequest
 from olmirror.errors import OlmirrorError, Unreachable
+from olmirror.findings import Finding
 from olmirror.hosts import Connections, in_parallel
 from olmirror.resources import Change, Resource, ResourceError
 from olmirror.spec import Host
@@ -28,6 +29,8 @@ class HostPlan:
     fingerprints: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     unreachable: bool = False
+    # worker folder -> its registry as the probe found it (see `olmirror.registry`)
+    registries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def pending(self) -> list[Change]:
@@ -44,6 +47,7 @@ class HostPlan:
             "unreachable": self.unreachable,
             "changes": [c.to_json() for c in self.changes],
             "fingerprints": self.fingerprints,
+            "registries": self.registries,
         }
 
     @classmethod
@@ -54,6 +58,7 @@ class HostPlan:
             fingerprints=dict(raw["fingerprints"]),
             error=raw["error"],
             unreachable=raw["unreachable"],
+            registries=dict(raw.get("registries", {})),
         )
 
 
@@ -65,6 +70,7 @@ class Plan:
     hosts: list[HostPlan]
     # Where verify looks after apply: {"host", "directory", "lock"}; None without a mirror.
     mirror: dict[str, str] | None = None
+    findings: list[Finding] = field(default_factory=list)
     created: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
@@ -93,6 +99,7 @@ class Plan:
                 "hosts": len(self.hosts),
                 "failed_hosts": [h.host for h in self.failed],
             },
+            "findings": [f.to_json() for f in self.findings],
             "hosts": [h.to_json() for h in self.hosts],
         }
 
@@ -110,6 +117,7 @@ class Plan:
                 inventory={n: Host.model_validate(h) for n, h in raw["inventory"].items()},
                 hosts=[HostPlan.from_json(h) for h in raw["hosts"]],
                 mirror=raw["mirror"],
+                findings=[Finding.from_json(f) for f in raw.get("findings", [])],
                 created=raw["created"],
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -123,10 +131,16 @@ def fact_request(resources: list[Resource]) -> FactRequest:
     return functools.reduce(FactRequest.merge, (r.request() for r in resources), FactRequest())
 
 
-def plan_resources(conn: Connection, resources: list[Resource]) -> HostPlan:
-    """Gather the host's facts in one round trip, then compare each resource in order."""
+def plan_resources(
+    conn: Connection, resources: list[Resource], registries: frozenset[str] = frozenset()
+) -> HostPlan:
+    """Gather the host's facts in one round trip, then compare each resource in order.
+
+    `registries`: worker folders whose registry the same round trip surveys.
+    """
     plan = HostPlan(conn.name)
-    facts = conn.gather(fact_request(resources))
+    facts = conn.gather(fact_request(resources).merge(FactRequest(registries=registries)))
+    plan.registries = {path: facts.registries[path] for path in registries}
     pending: frozenset[str] = frozenset()
     for resource in resources:
         try:
@@ -148,10 +162,14 @@ def build_plan(
     connections: Connections,
     forks: int,
     mirror: dict[str, str] | None = None,
+    registries: dict[str, frozenset[str]] | None = None,
 ) -> Plan:
+    """Plan every host of `desired` in parallel; `registries`: worker folders per host."""
+
     def one(host: str) -> HostPlan:
         try:
-            return plan_resources(connections.get(host), desired[host])
+            survey = (registries or {}).get(host, frozenset())
+            return plan_resources(connections.get(host), desired[host], survey)
         except Unreachable as exc:
             return HostPlan(host, error=str(exc), unreachable=True)
         except OlmirrorError as exc:

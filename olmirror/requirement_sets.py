@@ -9,11 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.requirements import InvalidRequirement, Requirement
 
 from olmirror.errors import SpecError
 from olmirror.spec import LoadedSpec
+
+if TYPE_CHECKING:
+    from olmirror.registry import Registry
 
 ALLOWLIST = "allowlist"
 _HASH_OPTION = re.compile(r"\s--hash[=\s]\S+")
@@ -37,13 +41,69 @@ class RequirementSet:
 
 
 WORKER_PREFIX = "worker:"
+LAMBDA_PREFIX = "lambda:"
 
 
 def worker_set_name(worker: str) -> str:
     return f"{WORKER_PREFIX}{worker}"
 
 
+def lambda_set_name(worker: str, name: str) -> str:
+    return f"{LAMBDA_PREFIX}{worker}/{name}"
+
+
+def describe_set(name: str) -> str:
+    """A set's name as a person reads it: "worker 'w'", "lambda 'l' of worker 'w'"."""
+    if name.startswith(WORKER_PREFIX):
+        return f"worker {name.removeprefix(WORKER_PREFIX)!r}"
+    if name.startswith(LAMBDA_PREFIX):
+        worker, _, lambda_name = name.removeprefix(LAMBDA_PREFIX).partition("/")
+        return f"lambda {lambda_name!r} of worker {worker!r}"
+    return f"the {name}"
+
+
 _INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s*=\s*|\s+|(?=[^\s-]))(\S.*)$")
+
+
+@dataclass(frozen=True)
+class ParsedRequirements:
+    """A requirements file's requirements, `-r` includes and faults, each with "file:line"."""
+
+    requirements: tuple[tuple[str, str], ...]
+    includes: tuple[tuple[str, str], ...]
+    problems: tuple[tuple[str, str], ...]
+
+
+def parse_requirements(text: str, where: str) -> ParsedRequirements:
+    """Read pip requirements text; `where` names the file in every "file:line"."""
+    requirements, includes, problems = [], [], []
+    for number, raw in _logical_lines(text):
+        line = _HASH_OPTION.sub("", raw.split(" #")[0]).strip()
+        source = f"{where}:{number}"
+        if not line or line.startswith("#"):
+            continue
+        if include := _INCLUDE.match(line):
+            includes.append((include[1].strip(), source))
+        elif line.startswith("-"):
+            problems.append(
+                (
+                    source,
+                    f"option {line.split()[0]!r} is not supported here; the mirror decides the "
+                    "index, so list only requirements",
+                )
+            )
+        else:
+            try:
+                requirement = Requirement(line)
+            except InvalidRequirement as exc:
+                first = str(exc).splitlines()[0]
+                problems.append((source, f"{line!r} is not a PEP 508 requirement ({first})"))
+                continue
+            if requirement.url:
+                problems.append((source, f"{line!r} names a URL; give a name and version"))
+            else:
+                requirements.append((line, source))
+    return ParsedRequirements(tuple(requirements), tuple(includes), tuple(problems))
 
 
 def read_requirements_file(
@@ -54,34 +114,18 @@ def read_requirements_file(
         raise SpecError(f"{path}: includes itself through -r; remove the loop")
     try:
         text = path.read_text()
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise SpecError(
-            f"{path}: cannot read this requirements file ({exc.strerror}); "
-            "check allowlist.requirements in the spec"
+            f"{path}: cannot read this requirements file ({reason}); check the path in the spec"
         ) from None
-    found: list[tuple[str, str]] = []
-    for number, raw in _logical_lines(text):
-        line = _HASH_OPTION.sub("", raw.split(" #")[0]).strip()
-        if not line or line.startswith("#"):
-            continue
-        if include := _INCLUDE.match(line):
-            found += read_requirements_file(path.parent / include[1].strip(), seen | {path})
-            continue
-        if line.startswith("-"):
-            raise SpecError(
-                f"{path}:{number}: option {line.split()[0]!r} is not supported here; the mirror "
-                "decides the index, so list only requirements (and -r includes)"
-            )
-        try:
-            requirement = Requirement(line)
-        except InvalidRequirement as exc:
-            raise SpecError(
-                f"{path}:{number}: {line!r} is not a PEP 508 requirement "
-                f"({str(exc).splitlines()[0]})"
-            ) from None
-        if requirement.url:
-            raise SpecError(f"{path}:{number}: {line!r} names a URL; give a name and version")
-        found.append((line, f"{path}:{number}"))
+    parsed = parse_requirements(text, str(path))
+    if parsed.problems:
+        source, problem = parsed.problems[0]
+        raise SpecError(f"{source}: {problem}")
+    found = list(parsed.requirements)
+    for include, _ in parsed.includes:
+        found += read_requirements_file(path.parent / include, seen | {path})
     return found
 
 
@@ -101,7 +145,9 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return lines
 
 
-def requirement_sets(loaded: LoadedSpec) -> list[RequirementSet]:
+def requirement_sets(loaded: LoadedSpec, registries: dict[str, Registry]) -> list[RequirementSet]:
+    """Every set: the allowlist, each worker's, each declared lambda's, and, with
+    `allowlist.from_registry`, each lambda found in a worker's registry (`registries`)."""
     spec = loaded.spec
     name = loaded.path.name
     allowlist = [
@@ -113,23 +159,34 @@ def requirement_sets(loaded: LoadedSpec) -> list[RequirementSet]:
     if allowlist:
         parts = ["allowlist.packages"] if spec.allowlist.packages else []
         sources = ", ".join([*parts, *spec.allowlist.requirements])
-        sets.append(
-            RequirementSet(
-                ALLOWLIST,
-                f"the allowlist ({name}: {sources})",
-                tuple(line for line, _ in allowlist),
-                tuple(source for _, source in allowlist),
-            )
-        )
+        sets.append(_set(ALLOWLIST, f"the allowlist ({name}: {sources})", allowlist))
     for i, worker in enumerate(spec.workers):
-        if worker.requirements:
-            where = f"{name}: workers[{i}].requirements"
-            sets.append(
-                RequirementSet(
-                    worker_set_name(worker.name),
-                    f"worker {worker.name!r} ({where})",
-                    tuple(worker.requirements),
-                    tuple(f"{where}[{j}]" for j in range(len(worker.requirements))),
-                )
-            )
+        where = f"{name}: workers[{i}]"
+        lines = [(line, f"{where}.requirements[{j}]") for j, line in enumerate(worker.requirements)]
+        if lines:
+            origin = f"worker {worker.name!r} ({where}.requirements)"
+            sets.append(_set(worker_set_name(worker.name), origin, lines))
+        for lambda_name, item in sorted(worker.lambdas.items()):
+            set_name = lambda_set_name(worker.name, lambda_name)
+            if item.source is not None:
+                lines = read_requirements_file(Path(item.source) / "requirements.in", frozenset())
+                origin = f"{item.source}/requirements.in"
+            else:
+                origin = f"{where}.lambdas.{lambda_name}.requirements"
+                lines = [(line, f"{origin}[{j}]") for j, line in enumerate(item.requirements)]
+                origin = f"{name}: {origin}"
+            if lines:
+                sets.append(_set(set_name, f"{describe_set(set_name)} ({origin})", lines))
+        registry = registries.get(worker.name)
+        for found in registry.found if registry and spec.allowlist.from_registry else ():
+            set_name = lambda_set_name(worker.name, found.name)
+            origin = f"{describe_set(set_name)} ({worker.host}:{found.file})"
+            if found.requirements:
+                sets.append(_set(set_name, origin, list(found.requirements)))
     return sets
+
+
+def _set(name: str, origin: str, lines: list[tuple[str, str]]) -> RequirementSet:
+    return RequirementSet(
+        name, origin, tuple(line for line, _ in lines), tuple(source for _, source in lines)
+    )

@@ -26,6 +26,7 @@ from olmirror.engine import choose_engine
 from olmirror.errors import OlmirrorError
 from olmirror.index import CA_VARIABLES, Index, IndexFile, default_upstream
 from olmirror.lockfile import Lock, LockedFile, TargetLock, inputs_digest, lock_path, read_lock
+from olmirror.registry import Registry, default_registry
 from olmirror.requirement_sets import RequirementSet, requirement_sets
 from olmirror.spec import LoadedSpec
 from olmirror.targets import TargetEnv, release_of, uv_platform
@@ -270,13 +271,39 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
     return lock
 
 
-def current_lock(loaded: LoadedSpec, *, refresh: bool = False) -> Lock:
-    """The lock beside the spec when its inputs are unchanged, else a new resolution."""
-    sets = requirement_sets(loaded)
+def recorded_registries(loaded: LoadedSpec, lock: Lock | None) -> dict[str, Registry]:
+    """Each worker's registry as the lock last recorded it, else as `ol worker init` makes it."""
+    recorded = lock.registries if lock else {}
+    return {
+        w.name: Registry.from_json(recorded[w.name]) if w.name in recorded else default_registry(w)
+        for w in loaded.spec.workers
+    }
+
+
+def lock_inputs(
+    loaded: LoadedSpec, registries: dict[str, Registry]
+) -> tuple[list[RequirementSet], str]:
+    """The requirement sets, and the digest a lock of them records."""
+    sets = requirement_sets(loaded, registries)
     block = list(loaded.spec.allowlist.block)
     auto = loaded.spec.mirror.engine == "auto"
-    digest = inputs_digest(sets, targets_of(loaded), upstream_of(loaded), block, auto)
+    return sets, inputs_digest(sets, targets_of(loaded), upstream_of(loaded), block, auto)
+
+
+def current_lock(
+    loaded: LoadedSpec, registries: dict[str, Registry] | None = None, *, refresh: bool = False
+) -> Lock:
+    """The lock beside the spec when its inputs are unchanged, else a new resolution.
+
+    `registries`: each worker's registry as found on its host; by default, as recorded.
+    """
     existing = read_lock(lock_path(Path(loaded.path)))
+    if registries is None:
+        registries = recorded_registries(loaded, existing)
+    sets, digest = lock_inputs(loaded, registries)
     if existing is not None and existing.inputs == digest and not refresh:
-        return existing
-    return resolve(loaded, sets, digest)
+        lock = existing
+    else:
+        lock = resolve(loaded, sets, digest)
+    lock.registries = {name: r.to_json() for name, r in sorted(registries.items())}
+    return lock

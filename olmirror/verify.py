@@ -17,7 +17,7 @@ from olmirror.bandersnatch_config import stored_path, web_dir
 from olmirror.connection import Connection, FactRequest
 from olmirror.index import parse_simple_html
 from olmirror.lockfile import Lock, LockedFile
-from olmirror.requirement_sets import WORKER_PREFIX
+from olmirror.requirement_sets import describe_set
 from olmirror.targets import TargetEnv, release_of
 
 
@@ -36,12 +36,7 @@ class Gap:
 def _needed_by(lock: Lock, gap: Gap) -> Gap:
     sets = lock.targets[gap.target].sets
     names = sorted(name for name, pins in sets.items() if gap.pin in pins)
-    readable = tuple(
-        f"worker {name.removeprefix(WORKER_PREFIX)!r}" if name.startswith(WORKER_PREFIX)
-        else f"the {name}"
-        for name in names
-    )  # fmt: skip
-    return replace(gap, needed_by=readable)
+    return replace(gap, needed_by=tuple(describe_set(name) for name in names))
 
 
 def _page(directory: str, project: str) -> str:

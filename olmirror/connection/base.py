@@ -61,6 +61,7 @@ class FactRequest:
     hashes: frozenset[str] = frozenset()
     commands: frozenset[tuple[str, ...]] = frozenset()
     urls: frozenset[str] = frozenset()
+    registries: frozenset[str] = frozenset()  # OpenLambda worker folders whose registry to survey
 
     def merge(self, other: FactRequest) -> FactRequest:
         return FactRequest(
@@ -70,6 +71,7 @@ class FactRequest:
             self.hashes | other.hashes,
             self.commands | other.commands,
             self.urls | other.urls,
+            self.registries | other.registries,
         )
 
     @classmethod
@@ -92,6 +94,7 @@ class FactRequest:
             "programs": sorted(self.programs),
             "commands": sorted(list(argv) for argv in self.commands),
             "urls": sorted(self.urls),
+            "registries": sorted(self.registries),
         }
 
 
@@ -102,6 +105,8 @@ class Facts:
     commands: dict[tuple[str, ...], CommandResult] = field(default_factory=dict)
     # URL -> None when it answered, else why not
     urls: dict[str, str | None] = field(default_factory=dict)
+    # worker folder -> what the probe found of its registry (see `probe._registry`)
+    registries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def from_probe(cls, raw: dict[str, Any]) -> Facts:
@@ -114,6 +119,7 @@ class Facts:
             programs=dict(raw["programs"]),
             commands=commands,
             urls=dict(raw.get("urls", {})),
+            registries=dict(raw.get("registries", {})),
         )
 
     def path(self, path: str) -> PathFact:

@@ -5,7 +5,9 @@ source to the remote host's python3 and runs it there, so that a whole host's
 facts cost one round trip. Locally it is simply called.
 
 A request names paths to stat, paths to hash (whole file, streamed) and paths
-whose content is wanted (small files, hashed too), and programs to find on PATH.
+whose content is wanted (small files, hashed too), programs to find on PATH, and
+OpenLambda workers whose registry to survey (where config.json puts it, and the
+requirements files of the lambdas in it).
 """
 
 import base64
@@ -18,7 +20,9 @@ import subprocess
 import sys
 
 MAX_CONTENT = 4 << 20
+MAX_REQUIREMENTS = 1 << 20
 CHUNK = 1 << 20
+REQUIREMENTS_FILES = ("requirements.in", "requirements.txt")
 
 
 def _stat(path):
@@ -81,8 +85,71 @@ def _get(url):
     return None
 
 
+def registry_folder(setting, worker_path):
+    """The local folder of a worker's `registry` setting; None when it is not one (s3://...).
+
+    OpenLambda writes `file://` URLs; without a setting the registry is <worker>/registry.
+    """
+    if setting is None:
+        return os.path.join(worker_path, "registry")
+    if setting.startswith("file://"):
+        from urllib.parse import unquote
+
+        path = unquote(setting[len("file://") :])
+        return path if path.startswith("/") else None
+    return setting if setting.startswith("/") else None
+
+
+def _requirements_files(folder):
+    """{file name: {"text"} or {"error"}} of one lambda folder's requirements files."""
+    found = {}
+    for name in REQUIREMENTS_FILES:
+        try:
+            with open(os.path.join(folder, name), "rb") as handle:
+                data = handle.read(MAX_REQUIREMENTS + 1)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue
+        except OSError as exc:
+            found[name] = {"error": exc.strerror or str(exc)}
+            continue
+        if len(data) > MAX_REQUIREMENTS:
+            found[name] = {"error": f"larger than {MAX_REQUIREMENTS} bytes"}
+        else:
+            found[name] = {"text": data.decode("utf-8", errors="replace")}
+    return found
+
+
+def _registry(worker_path):
+    """Where the worker's registry is, and the requirements files of every lambda in it."""
+    config = os.path.join(worker_path, "config.json")
+    try:
+        with open(config, "rb") as handle:
+            setting = json.loads(handle.read()).get("registry")
+    except (FileNotFoundError, NotADirectoryError):
+        setting = None
+    except (OSError, ValueError, AttributeError) as exc:
+        return {"error": f"cannot read {config}: {exc}"}
+    if setting is not None and not isinstance(setting, str):
+        return {"error": f"{config}: 'registry' is not a string"}
+    folder = registry_folder(setting, worker_path)
+    lambdas = {}
+    try:
+        names = sorted(os.listdir(folder)) if folder else []
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    except OSError as exc:
+        return {"setting": setting, "folder": folder, "error": exc.strerror or str(exc)}
+    for name in names:
+        path = os.path.join(folder, name)
+        if not name.startswith(".") and os.path.isdir(path):
+            files = _requirements_files(path)
+            if files:
+                lambdas[name] = files
+    return {"setting": setting, "folder": folder, "lambdas": lambdas}
+
+
 def probe(request):
-    """Answer {"paths", "hashes", "content", "programs", "commands", "urls"} about this host.
+    """Answer {"paths", "programs", "commands", "urls", "registries"} about this host.
 
     Commands are read-only checks (`ol worker status`, a GET of a URL), run without
     a shell; their results come back keyed by the JSON of their argv.
@@ -98,7 +165,14 @@ def probe(request):
     programs = {name: shutil.which(name) for name in request.get("programs", [])}
     commands = {json.dumps(argv): _command(argv) for argv in request.get("commands", [])}
     urls = {url: _get(url) for url in request.get("urls", [])}
-    return {"paths": paths, "programs": programs, "commands": commands, "urls": urls}
+    registries = {path: _registry(path) for path in request.get("registries", [])}
+    return {
+        "paths": paths,
+        "programs": programs,
+        "commands": commands,
+        "urls": urls,
+        "registries": registries,
+    }
 
 
 if __name__ == "__main__":

@@ -166,16 +166,39 @@ def _check_workers(spec: Spec) -> Iterator[Problem]:
             )
         places.setdefault(place, i)
         yield from _check_worker_target(spec, i)
-        blocked = {canonicalize_name(name) for name in spec.allowlist.block}
-        for j, text in enumerate(worker.requirements):
-            if canonicalize_name(Requirement(text).name) in blocked:
-                yield (
-                    ("workers", i, "requirements", j),
-                    (
-                        f"{text!r} is in allowlist.block, so the mirror will not hold it; "
-                        "remove it or unblock it"
-                    ),
-                )
+        yield from _check_lambdas(spec, i)
+        yield from _blocked(spec, worker.requirements, ("workers", i, "requirements"))
+
+
+def _check_lambdas(spec: Spec, i: int) -> Iterator[Problem]:
+    for name, item in spec.workers[i].lambdas.items():
+        loc: Loc = ("workers", i, "lambdas", name)
+        if item.source is not None and item.requirements:
+            yield (
+                (*loc, "requirements"),
+                f"lambda {name!r} has both a source folder and requirements; its requirements "
+                "come from the folder's requirements.in, so remove 'requirements'",
+            )
+        elif item.source is None and not item.requirements:
+            yield (
+                loc,
+                f"lambda {name!r} needs 'requirements' (its requirements.in lines) or 'source' "
+                "(a lambda folder with f.py and requirements.in)",
+            )
+        yield from _blocked(spec, item.requirements, (*loc, "requirements"))
+
+
+def _blocked(spec: Spec, requirements: list[str], loc: Loc) -> Iterator[Problem]:
+    blocked = {canonicalize_name(name) for name in spec.allowlist.block}
+    for j, text in enumerate(requirements):
+        if canonicalize_name(Requirement(text).name) in blocked:
+            yield (
+                (*loc, j),
+                (
+                    f"{text!r} is in allowlist.block, so the mirror will not hold it; "
+                    "remove it or unblock it"
+                ),
+            )
 
 
 def problems(spec: Spec) -> list[Problem]:

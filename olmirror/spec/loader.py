@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from olmirror.errors import SpecError
 from olmirror.spec.checks import Loc, problems
-from olmirror.spec.models import LOCAL, PATTERN_HINTS, Spec
+from olmirror.spec.models import LOCAL, PATTERN_HINTS, Spec, Worker
 
 MAX_SPEC_BYTES = 1 << 20
 MAX_NODES = 100_000
@@ -490,6 +490,43 @@ def _local_path(base: Path, path: str) -> str:
     return str((base / os.path.expanduser(path)).resolve(strict=False))
 
 
+def _resolve_worker(worker: Worker, base: Path, on_this_machine: bool) -> Worker:
+    """The worker's path (when local) and its lambdas' source folders (always on this machine)."""
+    lambdas = {
+        name: item.model_copy(update={"source": _local_path(base, item.source)})
+        if item.source is not None
+        else item
+        for name, item in worker.lambdas.items()
+    }
+    path = _local_path(base, worker.path) if on_this_machine else worker.path
+    return worker.model_copy(update={"path": path, "lambdas": lambdas})
+
+
+def _missing_local_files(spec: Spec) -> list[tuple[Loc, str]]:
+    """Files the spec names on this machine that cannot be read, with the field and the fix."""
+    found: list[tuple[Loc, str]] = []
+    ca_file = spec.mirror.ca_file
+    if ca_file is not None and not os.access(ca_file, os.R_OK):
+        reason = "does not exist" if not os.path.exists(ca_file) else "is not readable"
+        found.append(
+            (
+                ("mirror", "ca_file"),
+                f"{ca_file} {reason}; give the path of the upstream's CA bundle (PEM)",
+            )
+        )
+    for i, worker in enumerate(spec.workers):
+        for name, item in worker.lambdas.items():
+            if item.source is not None and not os.path.isdir(item.source):
+                found.append(
+                    (
+                        ("workers", i, "lambdas", name, "source"),
+                        f"{item.source} is not a folder; give the lambda's folder (with its "
+                        "f.py and requirements.in), relative to the spec",
+                    )
+                )
+    return found
+
+
 def _resolve_paths(spec: Spec, base: Path) -> Spec:
     """Make every path on this machine absolute, relative to the spec file's folder."""
 
@@ -517,10 +554,7 @@ def _resolve_paths(spec: Spec, base: Path) -> Spec:
     allowlist = spec.allowlist.model_copy(
         update={"requirements": [_local_path(base, p) for p in spec.allowlist.requirements]}
     )
-    workers = [
-        w.model_copy(update={"path": _local_path(base, w.path)}) if local(w.host) else w
-        for w in spec.workers
-    ]
+    workers = [_resolve_worker(w, base, local(w.host)) for w in spec.workers]
     return spec.model_copy(
         update={"hosts": hosts, "mirror": mirror, "allowlist": allowlist, "workers": workers}
     )
@@ -551,9 +585,7 @@ def load_spec(path: str | os.PathLike[str]) -> LoadedSpec:
     base = file.resolve().parent
     digest = hashlib.sha256(text.encode()).hexdigest()
     resolved = _resolve_paths(spec, base)
-    ca_file = resolved.mirror.ca_file
-    if ca_file is not None and not os.access(ca_file, os.R_OK):
-        reason = "does not exist" if not os.path.exists(ca_file) else "is not readable"
-        message = f"{ca_file} {reason}; give the path of the upstream's CA bundle (PEM)"
-        raise _report(name, positions, [(("mirror", "ca_file"), message, False)])
+    missing = _missing_local_files(resolved)
+    if missing:
+        raise _report(name, positions, [(loc, message, False) for loc, message in missing])
     return LoadedSpec(spec=resolved, path=file.resolve(), digest=digest)

@@ -269,7 +269,25 @@ class Mirror(_Model):
 class Allowlist(_Model):
     packages: list[RequirementStr] = []
     requirements: list[PathStr] = Field([], description="requirements files, relative to the spec.")
+    from_registry: bool = Field(
+        False,
+        description="Also mirror the lambdas already in each worker's registry: every "
+        "<registry>/<lambda>/requirements.in (or requirements.txt without one) found there.",
+    )
     block: list[ProjectName] = []
+
+
+class Lambda(_Model):
+    """One lambda in a worker's registry: <registry>/<name>/, as OpenLambda lays it out."""
+
+    requirements: list[RequirementStr] = Field(
+        [], description="The lambda's requirements.in lines; olmirror compiles requirements.txt."
+    )
+    source: PathStr | None = Field(
+        None,
+        description="A lambda folder (relative to the spec) whose files (f.py, "
+        "requirements.in...) are copied into the registry; its requirements.in is compiled.",
+    )
 
 
 class Worker(_Model):
@@ -277,7 +295,12 @@ class Worker(_Model):
     host: Name = LOCAL
     path: PathStr = Field(description="The worker directory, as in `ol worker init -p PATH`.")
     image: Annotated[str, StringConstraints(pattern=IMAGE_PATTERN)] = "ol-min"
-    requirements: list[RequirementStr] = []
+    requirements: list[RequirementStr] = Field(
+        [], description="The registry-level requirements.in (<registry>/requirements.in)."
+    )
+    lambdas: dict[Name, Lambda] = Field(
+        {}, description="Lambdas olmirror writes into the worker's registry, by name."
+    )
     state: Literal["running", "stopped"] = "running"
     target: Target | Literal["detect"] | None = Field(
         None,

@@ -1,0 +1,113 @@
+"""From a spec to a plan: what every worker's registry holds, the lock, then each host's facts.
+
+The lock depends on the lambdas found in the workers' registries, and the facts to
+gather depend on the lock. A plan therefore assumes each registry is as the lock
+last recorded it and surveys it in the same round trip as the host's other facts;
+only a registry that changed since costs a second look. When the lock must be
+resolved anyway, the registries are surveyed first, so it is resolved once.
+"""
+
+from __future__ import annotations
+
+from olmirror.desired import desired_state
+from olmirror.detect import with_detected_targets
+from olmirror.errors import OlmirrorError
+from olmirror.findings import registry_findings
+from olmirror.hosts import Connections, in_parallel
+from olmirror.lockfile import lock_path, read_lock
+from olmirror.plan import Plan, build_plan
+from olmirror.registry import Registry, registry_from_probe, worker_dir
+from olmirror.resolve import current_lock, lock_inputs, recorded_registries
+from olmirror.spec import LOCAL, LoadedSpec, Worker
+
+
+def limit_hosts(names: list[str], limit: str | None) -> list[str]:
+    """`names` cut to those `--limit` lists; a name it lists that is not there is an error."""
+    if not limit:
+        return names
+    wanted = [n.strip() for n in limit.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise OlmirrorError(
+            f"--limit: {', '.join(map(repr, unknown))} not among the hosts of this plan "
+            f"({', '.join(names) or 'none'})"
+        )
+    return [n for n in names if n in wanted]
+
+
+def _folders(workers: list[Worker]) -> dict[str, frozenset[str]]:
+    by_host: dict[str, set[str]] = {}
+    for worker in workers:
+        by_host.setdefault(worker.host, set()).add(worker_dir(worker))
+    return {host: frozenset(folders) for host, folders in by_host.items()}
+
+
+def _found(
+    loaded: LoadedSpec, workers: list[Worker], answers: dict[str, dict[str, dict]]
+) -> tuple[dict[str, Registry], dict[str, dict]]:
+    """(registry, raw answer) of each worker whose host answered, from per-host answers."""
+    discover = loaded.spec.allowlist.from_registry
+    registries, raw = {}, {}
+    for worker in workers:
+        answer = answers.get(worker.host, {}).get(worker_dir(worker))
+        if answer is not None:
+            registries[worker.name] = registry_from_probe(worker, answer, discover)
+            raw[worker.name] = answer
+    return registries, raw
+
+
+def _survey(
+    loaded: LoadedSpec, workers: list[Worker], connections: Connections, forks: int
+) -> dict[str, Registry]:
+    """Each worker's registry, read on its own (one round trip per host, in parallel).
+
+    A host that cannot be reached is left out here: the plan reports it."""
+    from olmirror.connection import FactRequest
+
+    def one(host: str) -> dict[str, dict]:
+        try:
+            facts = connections.get(host).gather(FactRequest(registries=folders[host]))
+        except OlmirrorError:
+            return {}
+        return facts.registries
+
+    folders = _folders(workers)
+    return _found(loaded, workers, in_parallel(folders, one, forks))[0]
+
+
+def plan_spec(
+    spec_file: str,
+    loaded: LoadedSpec,
+    connections: Connections,
+    limit: str | None,
+    forks: int,
+    mirror: dict[str, str] | None,
+) -> Plan:
+    """The plan of `loaded` for the hosts `limit` leaves (all by default)."""
+    spec = loaded.spec
+    names = limit_hosts(sorted({LOCAL, spec.mirror.host, *(w.host for w in spec.workers)}), limit)
+    loaded = with_detected_targets(loaded, connections, limit)
+    workers = [w for w in loaded.spec.workers if w.host in names]
+    previous = read_lock(lock_path(loaded.path))
+    registries = recorded_registries(loaded, previous)
+    if previous is None or previous.inputs != lock_inputs(loaded, registries)[1]:
+        registries |= _survey(loaded, workers, connections, forks)
+    for _ in range(2):
+        lock = current_lock(loaded, registries)
+        desired = desired_state(loaded, lock, registries)
+        plan = build_plan(
+            spec_file,
+            loaded.digest,
+            {n: desired[n] for n in names},
+            connections,
+            forks,
+            mirror if spec.mirror.host in names else None,
+            _folders(workers),
+        )
+        answers = {h.host: h.registries for h in plan.hosts}
+        seen, raw = _found(loaded, workers, answers)
+        if all(registries[name] == registry for name, registry in seen.items()):
+            break
+        registries |= seen
+    plan.findings = registry_findings(loaded, lock, previous, registries, raw, set(names))
+    return plan
