@@ -49,6 +49,10 @@ def _exact(requirement: Requirement) -> bool:
     return len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version
 
 
+def _line(where: str) -> int:
+    return int(where.rpartition(":")[2])
+
+
 class _Worker:
     """The findings of one worker, with what they all need at hand."""
 
@@ -100,16 +104,16 @@ class _Worker:
         source = REQUIREMENTS_IN if "text" in files.get(REQUIREMENTS_IN, {}) else REQUIREMENTS_TXT
         if "text" in files.get(source, {}):
             parsed = parse_requirements(files[source]["text"], f"{folder}/{source}")
-            for where, problem in parsed.problems:
+            skipped = [
+                *parsed.problems,
+                *(
+                    (where, f"-r {include} is not followed on a worker's host; list its "
+                     "requirements in this file")
+                    for include, where in parsed.includes
+                ),
+            ]  # fmt: skip
+            for where, problem in sorted(skipped, key=lambda item: _line(item[0])):
                 self.add(name, where, f"skipped: {problem}", "warning")
-            for include, where in parsed.includes:
-                self.add(
-                    name,
-                    where,
-                    f"skipped: -r {include} is not followed on a worker's host; list its "
-                    "requirements in this file",
-                    "warning",
-                )
         txt = files.get(REQUIREMENTS_TXT, {})
         if "text" in txt:
             self._installed_lines(name, txt["text"], f"{folder}/{REQUIREMENTS_TXT}")

@@ -8,6 +8,7 @@ import threading
 from typing import Any, TextIO
 
 from olmirror.apply import HostResult
+from olmirror.findings import Finding
 from olmirror.plan import Plan
 from olmirror.resources import Change
 from olmirror.verify import Gap
@@ -69,6 +70,7 @@ def print_plan(plan: Plan, paint: Painter) -> None:
         paint.line(f"{paint(host.host, 'bold')}: {counts}")
         for change in host.pending:
             _change(paint, change)
+    _findings(plan.findings, paint)
     hosts = len(plan.hosts)
     unchanged = sum(len(h.unchanged) for h in plan.hosts)
     summary = (
@@ -78,6 +80,22 @@ def print_plan(plan: Plan, paint: Painter) -> None:
         summary += f", {plural(len(plan.failed), 'host')} failed"
     paint.line()
     paint.line(paint(summary + ".", "bold"))
+
+
+def _findings(findings: list[Finding], paint: Painter) -> None:
+    """Per worker, then per lambda: what the mirror lacks yet and what a worker would trip on."""
+    workers: dict[tuple[str, str], list[Finding]] = {}
+    for finding in findings:
+        workers.setdefault((finding.worker, finding.host), []).append(finding)
+    if workers:
+        paint.line()
+        paint.line(paint("Lambdas", "bold"))
+    for (worker, host), found in workers.items():
+        paint.line(f"  worker {paint(worker, 'bold')} (host {host}):")
+        for finding in found:
+            mark = paint("!", "yellow") if finding.level == "warning" else paint("·", "cyan")
+            about = f"lambda {finding.lambda_name}" if finding.lambda_name else "registry"
+            paint.line(f"    {mark} {about}: {finding}")
 
 
 class Progress:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import paramiko
 import pytest
 import yaml
+from sshd import SshFarm, keygen
 from upstream import Upstream, clean_upstream, upstream_index
 
 from olmirror.cli import main
@@ -16,6 +20,39 @@ __all__ = ["clean_upstream", "upstream_index"]  # fixtures for every test module
 
 STANDIN_OL = Path(__file__).resolve().parent / "standin" / "ol"
 TARGET = {"python": "3.11", "platform": "manylinux_2_17_x86_64"}
+
+
+@pytest.fixture(scope="session")
+def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return keygen(tmp_path_factory.mktemp("client") / "id_ed25519")
+
+
+@pytest.fixture
+def farm(tmp_path: Path, client_key: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SshFarm]:
+    """Real sshd daemons on 127.0.0.1, one per simulated host, stopped after the test."""
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)  # the test's key, not an agent's
+    hosts = SshFarm(tmp_path / "hosts", client_key)
+    yield hosts
+    hosts.stop()
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[int]]:
+    """Logins, channels and remote commands, counted per sshd port."""
+    counts: dict[str, Counter[int]] = {"connect": Counter(), "exec": Counter()}
+    connect, execute = paramiko.SSHClient.connect, paramiko.Channel.exec_command
+
+    def counted_connect(self: paramiko.SSHClient, *args: Any, **kwargs: Any) -> None:
+        counts["connect"][kwargs["port"]] += 1
+        connect(self, *args, **kwargs)
+
+    def counted_exec(self: paramiko.Channel, command: str) -> None:
+        counts["exec"][self.get_transport().getpeername()[1]] += 1
+        execute(self, command)
+
+    monkeypatch.setattr(paramiko.SSHClient, "connect", counted_connect)
+    monkeypatch.setattr(paramiko.Channel, "exec_command", counted_exec)
+    return counts
 
 
 @dataclass

@@ -8,7 +8,6 @@ import shlex
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,6 @@ TARGET = {"python": "3.11", "platform": "manylinux_2_17_x86_64"}
 NASTY = "sp ace 'single' \"double\" $(touch {mark}) `touch {mark}` ; & | \\ *\nnext line"
 
 
-@pytest.fixture(scope="session")
-def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return keygen(tmp_path_factory.mktemp("client") / "id_ed25519")
-
-
-@pytest.fixture
-def farm(tmp_path: Path, client_key: Path) -> Iterator[SshFarm]:
-    hosts = SshFarm(tmp_path / "hosts", client_key)
-    yield hosts
-    hosts.stop()
-
-
 @pytest.fixture(autouse=True)
 def _own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """~/.ssh (config, known_hosts, default keys) is the test's own; no agent unless started."""
@@ -48,25 +35,6 @@ def _own_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     return home
-
-
-@pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[int]]:
-    """Logins, channels and remote commands, counted per sshd port."""
-    counts: dict[str, Counter[int]] = {"connect": Counter(), "exec": Counter()}
-    connect, execute = paramiko.SSHClient.connect, paramiko.Channel.exec_command
-
-    def counted_connect(self: paramiko.SSHClient, *args: Any, **kwargs: Any) -> None:
-        counts["connect"][kwargs["port"]] += 1
-        connect(self, *args, **kwargs)
-
-    def counted_exec(self: paramiko.Channel, command: str) -> None:
-        counts["exec"][self.get_transport().getpeername()[1]] += 1
-        execute(self, command)
-
-    monkeypatch.setattr(paramiko.SSHClient, "connect", counted_connect)
-    monkeypatch.setattr(paramiko.Channel, "exec_command", counted_exec)
-    return counts
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import STANDIN_OL, CliResult, write_spec
-from sshd import SshFarm, SshHost, keygen
+from sshd import SshFarm, SshHost
 from upstream import MANYLINUX_X86_64, PROJECTS, Project, Release, Upstream, running_upstream
 
 Cli = Callable[..., CliResult]
@@ -171,19 +171,6 @@ def stop_nginx(mirror: Path) -> None:
 # --------------------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def client_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return keygen(tmp_path_factory.mktemp("client") / "id_ed25519")
-
-
-@pytest.fixture
-def farm(tmp_path: Path, client_key: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SshFarm]:
-    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)  # the test's key, not an agent's
-    hosts = SshFarm(tmp_path / "hosts", client_key)
-    yield hosts
-    hosts.stop()
 
 
 @pytest.fixture

@@ -1,0 +1,277 @@
+"""Lambdas in a worker's registry, as OpenLambda lays them out: <registry>/<lambda>/.
+
+Lambdas come from the spec (requirements, or a lambda folder whose files are copied)
+or are found already on the worker's host (`allowlist.from_registry`). Every lambda is
+its own requirement set, so two lambdas may pin different versions of one package.
+The `ol` stand-in installs every lambda's requirements.txt from the mirror with real
+pip and `--no-deps`, as a worker's package puller does.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+from conftest import STANDIN_OL, TARGET, CliResult, write_spec
+from sshd import SshFarm
+from upstream import Upstream
+
+Cli = Callable[..., CliResult]
+TARGET_KEY = f"py{TARGET['python']}-{TARGET['platform']}"
+
+
+def init_worker(path: Path) -> Path:
+    """A worker that already exists on the host, made by `ol worker init`."""
+    subprocess.run([str(STANDIN_OL), "worker", "init", "-p", str(path)], check=True)
+    return path / "registry"
+
+
+def put_lambda(registry: Path, name: str, **files: str) -> Path:
+    """A lambda folder on the host with the given files (requirements_in -> requirements.in)."""
+    folder = registry / name
+    folder.mkdir(parents=True)
+    (folder / "f.py").write_text("def f(event):\n    return event\n")
+    for file, text in files.items():
+        (folder / file.replace("_", ".")).write_text(text)
+    return folder
+
+
+def pins(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+
+
+def installs(worker: Path) -> set[tuple[str | None, str, bool]]:
+    raw = json.loads((worker / "worker" / "standin-installs.json").read_text())
+    return {(i["lambda"], i["requirement"], i["ok"]) for i in raw["installs"]}
+
+
+def journal(worker: Path) -> list[str]:
+    return (worker / "worker" / "standin-journal").read_text().split()
+
+
+def test_three_lambdas_are_converged_and_install_from_the_mirror(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    worker = tmp_path / "w"
+    registry = init_worker(worker)
+    legacy = put_lambda(
+        registry, "legacy", requirements_in="omega==1.1\n", requirements_txt="omega==1.1\n"
+    )
+    etl = tmp_path / "lambdas" / "etl"
+    etl.mkdir(parents=True)
+    (etl / "f.py").write_text("import theta\n\ndef f(event):\n    return theta.__name__\n")
+    (etl / "requirements.in").write_text("theta==1.5\n")
+    (etl / "requirements.txt").write_text("theta>=1\n")  # the author's; olmirror compiles its own
+    lambdas = {
+        "scraper": {"requirements": ["theta==1.0", "zeta-utils==0.5"]},
+        "etl": {"source": "lambdas/etl"},
+    }
+    spec = write_spec(
+        tmp_path,
+        clean_upstream,
+        [{"name": "w", "path": str(worker), "lambdas": lambdas}],
+        allowlist={"from_registry": True},
+    )
+
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert plan.code == 0, plan.err
+    not_yet = f"not in the mirror yet for target {TARGET_KEY}"
+    assert f"lambda scraper: {not_yet}: theta==1.0, zeta-utils==0.5 (this apply adds them)" in (
+        plan.out
+    )
+    assert f"lambda etl: {not_yet}: theta==1.5" in plan.out
+    assert f"lambda legacy: {not_yet}: omega==1.1" in plan.out
+    assert not (registry / "scraper").exists(), "plan must not touch the host"
+
+    applied = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert applied.code == 0, applied.out + applied.err
+    assert pins(registry / "scraper" / "requirements.txt") == ["theta==1.0", "zeta-utils==0.5"]
+    assert pins(registry / "scraper" / "requirements.in")[-2:] == ["theta==1.0", "zeta-utils==0.5"]
+    assert pins(registry / "etl" / "requirements.txt") == ["theta==1.5"]
+    assert (registry / "etl" / "f.py").read_text() == (etl / "f.py").read_text()
+    assert (registry / "etl" / "requirements.in").read_text() == "theta==1.5\n"
+    assert (legacy / "requirements.txt").read_text() == "omega==1.1\n", "found lambdas are read"
+    assert installs(worker) == {
+        ("etl", "theta==1.5", True),
+        ("legacy", "omega==1.1", True),
+        ("scraper", "theta==1.0", True),
+        ("scraper", "zeta-utils==0.5", True),
+    }
+    index = json.loads((worker / "worker" / "standin-installs.json").read_text())["index"]
+    assert index == (tmp_path / "mirror" / "web").as_uri() + "/simple/"
+    lock = json.loads((tmp_path / "olmirror.lock").read_text())
+    sets = lock["targets"][TARGET_KEY]["sets"]
+    assert sets["lambda:w/scraper"] == ["theta==1.0", "zeta-utils==0.5"]
+    assert sets["lambda:w/etl"] == ["theta==1.5"]
+    assert sets["lambda:w/legacy"] == ["omega==1.1"]
+    assert list(lock["registries"]["w"]["found"]) == ["legacy"]
+
+    again = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert again.code == 0, again.err
+    assert "Nothing to change: every host matches the spec." in again.out
+    assert "not in the mirror yet" not in again.out
+    assert journal(worker) == ["init", "up"]
+
+    # A lambda its author puts on the host later is found by the next plan and mirrored.
+    put_lambda(registry, "late", requirements_in="omega==1.2\n", requirements_txt="omega==1.2\n")
+    late = cli("plan", "-f", str(spec), "--no-color")
+    assert f"lambda late: {not_yet}: omega==1.2" in late.out
+    assert cli("apply", "-f", str(spec), "--yes").code == 0
+    verified = cli("verify", "-f", str(spec))
+    assert verified.code == 0, verified.out
+    assert sorted(json.loads((tmp_path / "olmirror.lock").read_text())["registries"]["w"]["found"])
+    assert "Nothing to change" in cli("apply", "-f", str(spec), "--yes").out
+
+
+def test_a_remote_workers_lambdas_are_found_over_ssh_and_a_noop_plan_reads_it_once(
+    cli: Cli,
+    farm: SshFarm,
+    calls: dict[str, Counter[int]],
+    tmp_path: Path,
+    clean_upstream: Upstream,
+) -> None:
+    node = farm.host("lnode")
+    worker = node.root / "opt" / "ol" / "remote"
+    registry = init_worker(worker)
+    put_lambda(registry, "found", requirements_in="omega==1.0\n", requirements_txt="omega==1.0\n")
+    spec = write_spec(
+        tmp_path,
+        clean_upstream,
+        [
+            {
+                "name": "remote",
+                "host": node.name,
+                "path": str(worker),
+                "lambdas": {"made": {"requirements": ["omega==1.2"]}},
+            }
+        ],
+        allowlist={"from_registry": True},
+    )
+    data = yaml.safe_load(spec.read_text())
+    data["hosts"][node.name] = node.spec(farm.known_hosts(node))
+    spec.write_text(yaml.safe_dump(data))
+
+    applied = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert applied.code == 0, applied.out + applied.err
+    assert "lambda found: not in the mirror yet" in applied.out
+    assert installs(worker) == {("found", "omega==1.0", True), ("made", "omega==1.2", True)}
+    assert pins(registry / "made" / "requirements.txt") == ["omega==1.2"]
+
+    for counter in calls.values():
+        counter.clear()
+    again = cli("plan", "-f", str(spec), "--detailed-exitcode")
+    assert again.code == 0, again.out + again.err
+    assert calls["exec"] == Counter({node.port: 1}), "the registry is read with the other facts"
+
+    # A lambda added on the host since costs a second look, and the plan covers it.
+    put_lambda(registry, "late", requirements_in="theta==1.0\n", requirements_txt="theta==1.0\n")
+    calls["exec"].clear()
+    late = cli("plan", "-f", str(spec), "--no-color")
+    assert late.code == 0, late.out + late.err
+    assert calls["exec"] == Counter({node.port: 2})
+    assert f"lambda late: not in the mirror yet for target {TARGET_KEY}: theta==1.0" in late.out
+
+
+def test_plan_lists_each_found_lambda_line_a_worker_would_install_wrongly(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    worker = tmp_path / "w"
+    registry = init_worker(worker)
+    put_lambda(registry, "loose", requirements_txt="omega>=1.0\nzeta-utils\ntheta==1.0  # ok\n")
+    put_lambda(
+        registry, "partial", requirements_in="speedups==1.0\n", requirements_txt="speedups==1.0\n"
+    )
+    put_lambda(registry, "stale", requirements_in="omega==1.2\n", requirements_txt="omega==1.0\n")
+    put_lambda(registry, "bare", requirements_in="omega==1.2\n")
+    spec = write_spec(
+        tmp_path,
+        clean_upstream,
+        [{"name": "w", "path": str(worker)}],
+        allowlist={"from_registry": True},
+    )
+
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert plan.code == 0, plan.err
+    txt = f"{registry}/loose/requirements.txt"
+    assert f"lambda loose: {txt}:1: 'omega>=1.0' is loosely pinned" in plan.out
+    assert f"lambda loose: {txt}:2: 'zeta-utils' is unpinned" in plan.out
+    assert f"lambda loose: {txt}:3" not in plan.out, "an exact pin is fine"
+    assert (
+        f"lambda partial: {registry}/partial/requirements.txt: lists no version of "
+        "zeta-utils==1.0, which its requirements need" in plan.out
+    )
+    assert (
+        f"lambda stale: {registry}/stale/requirements.txt:1: 'omega==1.0' is not in the mirror "
+        f"for target {TARGET_KEY}" in plan.out
+    )
+    assert f"lambda bare: {registry}/bare/requirements.txt: missing" in plan.out
+
+    as_json = json.loads(cli("plan", "-f", str(spec), "--json").out)
+    loose = [f for f in as_json["findings"] if f["lambda_name"] == "loose"]
+    assert {f["where"] for f in loose if f["level"] == "warning"} == {f"{txt}:1", f"{txt}:2"}
+    assert all(f["worker"] == "w" and f["host"] == "local" for f in as_json["findings"])
+
+
+def test_a_registry_that_is_not_a_folder_is_reported_and_the_rest_converges(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    worker = tmp_path / "w"
+    init_worker(worker)
+    config = json.loads((worker / "config.json").read_text())
+    config["registry"] = "s3://lambdas/registry"
+    (worker / "config.json").write_text(json.dumps(config, indent=2))
+    spec = write_spec(
+        tmp_path,
+        clean_upstream,
+        [
+            {
+                "name": "w",
+                "path": str(worker),
+                "requirements": ["omega==1.1"],
+                "lambdas": {"scraper": {"requirements": ["theta==1.0"]}},
+            }
+        ],
+        allowlist={"from_registry": True},
+    )
+
+    applied = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert applied.code == 0, applied.out + applied.err
+    assert (
+        "registry: " + str(worker / "config.json") + ": registry 's3://lambdas/registry' is not a "
+        "local folder, and s3:// registries are not yet supported" in applied.out
+    )
+    config = json.loads((worker / "config.json").read_text())
+    assert config["pip_mirror"] == str(tmp_path / "mirror" / "web")
+    assert journal(worker) == ["init", "up"], "the worker still runs"
+    assert not (worker / "registry" / "scraper").exists()
+    assert not (worker / "registry" / "requirements.in").exists()
+    assert "Nothing to change" in cli("apply", "-f", str(spec), "--yes").out
+
+
+def test_a_lambda_needs_requirements_or_a_source_folder_but_not_both(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    lambdas = {
+        "both": {"requirements": ["omega==1.1"], "source": "lambdas/both"},
+        "gone": {"source": "lambdas/gone"},
+    }
+    (tmp_path / "lambdas" / "both").mkdir(parents=True)
+    spec = write_spec(
+        tmp_path, clean_upstream, [{"name": "w", "path": str(tmp_path / "w"), "lambdas": lambdas}]
+    )
+    both = cli("validate", "-f", str(spec))
+    assert both.code == 1
+    assert "workers[0].lambdas.both.requirements: lambda 'both' has both a source" in both.err
+
+    del lambdas["both"]
+    spec = write_spec(
+        tmp_path, clean_upstream, [{"name": "w", "path": str(tmp_path / "w"), "lambdas": lambdas}]
+    )
+    gone = cli("validate", "-f", str(spec))
+    assert gone.code == 1
+    assert f"workers[0].lambdas.gone.source: {tmp_path}/lambdas/gone is not a folder" in gone.err
+    assert "Traceback" not in gone.err
