@@ -24,8 +24,8 @@ def write_requests(spec: str, out_dir: str, hosts: list[str]) -> None:
     sys.path.insert(0, str(REPO))
     from olmirror.connection.ssh import PROBE_SOURCE
     from olmirror.desired import desired_state
-    from olmirror.plan import fact_request
     from olmirror.lockfile import lock_path, read_lock
+    from olmirror.plan import fact_request
     from olmirror.resolve import current_lock, recorded_registries
     from olmirror.spec import load_spec
 
