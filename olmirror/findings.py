@@ -1,14 +1,15 @@
 """What a plan tells about each worker's lambdas, before a worker meets it.
 
-Per worker and lambda: the requirements the mirror does not hold yet (this apply
-adds them), and, for lambdas found in a registry, every requirements.txt line a
-worker would install wrongly: unpinned or loosely pinned lines, pins the mirror
-does not hold, and dependencies the file leaves out although OpenLambda installs
-with `--no-deps`. Each names the file and line.
+Per worker and lambda: the pins whose files the mirror does not hold yet (this apply
+fetches them), and, for every lambda on a host that the spec does not declare, each
+requirements.txt line a worker would install wrongly: unpinned or loosely pinned lines,
+pins the mirror does not hold, and dependencies the file leaves out although OpenLambda
+installs with `--no-deps`. Each names the file and line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -16,12 +17,28 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from olmirror.lockfile import Lock
-from olmirror.registry import REQUIREMENTS_IN, REQUIREMENTS_TXT, Registry, worker_dir
-from olmirror.requirement_sets import lambda_set_name, parse_requirements, worker_set_name
+from olmirror.registry import (
+    REQUIREMENTS_IN,
+    REQUIREMENTS_TXT,
+    Registry,
+    is_lambda_name,
+    requirements_source,
+    worker_dir,
+)
+from olmirror.requirement_sets import (
+    ParsedRequirements,
+    lambda_set_name,
+    parse_requirements,
+    worker_set_name,
+)
 from olmirror.spec import LoadedSpec, Worker
-from olmirror.worker_state import worker_target
+from olmirror.targets import TargetEnv
+from olmirror.worker_state import MANAGED, worker_target
 
 Level = Literal["info", "warning"]
+# Whether the mirror holds a pin's locked file for a target; None when the mirror's host
+# is not in this plan, so nothing can be said.
+Held = Callable[[str, str], bool] | None
 
 
 @dataclass(frozen=True)
@@ -56,12 +73,13 @@ def _line(where: str) -> int:
 class _Worker:
     """The findings of one worker, with what they all need at hand."""
 
-    def __init__(self, loaded: LoadedSpec, lock: Lock, previous: Lock | None, worker: Worker):
+    def __init__(self, loaded: LoadedSpec, lock: Lock, worker: Worker, held: Held):
         self.worker = worker
-        self.target = worker_target(loaded.spec, worker).key
-        self.locked = lock.targets[self.target]
-        old = previous.targets.get(self.target) if previous else None
-        self.mirrored = set(old.files) if old else set()
+        self.discover = loaded.spec.allowlist.from_registry
+        self.target: TargetEnv = worker_target(loaded.spec, worker)
+        self.locked = lock.targets[self.target.key]
+        self.failed = lock.failed
+        self.held = held
         self.found: list[Finding] = []
 
     def add(self, lambda_name: str | None, where: str | None, message: str, level: Level) -> None:
@@ -70,13 +88,15 @@ class _Worker:
         )
 
     def not_yet_mirrored(self, lambda_name: str | None, set_name: str) -> None:
-        new = [pin for pin in self.locked.sets.get(set_name, []) if pin not in self.mirrored]
+        if self.held is None:
+            return
+        key = self.target.key
+        new = [pin for pin in self.locked.sets.get(set_name, []) if not self.held(key, pin)]
         if new:
             self.add(
                 lambda_name,
                 None,
-                f"not in the mirror yet for target {self.target}: {', '.join(new)} "
-                "(this apply adds them)",
+                f"not in the mirror yet for target {key}: {', '.join(new)} (this apply adds them)",
                 "info",
             )
 
@@ -85,35 +105,43 @@ class _Worker:
             self.add(None, None, f"cannot read the registry: {registry.error}", "warning")
         elif registry.elsewhere is not None:
             scheme, sep, _ = registry.elsewhere.partition("://")
-            kind = f"{scheme}:// registries are" if sep else "relative registry paths are"
+            if sep:
+                why = f"is not a local folder, and {scheme}:// registries are not yet supported"
+            elif registry.elsewhere.startswith("/"):
+                why = f"is outside the worker's folder {worker_dir(self.worker)}, where alone "
+                why += "olmirror writes"
+            else:
+                why = "is not an absolute path or a file:// URL"
             self.add(
                 None,
                 f"{worker_dir(self.worker)}/config.json",
-                f"registry {registry.elsewhere!r} is not a local folder, and {kind} not yet "
-                "supported: olmirror neither writes this worker's requirements and lambdas "
-                "there nor discovers lambdas in it; the worker's config.json and run state are "
-                "still converged. Use a file:// registry to have olmirror manage them",
+                f"registry {registry.elsewhere!r} {why}: olmirror neither writes this worker's "
+                "requirements and lambdas there nor reads lambdas from it; the worker's "
+                "config.json and run state are still converged. Use a file:// registry in the "
+                "worker's folder to have olmirror manage them",
                 "warning",
             )
 
-    def discovered(self, name: str, files: dict[str, dict[str, str]], folder: str) -> None:
-        """A lambda found in the registry: its own files are checked line by line."""
+    def on_host(self, name: str, files: dict[str, dict[str, str]], folder: str) -> None:
+        """A lambda on the host that the spec does not declare: its files, line by line."""
         for file, content in sorted(files.items()):
             if "error" in content:
                 self.add(name, f"{folder}/{file}", f"cannot read it: {content['error']}", "warning")
-        source = REQUIREMENTS_IN if "text" in files.get(REQUIREMENTS_IN, {}) else REQUIREMENTS_TXT
-        if "text" in files.get(source, {}):
-            parsed = parse_requirements(files[source]["text"], f"{folder}/{source}")
-            skipped = [
-                *parsed.problems,
-                *(
-                    (where, f"-r {include} is not followed on a worker's host; list its "
-                     "requirements in this file")
-                    for include, where in parsed.includes
-                ),
-            ]  # fmt: skip
-            for where, problem in sorted(skipped, key=lambda item: _line(item[0])):
-                self.add(name, where, f"skipped: {problem}", "warning")
+        source = requirements_source(files)
+        text = files.get(source or "", {}).get("text")
+        if text is not None and text.startswith(MANAGED):
+            self.add(
+                name,
+                f"{folder}/{source}",
+                "olmirror wrote this lambda, but the spec no longer declares it; remove the "
+                "folder, or declare the lambda again",
+                "warning",
+            )
+        set_name = lambda_set_name(self.worker.name, name)
+        if set_name in self.failed:
+            self.add(name, None, f"not mirrored: {self.failed[set_name]}", "warning")
+        if text is not None and self.discover:
+            self._skipped(name, parse_requirements(text, f"{folder}/{source}"))
         txt = files.get(REQUIREMENTS_TXT, {})
         if "text" in txt:
             self._installed_lines(name, txt["text"], f"{folder}/{REQUIREMENTS_TXT}")
@@ -122,16 +150,34 @@ class _Worker:
                 name,
                 f"{folder}/{REQUIREMENTS_TXT}",
                 "missing: OpenLambda installs a lambda's packages from its requirements.txt; "
-                "compile it from requirements.in with pip-compile",
+                f"compile it from {REQUIREMENTS_IN} with pip-compile",
                 "warning",
             )
 
+    def _skipped(self, name: str, parsed: ParsedRequirements) -> None:
+        skipped = [
+            *parsed.problems,
+            *(
+                (where, f"-r {include} is not followed on a worker's host; list its "
+                 "requirements in this file")
+                for include, where in parsed.includes
+            ),
+        ]  # fmt: skip
+        for where, problem in sorted(skipped, key=lambda item: _line(item[0])):
+            self.add(name, where, f"not mirrored: {problem}", "warning")
+
     def _installed_lines(self, name: str, text: str, path: str) -> None:
         """The requirements.txt a worker installs line by line, with `--no-deps`."""
+        parsed = parse_requirements(text, path)
+        for where, problem in parsed.problems:
+            self.add(name, where, f"a worker cannot install this line: {problem}", "warning")
+        hint = "" if self.discover else " (allowlist.from_registry: true mirrors this lambda)"
         listed = set()
-        for line, where in parse_requirements(text, path).requirements:
+        for line, where in parsed.requirements:
             requirement = Requirement(line)
             listed.add(canonicalize_name(requirement.name))
+            if not self.target.installs(requirement):
+                continue
             if not _exact(requirement):
                 kind = "loosely pinned" if requirement.specifier else "unpinned"
                 self.add(
@@ -149,9 +195,9 @@ class _Worker:
                 self.add(
                     name,
                     where,
-                    f"{line!r} is not in the mirror for target {self.target}, so the worker "
+                    f"{line!r} is not in the mirror for target {self.target.key}, so the worker "
                     "cannot install it; recompile requirements.txt from requirements.in, or add "
-                    "the pin to requirements.in",
+                    f"the pin to requirements.in{hint}",
                     "warning",
                 )
         pins = self.locked.sets.get(lambda_set_name(self.worker.name, name), [])
@@ -170,25 +216,28 @@ class _Worker:
 def registry_findings(
     loaded: LoadedSpec,
     lock: Lock,
-    previous: Lock | None,
     registries: dict[str, Registry],
     surveys: dict[str, dict[str, Any]],
     planned: set[str],
+    held: Held,
 ) -> list[Finding]:
-    """Findings for the workers on `planned` hosts. `surveys`: the probe's raw answer per
-    worker seen in this plan; `previous`: the lock before this plan (what the mirror holds)."""
-    spec = loaded.spec
+    """Findings for the workers on `planned` hosts. `surveys`: the probe's answer for each
+    worker seen in this plan; `held`: what the mirror holds, when its host was planned."""
     found: list[Finding] = []
-    for worker in (w for w in spec.workers if w.host in planned):
-        report = _Worker(loaded, lock, previous, worker)
+    for worker in (w for w in loaded.spec.workers if w.host in planned):
+        report = _Worker(loaded, lock, worker, held)
         registry = registries[worker.name]
         report.registry(registry)
         report.not_yet_mirrored(None, worker_set_name(worker.name))
-        raw = surveys.get(worker.name, {}).get("lambdas", {})
-        discovered = set(raw) - set(worker.lambdas) if spec.allowlist.from_registry else set()
-        for name in sorted({*worker.lambdas, *discovered}):
+        for name in sorted(worker.lambdas):
             report.not_yet_mirrored(name, lambda_set_name(worker.name, name))
-            if name in discovered and registry.folder:
-                report.discovered(name, raw[name], f"{registry.folder}/{name}")
+        on_host = surveys.get(worker.name, {}).get("lambdas", {}) if registry.folder else {}
+        for name, files in sorted(on_host.items()):
+            if not is_lambda_name(name):
+                why = f"ignored {name!r}: not a lambda name olmirror reads"
+                report.add(None, registry.folder, why, "warning")
+            elif name not in worker.lambdas:
+                report.not_yet_mirrored(name, lambda_set_name(worker.name, name))
+                report.on_host(name, files, f"{registry.folder}/{name}")
         found += report.found
     return found

@@ -18,6 +18,10 @@ from olmirror.requirement_sets import RequirementSet
 from olmirror.targets import TargetEnv
 
 LOCK_FORMAT = 1
+# How olmirror makes a lock from its inputs; a lock made another way is resolved again.
+LOCK_RECIPE = 2
+# In `TargetLock.via`: the set asks for this requirement itself.
+REQUESTED = "(requested)"
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class TargetLock:
     platform: str
     sets: dict[str, list[str]] = field(default_factory=dict)
     files: dict[str, LockedFile] = field(default_factory=dict)
+    # set -> project -> why it is in the set (REQUESTED, or the projects that need it)
+    via: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     @property
     def env(self) -> TargetEnv:
@@ -53,6 +59,8 @@ class Lock:
     # Each worker's registry as last found on its host (`Registry.to_json`): where the
     # next plan assumes it is, and the lambdas found there, whose sets are locked above.
     registries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Sets found on a host that could not be locked, and why: reported on their lambda.
+    failed: dict[str, str] = field(default_factory=dict)
 
     def to_text(self) -> str:
         data = {"format": LOCK_FORMAT, **asdict(self)}
@@ -70,6 +78,7 @@ class Lock:
                     platform=t["platform"],
                     sets=t["sets"],
                     files={pin: LockedFile(**f) for pin, f in t["files"].items()},
+                    via=t.get("via", {}),
                 )
                 for key, t in raw["targets"].items()
             }
@@ -80,6 +89,7 @@ class Lock:
                 auto_engine=raw.get("auto_engine"),
                 auto_engine_why=raw.get("auto_engine_why"),
                 registries=dict(raw.get("registries", {})),
+                failed=dict(raw.get("failed", {})),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise OlmirrorError(
@@ -108,6 +118,7 @@ def inputs_digest(
         "upstream": upstream,
         "block": sorted(block),
         "auto_engine": auto_engine,
+        "recipe": LOCK_RECIPE,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 

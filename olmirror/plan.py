@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from olmirror import __version__
-from olmirror.connection import Connection, FactRequest
+from olmirror.connection import Connection, FactRequest, Facts
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.findings import Finding
 from olmirror.hosts import Connections, in_parallel
@@ -29,8 +29,10 @@ class HostPlan:
     fingerprints: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     unreachable: bool = False
-    # worker folder -> its registry as the probe found it (see `olmirror.registry`)
-    registries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # For the planner only, never saved: each worker folder's registry as the probe found
+    # it (see `olmirror.registry`), and the facts the changes were planned from.
+    registries: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+    facts: Facts | None = field(default=None, repr=False)
 
     @property
     def pending(self) -> list[Change]:
@@ -47,7 +49,6 @@ class HostPlan:
             "unreachable": self.unreachable,
             "changes": [c.to_json() for c in self.changes],
             "fingerprints": self.fingerprints,
-            "registries": self.registries,
         }
 
     @classmethod
@@ -58,7 +59,6 @@ class HostPlan:
             fingerprints=dict(raw["fingerprints"]),
             error=raw["error"],
             unreachable=raw["unreachable"],
-            registries=dict(raw.get("registries", {})),
         )
 
 
@@ -141,6 +141,7 @@ def plan_resources(
     plan = HostPlan(conn.name)
     facts = conn.gather(fact_request(resources).merge(FactRequest(registries=registries)))
     plan.registries = {path: facts.registries[path] for path in registries}
+    plan.facts = facts
     pending: frozenset[str] = frozenset()
     for resource in resources:
         try:

@@ -3,21 +3,24 @@
 The lock depends on the lambdas found in the workers' registries, and the facts to
 gather depend on the lock. A plan therefore assumes each registry is as the lock
 last recorded it and surveys it in the same round trip as the host's other facts;
-only a registry that changed since costs a second look. When the lock must be
-resolved anyway, the registries are surveyed first, so it is resolved once.
+only when a registry changed since is every host looked at a second time. When the
+lock must be resolved anyway, the registries are surveyed first, so it is resolved once.
 """
 
 from __future__ import annotations
 
+from olmirror.bandersnatch_config import stored_path
+from olmirror.connection import FactRequest
 from olmirror.desired import desired_state
 from olmirror.detect import with_detected_targets
 from olmirror.errors import OlmirrorError
-from olmirror.findings import registry_findings
+from olmirror.findings import Finding, Held, registry_findings
 from olmirror.hosts import Connections, in_parallel
-from olmirror.lockfile import lock_path, read_lock
+from olmirror.lockfile import Lock, lock_path, read_lock
 from olmirror.plan import Plan, build_plan
 from olmirror.registry import Registry, registry_from_probe, worker_dir
 from olmirror.resolve import current_lock, lock_inputs, recorded_registries
+from olmirror.resources.mirror_files import absent
 from olmirror.spec import LOCAL, LoadedSpec, Worker
 
 
@@ -62,7 +65,6 @@ def _survey(
     """Each worker's registry, read on its own (one round trip per host, in parallel).
 
     A host that cannot be reached is left out here: the plan reports it."""
-    from olmirror.connection import FactRequest
 
     def one(host: str) -> dict[str, dict]:
         try:
@@ -73,6 +75,21 @@ def _survey(
 
     folders = _folders(workers)
     return _found(loaded, workers, in_parallel(folders, one, forks))[0]
+
+
+def _held(loaded: LoadedSpec, lock: Lock, plan: Plan) -> Held:
+    """Whether the mirror holds a pin's file, from the mirror host's facts in `plan`."""
+    mirror = loaded.spec.mirror
+    facts = next((h.facts for h in plan.hosts if h.host == mirror.host and not h.error), None)
+    if facts is None:
+        return None
+
+    def held(target: str, pin: str) -> bool:
+        locked = lock.targets[target].files[pin]
+        path = stored_path(mirror.directory, locked.url)
+        return path not in facts.paths or not absent(facts, path, locked.size)
+
+    return held
 
 
 def plan_spec(
@@ -90,9 +107,11 @@ def plan_spec(
     workers = [w for w in loaded.spec.workers if w.host in names]
     previous = read_lock(lock_path(loaded.path))
     registries = recorded_registries(loaded, previous)
-    if previous is None or previous.inputs != lock_inputs(loaded, registries)[1]:
+    if spec.allowlist.from_registry and (
+        previous is None or previous.inputs != lock_inputs(loaded, registries)[1]
+    ):
         registries |= _survey(loaded, workers, connections, forks)
-    for _ in range(2):
+    for last in (False, True):
         lock = current_lock(loaded, registries)
         desired = desired_state(loaded, lock, registries)
         plan = build_plan(
@@ -104,10 +123,20 @@ def plan_spec(
             mirror if spec.mirror.host in names else None,
             _folders(workers),
         )
-        answers = {h.host: h.registries for h in plan.hosts}
-        seen, raw = _found(loaded, workers, answers)
-        if all(registries[name] == registry for name, registry in seen.items()):
+        seen, raw = _found(loaded, workers, {h.host: h.registries for h in plan.hosts})
+        changed = sorted(n for n, registry in seen.items() if registries[n] != registry)
+        if not changed or last:
             break
         registries |= seen
-    plan.findings = registry_findings(loaded, lock, previous, registries, raw, set(names))
+    findings = registry_findings(
+        loaded, lock, registries, raw, set(names), _held(loaded, lock, plan)
+    )
+    for name in changed:
+        worker = next(w for w in workers if w.name == name)
+        findings.append(
+            Finding(
+                worker.host, name, None, None, "the registry changed while planning; plan again"
+            )
+        )
+    plan.findings = findings
     return plan

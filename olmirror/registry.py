@@ -7,18 +7,21 @@ it. The registry is wherever config.json's `registry` says (a `file://` URL; bef
 found there are mirrored too, each as its own requirement set.
 
 What was found is recorded in the lock, so the next plan can assume it and still
-read each host once: only when a host's registry changed does a plan look twice.
+read each host once; only when a registry changed does a plan look at every host twice.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from olmirror.connection.probe import registry_folder
 from olmirror.requirement_sets import parse_requirements
 from olmirror.spec import Worker
+from olmirror.spec.models import LAMBDA_NAME_PATTERN
 
 REQUIREMENTS_IN = "requirements.in"
 REQUIREMENTS_TXT = "requirements.txt"
@@ -35,9 +38,11 @@ class FoundLambda:
 
 @dataclass(frozen=True)
 class Registry:
-    folder: str | None  # the local folder; None when the registry is not one, or unreadable
+    folder: str | None  # the folder olmirror writes to; None when elsewhere, or unreadable
     found: tuple[FoundLambda, ...] = ()
-    elsewhere: str | None = None  # config.json's `registry` when it is not a folder (s3://...)
+    # config.json's `registry` (without secrets) when it is not a folder in the worker's
+    # own folder: another store (s3://...), or a folder elsewhere on the host
+    elsewhere: str | None = None
     error: str | None = None  # why the registry could not be read
 
     def to_json(self) -> dict[str, Any]:
@@ -70,26 +75,43 @@ def default_registry(worker: Worker) -> Registry:
     return Registry(registry_folder(None, worker_dir(worker)))
 
 
-def requirements_source(files: dict[str, dict[str, str]]) -> tuple[str, dict[str, str]] | None:
+def requirements_source(files: dict[str, dict[str, str]]) -> str | None:
     """The file a found lambda's requirements come from: requirements.in, else requirements.txt."""
-    for name in (REQUIREMENTS_IN, REQUIREMENTS_TXT):
-        if name in files:
-            return name, files[name]
-    return None
+    return next((name for name in (REQUIREMENTS_IN, REQUIREMENTS_TXT) if name in files), None)
+
+
+def is_lambda_name(name: str) -> bool:
+    return re.fullmatch(LAMBDA_NAME_PATTERN, name) is not None
+
+
+def _without_secrets(setting: str) -> str:
+    """A registry URL without user, password, query or fragment: fit for a lock and a plan."""
+    parts = urlsplit(setting)
+    if not parts.scheme:
+        return setting
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def registry_from_probe(worker: Worker, raw: dict[str, Any], discover: bool) -> Registry:
-    """What the probe found for `worker`; lambdas the spec declares are not `found`."""
+    """What the probe found for `worker`: where its registry is and, with `discover`, the
+    lambdas in it that the spec does not declare.
+
+    olmirror writes only inside the worker's own folder, so a registry elsewhere on the
+    host is treated like one in another store: reported, never written to.
+    """
     if "folder" not in raw:
         return Registry(None, error=raw["error"])
-    if raw["folder"] is None:
-        return Registry(None, elsewhere=raw["setting"])
+    folder, home = raw["folder"], worker_dir(worker)
+    if folder is None or not (folder == home or folder.startswith(home.rstrip("/") + "/")):
+        return Registry(None, elsewhere=_without_secrets(raw["setting"]))
     found = []
     for name, files in sorted(raw.get("lambdas", {}).items()) if discover else ():
-        chosen = requirements_source(files)
-        if name in worker.lambdas or chosen is None or "text" not in chosen[1]:
+        source = requirements_source(files)
+        if name in worker.lambdas or not is_lambda_name(name) or source is None:
             continue
-        path = posixpath.join(raw["folder"], name, chosen[0])
-        parsed = parse_requirements(chosen[1]["text"], path)
-        found.append(FoundLambda(name, path, parsed.requirements))
-    return Registry(raw["folder"], tuple(found), error=raw.get("error"))
+        if "text" in files[source]:
+            path = posixpath.join(folder, name, source)
+            parsed = parse_requirements(files[source]["text"], path)
+            found.append(FoundLambda(name, path, parsed.requirements))
+    return Registry(folder, tuple(found), error=raw.get("error"))

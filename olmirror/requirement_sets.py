@@ -31,6 +31,9 @@ class RequirementSet:
     origin: str
     requirements: tuple[str, ...]
     sources: tuple[str, ...] = ()
+    # Found on a host, not written in the spec: a set that cannot be resolved is reported
+    # on its lambda instead of stopping the plan.
+    discovered: bool = False
 
     def source_of(self, requirement: str) -> str:
         """Where `requirement` (one of this set's lines) was written, else the set's origin."""
@@ -169,7 +172,7 @@ def requirement_sets(loaded: LoadedSpec, registries: dict[str, Registry]) -> lis
         for lambda_name, item in sorted(worker.lambdas.items()):
             set_name = lambda_set_name(worker.name, lambda_name)
             if item.source is not None:
-                lines = read_requirements_file(Path(item.source) / "requirements.in", frozenset())
+                lines = read_requirements_file(Path(item.source) / "requirements.in")
                 origin = f"{item.source}/requirements.in"
             else:
                 origin = f"{where}.lambdas.{lambda_name}.requirements"
@@ -181,12 +184,13 @@ def requirement_sets(loaded: LoadedSpec, registries: dict[str, Registry]) -> lis
         for found in registry.found if registry and spec.allowlist.from_registry else ():
             set_name = lambda_set_name(worker.name, found.name)
             origin = f"{describe_set(set_name)} ({worker.host}:{found.file})"
-            if found.requirements:
-                sets.append(_set(set_name, origin, list(found.requirements)))
+            if found.requirements and found.name not in worker.lambdas:
+                sets.append(_set(set_name, origin, list(found.requirements), discovered=True))
     return sets
 
 
-def _set(name: str, origin: str, lines: list[tuple[str, str]]) -> RequirementSet:
-    return RequirementSet(
-        name, origin, tuple(line for line, _ in lines), tuple(source for _, source in lines)
-    )
+def _set(
+    name: str, origin: str, lines: list[tuple[str, str]], *, discovered: bool = False
+) -> RequirementSet:
+    requirements = tuple(line for line, _ in lines)
+    return RequirementSet(name, origin, requirements, tuple(s for _, s in lines), discovered)

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,18 @@ from uv import find_uv_bin
 from olmirror.engine import choose_engine
 from olmirror.errors import OlmirrorError
 from olmirror.index import CA_VARIABLES, Index, IndexFile, default_upstream
-from olmirror.lockfile import Lock, LockedFile, TargetLock, inputs_digest, lock_path, read_lock
+from olmirror.lockfile import (
+    REQUESTED,
+    Lock,
+    LockedFile,
+    TargetLock,
+    inputs_digest,
+    lock_path,
+    read_lock,
+)
 from olmirror.registry import Registry, default_registry
 from olmirror.requirement_sets import RequirementSet, requirement_sets
-from olmirror.spec import LoadedSpec
+from olmirror.spec import LoadedSpec, Worker
 from olmirror.targets import TargetEnv, release_of, uv_platform
 
 RESOLVERS = 4
@@ -208,9 +217,10 @@ def _chain(requirements: RequirementSet, resolution: Resolution, name: str) -> l
     return [name]
 
 
-def _check_blocked(
+def _blocked(
     sets: list[RequirementSet], resolutions: dict[tuple[str, str], Resolution], block: list[str]
-) -> None:
+) -> Iterator[tuple[str, str]]:
+    """(set, why) of every set whose closure, for some target, holds a blocked project."""
     blocked = {canonicalize_name(b) for b in block}
     by_name = {s.name: s for s in sets}
     for (set_name, target_key), resolution in sorted(resolutions.items()):
@@ -229,11 +239,21 @@ def _check_blocked(
             path = " -> ".join(f"{n}=={versions[n]}" for n in chain)
             via = f" through {path}" if len(chain) > 1 else ""
             asked = f" ({root!r} from {requirements.source_of(root)})" if root else ""
-            raise OlmirrorError(
+            yield (
+                set_name,
                 f"{name}=={versions[name]} is blocked by allowlist.block but "
                 f"{requirements.origin} needs it for target {target_key}{via}{asked}; "
-                "drop the requirement that pulls it in, or unblock it"
+                "drop the requirement that pulls it in, or unblock it",
             )
+
+
+def _via(requirements: RequirementSet, resolution: Resolution) -> dict[str, list[str]]:
+    """Why each pin is in the set: REQUESTED by the set itself, and/or the pins that need it."""
+    roots = {canonicalize_name(_name_of(line)) for line in requirements.requirements}
+    return {
+        name: [*([REQUESTED] if name in roots else []), *sorted(parents)]
+        for name, parents in sorted(resolution.needed_by.items())
+    }
 
 
 def upstream_of(loaded: LoadedSpec) -> str:
@@ -245,14 +265,38 @@ def targets_of(loaded: LoadedSpec) -> list[TargetEnv]:
 
 
 def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock:
-    """A fresh lock: resolve every set for every target, then pick and hash each target's files."""
+    """A fresh lock: resolve every set for every target, then pick and hash each target's files.
+
+    A set found on a host (`discovered`) that cannot be resolved, or needs a blocked
+    project, is left out and its reason kept in the lock; any other such set stops here.
+    """
     upstream, ca, targets = upstream_of(loaded), loaded.spec.mirror.ca_file, targets_of(loaded)
     jobs = [(s, t) for t in targets for s in sets]
+
+    def attempt(job: tuple[RequirementSet, TargetEnv]) -> Resolution | OlmirrorError:
+        try:
+            return _compile(*job, upstream, ca)
+        except OlmirrorError as exc:
+            if not job[0].discovered:
+                raise
+            return exc
+
     with ThreadPoolExecutor(RESOLVERS) as pool:
-        results = list(pool.map(lambda job: _compile(*job, upstream, ca), jobs))
-    resolutions = {(s.name, t.key): r for (s, t), r in zip(jobs, results, strict=True)}
-    _check_blocked(sets, resolutions, list(loaded.spec.allowlist.block))
-    pins = {key: r.pins for key, r in resolutions.items()}
+        results = list(pool.map(attempt, jobs))
+    failed: dict[str, str] = {}
+    resolutions = {}
+    for (s, t), result in zip(jobs, results, strict=True):
+        if isinstance(result, OlmirrorError):
+            failed.setdefault(s.name, str(result))
+        else:
+            resolutions[(s.name, t.key)] = result
+    by_name = {s.name: s for s in sets}
+    for set_name, why in _blocked(sets, resolutions, list(loaded.spec.allowlist.block)):
+        if not by_name[set_name].discovered:
+            raise OlmirrorError(why)
+        failed.setdefault(set_name, why)
+    sets = [s for s in sets if s.name not in failed]
+    pins = {(s.name, t.key): resolutions[(s.name, t.key)].pins for s in sets for t in targets}
     names = {pin.partition("==")[0] for pinned in pins.values() for pin in pinned}
     index_files = Index(upstream, ca).many(names)
     locked = {}
@@ -260,12 +304,15 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
         target_lock = TargetLock(target.python, target.platform)
         for s in sets:
             target_lock.sets[s.name] = pins[(s.name, target.key)]
+            target_lock.via[s.name] = _via(s, resolutions[(s.name, target.key)])
             for pin in target_lock.sets[s.name]:
                 if pin not in target_lock.files:
                     files = index_files[pin.partition("==")[0]]
                     target_lock.files[pin] = choose_file(pin, files, target)
         locked[target.key] = target_lock
-    lock = Lock(inputs=digest, upstream=upstream, targets=locked)
+    lock = Lock(
+        inputs=digest, upstream=upstream, targets=locked, failed=dict(sorted(failed.items()))
+    )
     if loaded.spec.mirror.engine == "auto":
         lock.auto_engine, lock.auto_engine_why = choose_engine("auto", lock, ca)
     return lock
@@ -274,10 +321,14 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
 def recorded_registries(loaded: LoadedSpec, lock: Lock | None) -> dict[str, Registry]:
     """Each worker's registry as the lock last recorded it, else as `ol worker init` makes it."""
     recorded = lock.registries if lock else {}
-    return {
-        w.name: Registry.from_json(recorded[w.name]) if w.name in recorded else default_registry(w)
-        for w in loaded.spec.workers
-    }
+
+    def registry(worker: Worker) -> Registry:
+        try:
+            return Registry.from_json(recorded[worker.name])
+        except (KeyError, TypeError, ValueError):  # not recorded yet, or edited by hand
+            return default_registry(worker)
+
+    return {w.name: registry(w) for w in loaded.spec.workers}
 
 
 def lock_inputs(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from packaging import tags
+from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
     InvalidSdistFilename,
@@ -75,6 +76,10 @@ def uv_platform(platform: str) -> str | None:
     }.get(platform)
 
 
+# The operating system of a platform tag, by its prefix.
+_SYSTEMS = (("macosx", "Darwin"), ("win", "Windows"))
+
+
 @dataclass(frozen=True)
 class TargetEnv:
     """One Python environment that installs from the mirror."""
@@ -103,6 +108,26 @@ class TargetEnv:
             return SpecifierSet(requires_python).contains(self.python, prereleases=True)
         except InvalidSpecifier:
             return True
+
+    def installs(self, requirement: Requirement) -> bool:
+        """Whether pip on this target installs `requirement`: its marker holds here."""
+        if requirement.marker is None:
+            return True
+        system = next(
+            (name for prefix, name in _SYSTEMS if self.platform.startswith(prefix)), "Linux"
+        )
+        machine = self.platform.rpartition("_")[2] if "_" in self.platform else ""
+        environment = {
+            "python_version": self.python,
+            "python_full_version": f"{self.python}.0",
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+            "platform_system": system,
+            "sys_platform": {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}[system],
+            "os_name": "nt" if system == "Windows" else "posix",
+            "platform_machine": machine,
+        }
+        return requirement.marker.evaluate(environment)
 
     def wheel_rank(self, filename: str) -> int | None:
         """How much this target prefers the wheel (lower is better), or None if it cannot use it."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from olmirror.errors import OlmirrorError
-from olmirror.lockfile import Lock, lock_path
+from olmirror.lockfile import REQUESTED, Lock, lock_path
 from olmirror.mirror_state import pip_mirror
 from olmirror.registry import REQUIREMENTS_IN, REQUIREMENTS_TXT, Registry, worker_dir
 from olmirror.requirement_sets import describe_set, lambda_set_name, worker_set_name
@@ -32,8 +32,12 @@ def _config_values(spec: Spec) -> tuple[tuple[tuple[str, ...], str], ...]:
     return tuple(values)
 
 
-def requirements_in(worker: Worker, spec_name: str, lines: list[str], what: str) -> str:
-    header = f"# Managed by olmirror: {what} in {spec_name}. Edits are overwritten.\n"
+# How every requirements.in that olmirror writes begins.
+MANAGED = "# Managed by olmirror:"
+
+
+def requirements_in(spec_name: str, lines: list[str], what: str) -> str:
+    header = f"{MANAGED} {what} in {spec_name}. Edits are overwritten.\n"
     return header + "".join(f"{line}\n" for line in lines)
 
 
@@ -68,25 +72,42 @@ def compiled_requirements(
         "Every line is an exact version in the mirror.\n"
         "#\n"
     )
-    return header + "".join(f"{pin}\n" for pin in pins)
+    via = locked.via.get(set_name, {})
+    return header + "".join(_annotated(pin, via.get(pin.partition("==")[0], [])) for pin in pins)
 
 
-def _source_files(folder: Path, lambda_name: str) -> list[tuple[str, str]]:
-    """(name, text) of a lambda folder's files; requirements.txt is olmirror's to write."""
+def _annotated(pin: str, why: list[str]) -> str:
+    """A pin with pip-compile's `# via` lines (the default, split annotation style)."""
+    reasons = ["-r requirements.in" if reason == REQUESTED else reason for reason in why]
+    if not reasons:
+        return f"{pin}\n"
+    if len(reasons) == 1:
+        return f"{pin}\n    # via {reasons[0]}\n"
+    return f"{pin}\n    # via\n" + "".join(f"    #   {reason}\n" for reason in reasons)
+
+
+def _source_files(folder: Path, home: str, lambda_name: str) -> list[File]:
+    """A lambda folder's files, as they are (bytes, executable bit), copied into `home`.
+
+    requirements.txt is not copied: olmirror writes it from the lock.
+    """
     files = []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or entry.name in ("__pycache__", REQUIREMENTS_TXT):
-            continue
-        if not entry.is_file():
-            raise OlmirrorError(
-                f"lambda {lambda_name!r}: {entry} is not a plain file; olmirror copies the files "
-                "of a lambda folder, not its sub-folders, so move it into a file or package it"
-            )
-        try:
-            files.append((entry.name, entry.read_text()))
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-            raise OlmirrorError(f"lambda {lambda_name!r}: cannot copy {entry} ({reason})") from None
+    try:
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith(".") or entry.name in ("__pycache__", REQUIREMENTS_TXT):
+                continue
+            if not entry.is_file():
+                raise OlmirrorError(
+                    f"lambda {lambda_name!r}: {entry} is not a plain file; olmirror copies the "
+                    "files of a lambda folder, not its sub-folders, so move it into a file"
+                )
+            text = entry.read_bytes().decode()
+            mode = 0o755 if entry.stat().st_mode & 0o111 else 0o644
+            files.append(File(posixpath.join(home, entry.name), text, mode))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "a file is not UTF-8 text"
+        where = getattr(exc, "filename", None) or folder
+        raise OlmirrorError(f"lambda {lambda_name!r}: cannot copy {where} ({reason})") from None
     return files
 
 
@@ -98,12 +119,11 @@ def lambda_resources(loaded: LoadedSpec, lock: Lock, worker: Worker, folder: str
         resources.append(Directory(home))
         what = f"lambda {name} of worker {worker.name}"
         if item.source is not None:
-            copied = _source_files(Path(item.source), name)
-            resources += [File(posixpath.join(home, file), text) for file, text in copied]
+            resources += _source_files(Path(item.source), home, name)
             folder_name = os.path.relpath(item.source, loaded.path.parent)
             source = f"{folder_name}/{REQUIREMENTS_IN} ({what} in {loaded.path.name})"
         else:
-            text = requirements_in(worker, loaded.path.name, item.requirements, what)
+            text = requirements_in(loaded.path.name, item.requirements, what)
             resources.append(File(posixpath.join(home, REQUIREMENTS_IN), text))
             source = f"{REQUIREMENTS_IN} ({what} in {loaded.path.name})"
         compiled = compiled_requirements(
@@ -144,7 +164,7 @@ def worker_resources(
             Directory(registry.folder),
             File(
                 requirements[0],
-                requirements_in(worker, loaded.path.name, worker.requirements, what),
+                requirements_in(loaded.path.name, worker.requirements, what),
             ),
             File(
                 requirements[1],

@@ -20,6 +20,10 @@ from conftest import STANDIN_OL, TARGET, CliResult, write_spec
 from sshd import SshFarm
 from upstream import Upstream
 
+from olmirror.connection.probe import registry_folder
+from olmirror.registry import registry_from_probe
+from olmirror.spec import Worker
+
 Cli = Callable[..., CliResult]
 TARGET_KEY = f"py{TARGET['python']}-{TARGET['platform']}"
 
@@ -41,7 +45,9 @@ def put_lambda(registry: Path, name: str, **files: str) -> Path:
 
 
 def pins(path: Path) -> list[str]:
-    return [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    """The lines pip installs: comments (pip-compile's `# via` lines too) dropped."""
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
 
 
 def installs(worker: Path) -> set[tuple[str | None, str, bool]]:
@@ -123,8 +129,21 @@ def test_three_lambdas_are_converged_and_install_from_the_mirror(
     assert cli("apply", "-f", str(spec), "--yes").code == 0
     verified = cli("verify", "-f", str(spec))
     assert verified.code == 0, verified.out
-    assert sorted(json.loads((tmp_path / "olmirror.lock").read_text())["registries"]["w"]["found"])
+    found = json.loads((tmp_path / "olmirror.lock").read_text())["registries"]["w"]["found"]
+    assert sorted(found) == ["late", "legacy"]
     assert "Nothing to change" in cli("apply", "-f", str(spec), "--yes").out
+
+    # A lambda olmirror wrote that the spec drops stays on the host (the worker may still
+    # run it): the plan says so, and from_registry keeps it in the mirror.
+    data = yaml.safe_load(spec.read_text())
+    del data["workers"][0]["lambdas"]["scraper"]
+    spec.write_text(yaml.safe_dump(data))
+    dropped = cli("plan", "-f", str(spec), "--no-color")
+    assert dropped.code == 0, dropped.err
+    assert (
+        f"lambda scraper: {registry}/scraper/requirements.in: olmirror wrote this lambda, but "
+        "the spec no longer declares it" in dropped.out
+    )
 
 
 def test_a_remote_workers_lambdas_are_found_over_ssh_and_a_noop_plan_reads_it_once(
@@ -187,11 +206,15 @@ def test_plan_lists_each_found_lambda_line_a_worker_would_install_wrongly(
     )
     put_lambda(registry, "stale", requirements_in="omega==1.2\n", requirements_txt="omega==1.0\n")
     put_lambda(registry, "bare", requirements_in="omega==1.2\n")
+    put_lambda(registry, "broken", requirements_in="omega==9.9\n", requirements_txt="omega==9.9\n")
+    put_lambda(registry, "blocked", requirements_in="gamma==1.0\n")
+    (registry / "not a name").mkdir()
+    (registry / "not a name" / "requirements.txt").write_text("omega==1.2\n")
     spec = write_spec(
         tmp_path,
         clean_upstream,
         [{"name": "w", "path": str(worker)}],
-        allowlist={"from_registry": True},
+        allowlist={"from_registry": True, "block": ["delta"]},
     )
 
     plan = cli("plan", "-f", str(spec), "--no-color")
@@ -209,6 +232,13 @@ def test_plan_lists_each_found_lambda_line_a_worker_would_install_wrongly(
         f"for target {TARGET_KEY}" in plan.out
     )
     assert f"lambda bare: {registry}/bare/requirements.txt: missing" in plan.out
+    # A lambda someone else put on the host never stops the plan: it is reported.
+    assert "lambda broken: not mirrored: cannot resolve lambda 'broken' of worker 'w'" in plan.out
+    assert (
+        "lambda blocked: not mirrored: delta==1.0 is blocked by allowlist.block but lambda "
+        "'blocked' of worker 'w'" in plan.out
+    )
+    assert f"registry: {registry}: ignored 'not a name': not a lambda name" in plan.out
 
     as_json = json.loads(cli("plan", "-f", str(spec), "--json").out)
     loose = [f for f in as_json["findings"] if f["lambda_name"] == "loose"]
@@ -275,3 +305,39 @@ def test_a_lambda_needs_requirements_or_a_source_folder_but_not_both(
     assert gone.code == 1
     assert f"workers[0].lambdas.gone.source: {tmp_path}/lambdas/gone is not a folder" in gone.err
     assert "Traceback" not in gone.err
+
+    clash = {"requirements.txt": {"requirements": ["omega==1.1"]}}
+    spec = write_spec(
+        tmp_path, clean_upstream, [{"name": "w", "path": str(tmp_path / "w"), "lambdas": clash}]
+    )
+    named = cli("validate", "-f", str(spec))
+    assert named.code == 1
+    assert "lambda name 'requirements.txt' is not valid here; a lambda's name uses only" in (
+        named.err
+    )
+
+
+def test_the_registry_folder_is_read_from_config_json_as_openlambda_writes_it() -> None:
+    worker = Worker(name="w", path="/opt/ol/w")
+    home = "/opt/ol/w/registry"
+    for setting, folder in [
+        (None, home),
+        ("", home),
+        (f"file://{home}", home),
+        (f"file://localhost{home}", home),
+        (f"file:{home}", home),
+        (f"file://{home}?create_dir=true", home),
+        (f"file://{home}/", home),
+        (home, home),
+        ("file:///opt/ol/w/../../../etc", "/etc"),
+        ("s3://bucket/registry", None),
+        ("file://otherhost/opt/ol/w/registry", None),
+        ("registry", None),
+        ("/opt/ol/w/\0", None),
+    ]:
+        assert registry_folder(setting, worker.path) == folder, setting
+    raw = {"setting": "file:///etc", "folder": "/etc", "lambdas": {}}
+    outside = registry_from_probe(worker, raw, discover=True)
+    assert (outside.folder, outside.elsewhere) == (None, "file:///etc"), "never written to"
+    raw = {"setting": "s3://key:secret@bucket/registry?token=t", "folder": None}
+    assert registry_from_probe(worker, raw, discover=True).elsewhere == "s3://bucket/registry"

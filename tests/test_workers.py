@@ -306,6 +306,11 @@ def test_requirements_txt_is_the_pinned_closure_for_the_workers_target(
         assert lines == lock_sets(spec, target)[f"worker:{name}"]
         python, platform = target["python"], target["platform"]
         assert lines == expected_pins(up, ["alpha==2.0"], python, platform)
+    # pip-compile's annotations: what asked for each pin.
+    new = (tmp_path / "new" / "registry" / "requirements.txt").read_text()
+    assert "\nalpha==2.0\n    # via -r requirements.in\n" in new
+    assert "\ngamma==2.0\n    # via beta\n" in new
+    assert "\ntheta==1.5\n    # via\n    #   beta\n    #   gamma\n" in new
     # The conditional dependencies follow each worker's target, not this machine.
     assert "compat310==1.1" in pinned_lines(tmp_path / "old")
     assert "compat310==1.1" not in pinned_lines(tmp_path / "new")

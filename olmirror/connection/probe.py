@@ -88,26 +88,35 @@ def _get(url):
 def registry_folder(setting, worker_path):
     """The local folder of a worker's `registry` setting; None when it is not one (s3://...).
 
-    OpenLambda writes `file://` URLs; without a setting the registry is <worker>/registry.
+    OpenLambda writes `file://` URLs (a query, as gocloud's `?create_dir=true`, is not part
+    of the folder); without a setting the registry is <worker>/registry.
     """
-    if setting is None:
+    if not setting:
         return os.path.join(worker_path, "registry")
-    if setting.startswith("file://"):
-        from urllib.parse import unquote
+    if "\0" in setting:
+        return None
+    if "://" in setting or setting.startswith("file:"):
+        from urllib.parse import unquote, urlsplit
 
-        path = unquote(setting[len("file://") :])
-        return path if path.startswith("/") else None
-    return setting if setting.startswith("/") else None
+        parts = urlsplit(setting)
+        if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+            return None
+        setting = unquote(parts.path)
+    return os.path.normpath(setting) if setting.startswith("/") else None
 
 
 def _requirements_files(folder):
     """{file name: {"text"} or {"error"}} of one lambda folder's requirements files."""
     found = {}
     for name in REQUIREMENTS_FILES:
+        path = os.path.join(folder, name)
         try:
-            with open(os.path.join(folder, name), "rb") as handle:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                found[name] = {"error": "not a regular file"}
+                continue
+            with open(path, "rb") as handle:
                 data = handle.read(MAX_REQUIREMENTS + 1)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError as exc:
             found[name] = {"error": exc.strerror or str(exc)}
@@ -138,7 +147,7 @@ def _registry(worker_path):
     except (FileNotFoundError, NotADirectoryError):
         names = []
     except OSError as exc:
-        return {"setting": setting, "folder": folder, "error": exc.strerror or str(exc)}
+        return {"setting": setting, "folder": folder, "error": f"{folder}: {exc.strerror or exc}"}
     for name in names:
         path = os.path.join(folder, name)
         if not name.startswith(".") and os.path.isdir(path):

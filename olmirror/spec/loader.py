@@ -573,8 +573,9 @@ def load_spec(path: str | os.PathLike[str]) -> LoadedSpec:
         for error in exc.errors():
             loc = tuple(error["loc"])
             message = _describe(error, positions)
-            if loc and loc[-1] == "[key]":  # a dict's key (a host's name) is at fault
-                loc, message = loc[:-1], f"host name {message}"
+            if loc and loc[-1] == "[key]":  # a dict's key (a host's or lambda's name) is at fault
+                noun = "lambda name" if loc[-3:-2] == ("lambdas",) else "host name"
+                loc, message = loc[:-1], f"{noun} {message}"
             located.append(
                 (loc, message, error["type"] == "extra_forbidden" or len(loc) != len(error["loc"]))
             )

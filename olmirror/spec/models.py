@@ -25,6 +25,8 @@ from pydantic import (
 LOCAL = "local"
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+# A lambda's folder in the registry: no dots, so never requirements.txt or f.py's name.
+LAMBDA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 PYTHON_PATTERN = r"^3\.[0-9]{1,2}$"
 PLATFORM_PATTERN = r"^(manylinux|musllinux|linux|macosx|win)_?[a-z0-9_]*$|^win32$|^any$"
 IMAGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$"
@@ -41,6 +43,10 @@ PATTERN_HINTS = {
         "write a wheel platform tag, for example manylinux_2_28_x86_64, manylinux_2_17_aarch64, "
         "musllinux_1_2_x86_64, macosx_11_0_arm64, win_amd64, or 'any'"
     ),
+    LAMBDA_NAME_PATTERN: (
+        "a lambda's name uses only letters, digits, '_' and '-', starts with a letter or "
+        "digit and is at most 63 characters, for example 'scraper'"
+    ),
     IMAGE_PATTERN: (
         "an image name uses letters, digits and . _ : / -, starting with a letter or digit, "
         "for example 'ol-min'"
@@ -51,6 +57,11 @@ Name = Annotated[
     str,
     StringConstraints(pattern=NAME_PATTERN),
     Field(description="Letters, digits, '.', '_' and '-', starting with a letter or digit."),
+]
+LambdaName = Annotated[
+    str,
+    StringConstraints(pattern=LAMBDA_NAME_PATTERN),
+    Field(description="Letters, digits, '_' and '-', starting with a letter or digit."),
 ]
 
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
@@ -298,7 +309,7 @@ class Worker(_Model):
     requirements: list[RequirementStr] = Field(
         [], description="The registry-level requirements.in (<registry>/requirements.in)."
     )
-    lambdas: dict[Name, Lambda] = Field(
+    lambdas: dict[LambdaName, Lambda] = Field(
         {}, description="Lambdas olmirror writes into the worker's registry, by name."
     )
     state: Literal["running", "stopped"] = "running"
