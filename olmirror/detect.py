@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from olmirror.errors import OlmirrorError
-from olmirror.hosts import Connections
+from olmirror.hosts import Connections, in_parallel
 from olmirror.spec import LoadedSpec, Target, Worker
 from olmirror.targets import compatible_platforms
 
@@ -52,25 +52,37 @@ def detect_target(worker: Worker, targets: list[Target], connections: Connection
 
 
 def with_detected_targets(
-    loaded: LoadedSpec, connections: Connections, limit: str | None
-) -> LoadedSpec:
-    """The spec with every `target: detect` replaced by the target found on its host.
+    loaded: LoadedSpec, connections: Connections, limit: str | None, forks: int
+) -> tuple[LoadedSpec, dict[str, OlmirrorError]]:
+    """The spec with every `target: detect` replaced by the target found on its host, and
+    the hosts where detection failed, with why: the plan reports those hosts and goes on.
 
-    Hosts that `--limit` leaves out are not asked; their workers, which the plan leaves
-    out too, keep the first target.
+    Hosts are asked in parallel. Hosts that `--limit` leaves out are not asked; their
+    workers, which the plan leaves out too, keep the first target, as do those that failed.
     """
     spec = loaded.spec
     wanted = {n.strip() for n in limit.split(",")} if limit else None
-    if not any(w.target == "detect" for w in spec.workers):
-        return loaded
-
-    def target(worker: Worker) -> Target | None:
-        if wanted is not None and worker.host not in wanted:
-            return None
-        return detect_target(worker, spec.mirror.targets, connections)
-
-    workers = [
-        w.model_copy(update={"target": target(w)}) if w.target == "detect" else w
-        for w in spec.workers
+    asked = [
+        w for w in spec.workers if w.target == "detect" and (wanted is None or w.host in wanted)
     ]
-    return LoadedSpec(spec.model_copy(update={"workers": workers}), loaded.path, loaded.digest)
+    if not any(w.target == "detect" for w in spec.workers):
+        return loaded, {}
+
+    def detect(name: str) -> Target | OlmirrorError:
+        worker = next(w for w in asked if w.name == name)
+        try:
+            return detect_target(worker, spec.mirror.targets, connections)
+        except OlmirrorError as exc:
+            return exc
+
+    found = in_parallel([w.name for w in asked], detect, forks)
+    failed = {w.host: result for w in asked if isinstance(result := found[w.name], OlmirrorError)}
+
+    def settled(worker: Worker) -> Worker:
+        if worker.target != "detect":
+            return worker
+        target = found.get(worker.name)
+        return worker.model_copy(update={"target": target if isinstance(target, Target) else None})
+
+    detected = spec.model_copy(update={"workers": [settled(w) for w in spec.workers]})
+    return LoadedSpec(detected, loaded.path, loaded.digest), failed

@@ -13,11 +13,11 @@ from olmirror.bandersnatch_config import stored_path
 from olmirror.connection import FactRequest
 from olmirror.desired import desired_state
 from olmirror.detect import with_detected_targets
-from olmirror.errors import OlmirrorError
+from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.findings import Finding, Held, registry_findings
 from olmirror.hosts import Connections, in_parallel
 from olmirror.lockfile import Lock, lock_path, read_lock
-from olmirror.plan import Plan, build_plan
+from olmirror.plan import HostPlan, Plan, build_plan
 from olmirror.registry import Registry, registry_from_probe, worker_dir
 from olmirror.resolve import current_lock, lock_inputs, recorded_registries
 from olmirror.resources.mirror_files import absent
@@ -103,7 +103,7 @@ def plan_spec(
     """The plan of `loaded` for the hosts `limit` leaves (all by default)."""
     spec = loaded.spec
     names = limit_hosts(sorted({LOCAL, spec.mirror.host, *(w.host for w in spec.workers)}), limit)
-    loaded = with_detected_targets(loaded, connections, limit)
+    loaded, undetected = with_detected_targets(loaded, connections, limit, forks)
     workers = [w for w in loaded.spec.workers if w.host in names]
     previous = read_lock(lock_path(loaded.path))
     registries = recorded_registries(loaded, previous)
@@ -117,7 +117,7 @@ def plan_spec(
         plan = build_plan(
             spec_file,
             loaded.digest,
-            {n: desired[n] for n in names},
+            {n: desired[n] for n in names if n not in undetected},
             connections,
             forks,
             mirror if spec.mirror.host in names else None,
@@ -129,7 +129,7 @@ def plan_spec(
             break
         registries |= seen
     findings = registry_findings(
-        loaded, lock, registries, raw, set(names), _held(loaded, lock, plan)
+        loaded, lock, registries, raw, set(names) - set(undetected), _held(loaded, lock, plan)
     )
     for name in changed:
         worker = next(w for w in workers if w.name == name)
@@ -139,4 +139,7 @@ def plan_spec(
             )
         )
     plan.findings = findings
+    for host, exc in undetected.items():
+        plan.hosts.append(HostPlan(host, error=str(exc), unreachable=isinstance(exc, Unreachable)))
+    plan.hosts.sort(key=lambda h: h.host)
     return plan

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import os
+import socket
 import stat
 import subprocess
 import tempfile
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from olmirror.connection import probe
+from olmirror.connection import apply_lock, probe
 from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts, PathFact
 from olmirror.errors import OlmirrorError
 
@@ -146,21 +146,11 @@ class LocalConnection(Connection):
 
     @contextmanager
     def lock(self, state_dir: str | None) -> Iterator[None]:
-        folder = os.path.expanduser(state_dir or DEFAULT_STATE_DIR)
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, "apply.lock")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        holder = apply_lock.holder_name(os.getpid(), socket.gethostname())
+        fd, path, who = apply_lock.take(state_dir or DEFAULT_STATE_DIR, holder)
+        if fd is None:
+            raise OlmirrorError(apply_lock.busy(self.name, path, who))
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                raise OlmirrorError(
-                    f"host {self.name!r}: another olmirror apply is running here (pid {holder}, "
-                    f"lock {path}); wait for it to finish, then run apply again"
-                ) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
             yield
         finally:
             os.close(fd)

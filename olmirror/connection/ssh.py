@@ -25,7 +25,7 @@ from pathlib import Path
 import paramiko
 from paramiko.sftp import CMD_EXTENDED
 
-from olmirror.connection import probe
+from olmirror.connection import apply_lock, probe
 from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts, PathFact
 from olmirror.connection.local import DEFAULT_STATE_DIR, TMP_SUFFIX
 from olmirror.connection.ssh_dial import Session, open_session
@@ -40,24 +40,7 @@ PROBE_SOURCE = Path(probe.__file__).read_text()
 # Holds the apply lock for as long as its stdin stays open: when the connection dies, sshd
 # closes that stdin, the process exits and the kernel drops the lock. Same file and flock
 # as the local connection, so a local and a remote apply on one machine exclude each other.
-LOCKER_SOURCE = r"""
-import fcntl, os, sys
-folder = os.path.expanduser(sys.argv[1])
-os.makedirs(folder, exist_ok=True)
-path = os.path.join(folder, "apply.lock")
-fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-try:
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-except BlockingIOError:
-    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-    sys.stdout.write("busy\n%s\n%s\n" % (path, holder))
-    sys.exit(75)
-os.ftruncate(fd, 0)
-os.pwrite(fd, sys.argv[2].encode(), 0)
-sys.stdout.write("locked\n")
-sys.stdout.flush()
-sys.stdin.buffer.read()
-"""
+LOCKER_SOURCE = Path(apply_lock.__file__).read_text()
 
 # Where distributions put OpenSSH's SFTP server, for SFTP as root through sudo.
 SFTP_SERVER = (
@@ -331,24 +314,21 @@ class SSHConnection(Connection):
 
     @contextmanager
     def lock(self, state_dir: str | None) -> Iterator[None]:
-        holder = f"{os.getpid()} on {socket.gethostname()}"
+        holder = apply_lock.holder_name(os.getpid(), socket.gethostname())
         argv = ["python3", "-c", LOCKER_SOURCE, state_dir or DEFAULT_STATE_DIR, holder]
         with self._guard("taking the apply lock"):
             channel, _ = self._open(argv)
             try:
                 channel.settimeout(OPERATION_TIMEOUT)
-                answer = _read_lines(channel, 3)
+                answer = _lock_answer(channel)
             except BaseException:
                 channel.close()
                 raise
         try:
-            if answer[:1] == ["busy"]:
-                path, who = [*answer, "?", "unknown"][1:3]
-                raise OlmirrorError(
-                    f"host {self.name!r}: another olmirror apply is running here (pid {who}, "
-                    f"lock {path}); wait for it to finish, then run apply again"
-                )
-            if answer[:1] != ["locked"]:
+            if answer.startswith("busy "):
+                path, _, who = answer.removeprefix("busy ").partition("\t")
+                raise OlmirrorError(apply_lock.busy(self.name, path, who or "unknown"))
+            if answer != "locked":
                 said = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
                 raise OlmirrorError(
                     f"host {self.name!r}: could not take the apply lock: "
@@ -381,18 +361,15 @@ def _feed(channel: paramiko.Channel, data: bytes) -> None:
         channel.shutdown_write()
 
 
-def _read_lines(channel: paramiko.Channel, count: int) -> list[str]:
-    """Up to `count` lines of stdout; fewer if the command ends first."""
-    lines: list[str] = []
+def _lock_answer(channel: paramiko.Channel) -> str:
+    """The lock holder's answer ("locked", "busy PATH\tWHO"), past any login-shell chatter;
+    "" if it ends without one."""
     handle = channel.makefile("rb")
-    while len(lines) < count:
-        line = handle.readline()
-        if not line:
-            break
-        lines.append(line.decode(errors="replace").rstrip("\n"))
-        if lines[0] == "locked":
-            break
-    return lines
+    while line := handle.readline():
+        text = line.decode(errors="replace").rstrip("\n")
+        if text.startswith(apply_lock.ANSWER):
+            return text.removeprefix(apply_lock.ANSWER).strip()
+    return ""
 
 
 def _release(channel: paramiko.Channel) -> None:
