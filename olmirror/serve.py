@@ -25,7 +25,7 @@ from olmirror.bandersnatch_config import web_dir
 from olmirror.errors import OlmirrorError
 from olmirror.resources import Directory, File, Resource
 from olmirror.resources.http_check import HttpCheck
-from olmirror.resources.nginx import Nginx
+from olmirror.resources.nginx import Nginx, NginxStopped
 from olmirror.spec import Spec
 
 TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -106,11 +106,12 @@ http {{
 
 
 def serve_resources(spec: Spec) -> list[Resource]:
-    """The resources that make the mirror host serve <directory>/web; none for filesystem."""
+    """The resources that make the mirror host serve <directory>/web; for filesystem, only
+    that olmirror's nginx (from an earlier http backend) is not left serving it."""
     mirror = spec.mirror
     serve = mirror.serve
     if serve.backend != "http":
-        return []
+        return [NginxStopped(mirror.host, nginx_folder(mirror.directory))]
     if serve.listen is None or serve.url is None:  # the spec checks refuse this first
         raise ValueError("serve.backend http needs serve.listen and serve.url")
     web = web_dir(mirror.directory)

@@ -24,12 +24,15 @@ from olmirror.spec import LoadedSpec, Spec, Worker, host_config
 from olmirror.targets import TargetEnv
 
 
-def _config_values(spec: Spec) -> tuple[tuple[tuple[str, ...], str], ...]:
+def _config_keys(spec: Spec, config: str) -> JsonKeys:
+    """`pip_mirror`, and for an http mirror the `mirror_host` pip trusts; a filesystem
+    mirror has no host, so a `mirror_host` left from an http mirror goes."""
     values = [(("pip_mirror",), pip_mirror(spec))]
     serve = spec.mirror.serve
     if serve.backend == "http" and serve.url:
         values.append((("mirror_host",), urlsplit(serve.url).hostname or ""))
-    return tuple(values)
+        return JsonKeys(config, tuple(values))
+    return JsonKeys(config, tuple(values), absent=(("mirror_host",),))
 
 
 # How every requirements.in that olmirror writes begins.
@@ -175,6 +178,6 @@ def worker_resources(
         watches += requirements
     return [
         *resources,
-        JsonKeys(config, _config_values(spec)),
+        _config_keys(spec, config),
         WorkerState(ol, path, worker.state, tuple(watches), worker.host, worker.name),
     ]

@@ -94,3 +94,16 @@ def test_a_missing_file_is_an_error_unless_an_earlier_change_creates_it(tmp_path
         resource.plan(facts, frozenset())
     change = resource.plan(facts, frozenset({path}))
     assert change.diff == ('+ pip_mirror = "x"',)
+
+
+def test_keys_that_must_be_absent_are_removed_and_the_rest_kept(tmp_path: Path) -> None:
+    """A worker moved from an http mirror to a filesystem one loses its `mirror_host`."""
+    path = tmp_path / "config.json"
+    path.write_text('{\n  "pip_mirror": "http://m:8080",\n  "mirror_host": "m",\n  "z": 1\n}\n')
+    resource = JsonKeys(str(path), ((("pip_mirror",), "/w"),), absent=(("mirror_host",),))
+    change = resource.plan(CONN.gather(resource.request()), frozenset())
+    assert change.diff == ('~ pip_mirror: "http://m:8080" -> "/w"', '- mirror_host (was "m")')
+    resource.apply(CONN)
+    assert path.read_text() == '{\n  "pip_mirror": "/w",\n  "z": 1\n}\n'
+    again = resource.plan(CONN.gather(resource.request()), frozenset())
+    assert not again.changes

@@ -238,6 +238,19 @@ def test_nginx_stopped_by_hand_is_started_again(cli: Cli, mirror: Mirror) -> Non
     assert "Plan: 0 to change" in apply_ok(cli, mirror.spec).out
 
 
+def test_serving_from_the_filesystem_again_stops_nginx(cli: Cli, mirror: Mirror) -> None:
+    """Moving the mirror from http back to the filesystem leaves no server exposing it."""
+    edit(mirror.spec, lambda d: d["mirror"].update(serve={"backend": "filesystem"}))
+    plan = cli("plan", "-f", str(mirror.spec), "--no-color")
+    assert "stop olmirror's nginx" in plan.out, plan.out
+    applied = apply_ok(cli, mirror.spec)
+    assert "stop olmirror's nginx" in applied.out
+    assert not (mirror.nginx / "nginx.pid").exists()
+    with pytest.raises(urllib.error.URLError):
+        get(f"{mirror.url}/simple/")
+    assert "Plan: 0 to change" in apply_ok(cli, mirror.spec).out
+
+
 def test_a_pid_file_naming_another_process_is_not_trusted(cli: Cli, mirror: Mirror) -> None:
     """After a reboot or a SIGKILL the pid file stays, and its pid may be anyone's."""
     mirror.stop()

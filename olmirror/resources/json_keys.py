@@ -1,4 +1,4 @@
-"""Values at key paths inside an existing JSON document.
+"""Values at key paths inside an existing JSON document, and key paths it must not have.
 
 Every other key keeps its value and its place, and the file keeps its
 indentation, so that a program that owns the file (OpenLambda's `ol`) and a
@@ -58,11 +58,13 @@ class JsonKeys(Resource):
     kind = "json_keys"
     path: str
     values: tuple[tuple[tuple[str, ...], Any], ...]
+    absent: tuple[tuple[str, ...], ...] = ()  # removed when present
 
     def __post_init__(self) -> None:
         # A plan read back from JSON gives lists; keep one hashable, comparable shape.
         frozen = tuple((tuple(keys), value) for keys, value in self.values)
         object.__setattr__(self, "values", frozen)
+        object.__setattr__(self, "absent", tuple(tuple(keys) for keys in self.absent))
 
     @property
     def id(self) -> str:
@@ -107,6 +109,10 @@ class JsonKeys(Resource):
                 diff.append(f"+ {'.'.join(keys)} = {json.dumps(value)}")
             elif old != value or type(old) is not type(value):
                 diff.append(f"~ {'.'.join(keys)}: {json.dumps(old)} -> {json.dumps(value)}")
+        for keys in self.absent:
+            old = _get(document, list(keys))
+            if old is not _MISSING:
+                diff.append(f"- {'.'.join(keys)} (was {json.dumps(old)})")
         if diff:
             return Change(self, "update", f"set keys in {self.path}", tuple(diff))
         return self.unchanged(f"json {self.path}")
@@ -115,6 +121,10 @@ class JsonKeys(Resource):
         text, document = self._parse(conn.read_file(self.path))
         for keys, value in self.values:
             _set(document, list(keys), value, self.path)
+        for keys in self.absent:
+            parent = _get(document, list(keys[:-1]))
+            if isinstance(parent, dict):
+                parent.pop(keys[-1], None)
         new = render(document, text)
         if new != text:
             conn.write_file(self.path, new.encode())

@@ -156,3 +156,56 @@ class Nginx(Resource):
             said = said[-800:] or "no output"
             raise ResourceError(f"{what}: `{shlex.join(argv)}` exited {result.returncode}: {said}")
         return result
+
+
+@dataclass(frozen=True)
+class NginxStopped(Resource):
+    """olmirror's nginx instance for a mirror that is no longer served over http: stopped.
+
+    Only its pid file is read in the plan (no command), so a mirror that never ran nginx
+    pays nothing; a pid file that outlived its master is removed.
+    """
+
+    kind = "nginx_stopped"
+    host: str  # the host's name in the spec, for messages
+    folder: str
+
+    @property
+    def _instance(self) -> Nginx:
+        return Nginx(self.host, self.folder, listen="")
+
+    @property
+    def id(self) -> str:
+        return f"nginx stopped -c {self._instance.conf}"
+
+    def request(self) -> FactRequest:
+        return FactRequest(paths=frozenset({self._instance.pid_file}))
+
+    def observe(self, facts: Facts) -> str:
+        return str(facts.path(self._instance.pid_file).kind)
+
+    def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
+        if facts.path(self._instance.pid_file).kind is None:
+            return self.unchanged("no nginx of olmirror's runs for this mirror")
+        return Change(
+            self,
+            "run",
+            f"stop olmirror's nginx (-c {self._instance.conf}): the mirror is no longer served "
+            "over http",
+        )
+
+    def apply(self, conn: Connection) -> None:
+        nginx = self._instance
+        if conn.run(nginx._master_check, timeout=60).ok:
+            program = nginx._locate(conn)
+            nginx._must(conn, (program, *nginx._args(), "-s", "quit"), "nginx did not stop")
+            deadline = time.monotonic() + START_WAIT
+            while conn.stat(nginx.pid_file).kind is not None:
+                if time.monotonic() > deadline:
+                    raise ResourceError(
+                        f"nginx was asked to stop but {nginx.pid_file} is still there after "
+                        f"{START_WAIT:.0f} s{log_tail(conn, nginx.error_log)}"
+                    )
+                time.sleep(0.05)
+        else:  # the master is gone (killed, or a reboot): only its pid file is left
+            nginx._must(conn, ("rm", "-f", "--", nginx.pid_file), "cannot remove the pid file")
