@@ -319,6 +319,7 @@ def test_adding_a_package_plans_and_fetches_only_that_package(
     new_lock = lock_of(spec)
     new_lock["targets"][LINUX]["sets"]["allowlist"].remove("omega==1.0")
     del new_lock["targets"][LINUX]["files"]["omega==1.0"]
+    assert new_lock["targets"][LINUX]["via"]["allowlist"].pop("omega") == ["(requested)"]
     assert new_lock["targets"] == old_lock["targets"]
     after = package_mtimes(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before

@@ -88,20 +88,24 @@ def _get(url):
 def registry_folder(setting, worker_path):
     """The local folder of a worker's `registry` setting; None when it is not one (s3://...).
 
-    OpenLambda writes `file://` URLs (a query, as gocloud's `?create_dir=true`, is not part
-    of the folder); without a setting the registry is <worker>/registry.
+    OpenLambda writes `file://` + the folder's path as it is, not URL-escaped, so the path
+    is taken verbatim up to a query (gocloud's `?create_dir=true` is no part of it);
+    without a setting the registry is <worker>/registry.
     """
     if not setting:
         return os.path.join(worker_path, "registry")
     if "\0" in setting:
         return None
-    if "://" in setting or setting.startswith("file:"):
-        from urllib.parse import unquote, urlsplit
-
-        parts = urlsplit(setting)
-        if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-            return None
-        setting = unquote(parts.path)
+    if setting.startswith("file:"):
+        path = setting[len("file:") :]
+        if path.startswith("//"):
+            host, slash, rest = path[2:].partition("/")
+            if host not in ("", "localhost"):
+                return None
+            path = slash + rest
+        setting = path.partition("?")[0]
+    elif "://" in setting:
+        return None
     return os.path.normpath(setting) if setting.startswith("/") else None
 
 
