@@ -31,7 +31,8 @@ def write_requests(spec: str, out_dir: str, hosts: list[str]) -> None:
 
     loaded = load_spec(spec)
     registries = recorded_registries(loaded, read_lock(lock_path(loaded.path)))
-    desired = desired_state(loaded, current_lock(loaded, registries), registries)
+    every = {w.host for w in loaded.spec.workers}
+    desired = desired_state(loaded, current_lock(loaded, registries), registries, every)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "probe-command").write_text(shlex.join(["python3", "-c", PROBE_SOURCE]))

@@ -275,6 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except BrokenPipeError:
+        # The reader (a pager, `head`) went away: say nothing more, not even at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except Exception as exc:  # a bug or an unforeseen failure: one line, the rest on --debug
         if args.debug:
             raise
@@ -282,8 +286,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"error: {type(exc).__name__}: {exc} (olmirror did not expect this; run again "
             "with --debug for the traceback, and report it)\n"
         )
-        return EXIT_ERROR
-    except BrokenPipeError:
-        # The reader (a pager, `head`) went away: say nothing more, not even at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR

@@ -12,9 +12,10 @@ from olmirror.worker_state import worker_resources
 
 
 def desired_state(
-    loaded: LoadedSpec, lock: Lock, registries: dict[str, Registry]
+    loaded: LoadedSpec, lock: Lock, registries: dict[str, Registry], hosts: set[str]
 ) -> dict[str, list[Resource]]:
-    """Resources per host, each list in apply order; hosts with nothing to manage are left out.
+    """Resources per host, each list in apply order, for the workers on `hosts` (a worker
+    elsewhere is not planned, so its faults must not stop the plan).
 
     The lock file comes first (on this machine), then the mirror, then the workers, whose
     files go where `registries` (each worker's, as found on its host) says.
@@ -24,7 +25,7 @@ def desired_state(
     }
     by_host.setdefault(loaded.spec.mirror.host, []).extend(mirror_resources(loaded, lock))
     by_host[loaded.spec.mirror.host].extend(serve_resources(loaded.spec))
-    for worker in loaded.spec.workers:
+    for worker in (w for w in loaded.spec.workers if w.host in hosts):
         resources = worker_resources(loaded, lock, worker, registries[worker.name])
         by_host.setdefault(worker.host, []).extend(resources)
     return dict(sorted(by_host.items()))

@@ -38,8 +38,15 @@ def detect_target(worker: Worker, targets: list[Target], connections: Connection
             f"(python3 said: {result.stderr.strip()[-300:] or result.returncode}); install "
             "python3 there or name the worker's target in the spec"
         )
-    facts = json.loads(result.stdout)
-    platforms = _host_platforms(facts["machine"], facts["libc"])
+    try:
+        # One line of JSON last; a chatty login shell may print before it.
+        facts = json.loads(result.stdout.strip().rsplit("\n", 1)[-1])
+        platforms = _host_platforms(facts["machine"], facts["libc"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OlmirrorError(
+            f"worker {worker.name!r}: cannot detect its target on host {worker.host!r}: "
+            f"python3 printed something unexpected ({exc}): {result.stdout.strip()[-300:]!r}"
+        ) from None
     for target in targets:
         if target.python == facts["python"] and target.platform in platforms:
             return target

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from olmirror.connection.probe import registry_folder
 from olmirror.lockfile import Lock
 from olmirror.registry import (
     REQUIREMENTS_IN,
@@ -33,7 +34,7 @@ from olmirror.requirement_sets import (
 )
 from olmirror.spec import LoadedSpec, Worker
 from olmirror.targets import TargetEnv
-from olmirror.worker_state import MANAGED, worker_target
+from olmirror.worker_state import COMPILED, MANAGED, worker_target
 
 Level = Literal["info", "warning"]
 # Whether the mirror holds a pin's locked file for a target; None when the mirror's host
@@ -105,11 +106,11 @@ class _Worker:
             self.add(None, None, f"cannot read the registry: {registry.error}", "warning")
         elif registry.elsewhere is not None:
             scheme, sep, _ = registry.elsewhere.partition("://")
-            if sep:
-                why = f"is not a local folder, and {scheme}:// registries are not yet supported"
-            elif registry.elsewhere.startswith("/"):
+            if registry_folder(registry.elsewhere, worker_dir(self.worker)) is not None:
                 why = f"is outside the worker's folder {worker_dir(self.worker)}, where alone "
                 why += "olmirror writes"
+            elif sep:
+                why = f"is not a local folder, and {scheme}:// registries are not yet supported"
             else:
                 why = "is not an absolute path or a file:// URL"
             self.add(
@@ -129,19 +130,32 @@ class _Worker:
                 self.add(name, f"{folder}/{file}", f"cannot read it: {content['error']}", "warning")
         source = requirements_source(files)
         text = files.get(source or "", {}).get("text")
-        if text is not None and text.startswith(MANAGED):
+        written = [
+            file
+            for file, mark in ((REQUIREMENTS_IN, MANAGED), (REQUIREMENTS_TXT, COMPILED))
+            if files.get(file, {}).get("text", "").startswith(mark)
+        ]
+        if written:
             self.add(
                 name,
-                f"{folder}/{source}",
+                f"{folder}/{written[0]}",
                 "olmirror wrote this lambda, but the spec no longer declares it; remove the "
                 "folder, or declare the lambda again",
                 "warning",
             )
         set_name = lambda_set_name(self.worker.name, name)
         if set_name in self.failed:
-            self.add(name, None, f"not mirrored: {self.failed[set_name]}", "warning")
+            self.add(
+                name,
+                None,
+                f"not mirrored: {self.failed[set_name]} (when the upstream is what changes, "
+                "`olmirror lock` resolves it again)",
+                "warning",
+            )
         if text is not None and self.discover:
-            self._skipped(name, parse_requirements(text, f"{folder}/{source}"))
+            # A requirements.txt's own faults are told below, as lines a worker cannot install.
+            parsed = parse_requirements(text, f"{folder}/{source}")
+            self._skipped(name, parsed, with_problems=source != REQUIREMENTS_TXT)
         txt = files.get(REQUIREMENTS_TXT, {})
         if "text" in txt:
             self._installed_lines(name, txt["text"], f"{folder}/{REQUIREMENTS_TXT}")
@@ -154,9 +168,9 @@ class _Worker:
                 "warning",
             )
 
-    def _skipped(self, name: str, parsed: ParsedRequirements) -> None:
+    def _skipped(self, name: str, parsed: ParsedRequirements, *, with_problems: bool) -> None:
         skipped = [
-            *parsed.problems,
+            *(parsed.problems if with_problems else ()),
             *(
                 (where, f"-r {include} is not followed on a worker's host; list its "
                  "requirements in this file")

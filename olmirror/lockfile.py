@@ -113,7 +113,7 @@ def inputs_digest(
     auto_engine: bool,
 ) -> str:
     data = {
-        "sets": {s.name: sorted(s.requirements) for s in sets},
+        "sets": {s.name: [sorted(s.requirements), s.discovered] for s in sets},
         "targets": sorted(t.key for t in targets),
         "upstream": upstream,
         "block": sorted(block),

@@ -113,11 +113,11 @@ def plan_spec(
         registries |= _survey(loaded, workers, connections, forks)
     for last in (False, True):
         lock = current_lock(loaded, registries)
-        desired = desired_state(loaded, lock, registries)
+        desired = desired_state(loaded, lock, registries, set(names) - set(undetected))
         plan = build_plan(
             spec_file,
             loaded.digest,
-            {n: desired[n] for n in names if n not in undetected},
+            {n: desired[n] for n in names if n in desired and n not in undetected},
             connections,
             forks,
             mirror if spec.mirror.host in names else None,

@@ -66,8 +66,9 @@ class Registry:
 
 
 def worker_dir(worker: Worker) -> str:
-    """The worker's folder as olmirror names it on its host: `path` without a trailing slash."""
-    return worker.path.rstrip("/") or "/"
+    """The worker's folder as olmirror names it on its host: `path`, normalised as
+    OpenLambda writes it into config.json (no `.`, `..` or trailing slash)."""
+    return posixpath.normpath(worker.path)
 
 
 def default_registry(worker: Worker) -> Registry:

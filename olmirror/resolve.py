@@ -103,6 +103,11 @@ def _name_of(line: str) -> str:
     return Requirement(line).name
 
 
+class Unresolvable(OlmirrorError):
+    """A set's requirements have no solution on the upstream: a fault of the set, not of
+    reaching the upstream."""
+
+
 def _resolve_error(
     requirements: RequirementSet, target: TargetEnv, upstream: str, stderr: str
 ) -> OlmirrorError:
@@ -117,7 +122,7 @@ def _resolve_error(
     asked = "; ".join(
         f"{line!r} from {requirements.source_of(line)}" for line in _mentioned(requirements, causes)
     )
-    return OlmirrorError(
+    return Unresolvable(
         f"{where}: {causes or headline}{' (asked for by ' + asked + ')' if asked else ''}; "
         "fix the requirement, or add the missing release to the upstream"
     )
@@ -267,16 +272,17 @@ def targets_of(loaded: LoadedSpec) -> list[TargetEnv]:
 def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock:
     """A fresh lock: resolve every set for every target, then pick and hash each target's files.
 
-    A set found on a host (`discovered`) that cannot be resolved, or needs a blocked
-    project, is left out and its reason kept in the lock; any other such set stops here.
+    A set found on a host (`discovered`) that has no solution, needs a blocked project or
+    has no file a target can install is left out, its reason kept in the lock; any other
+    such set, and an upstream that cannot be read, stops here.
     """
     upstream, ca, targets = upstream_of(loaded), loaded.spec.mirror.ca_file, targets_of(loaded)
     jobs = [(s, t) for t in targets for s in sets]
 
-    def attempt(job: tuple[RequirementSet, TargetEnv]) -> Resolution | OlmirrorError:
+    def attempt(job: tuple[RequirementSet, TargetEnv]) -> Resolution | Unresolvable:
         try:
             return _compile(*job, upstream, ca)
-        except OlmirrorError as exc:
+        except Unresolvable as exc:
             if not job[0].discovered:
                 raise
             return exc
@@ -286,7 +292,7 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
     failed: dict[str, str] = {}
     resolutions = {}
     for (s, t), result in zip(jobs, results, strict=True):
-        if isinstance(result, OlmirrorError):
+        if isinstance(result, Unresolvable):
             failed.setdefault(s.name, str(result))
         else:
             resolutions[(s.name, t.key)] = result
@@ -296,19 +302,35 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
             raise OlmirrorError(why)
         failed.setdefault(set_name, why)
     sets = [s for s in sets if s.name not in failed]
-    pins = {(s.name, t.key): resolutions[(s.name, t.key)].pins for s in sets for t in targets}
-    names = {pin.partition("==")[0] for pinned in pins.values() for pin in pinned}
+    names = {
+        pin.partition("==")[0] for (name, _), r in resolutions.items() if name not in failed
+        for pin in r.pins
+    }  # fmt: skip
     index_files = Index(upstream, ca).many(names)
+    chosen: dict[tuple[str, str], LockedFile] = {}  # (target key, pin) -> the file it installs
+    for s in sets:
+        try:
+            files = {
+                (t.key, pin): chosen.get((t.key, pin))
+                or choose_file(pin, index_files[pin.partition("==")[0]], t)
+                for t in targets
+                for pin in resolutions[(s.name, t.key)].pins
+            }
+        except OlmirrorError as exc:
+            if not s.discovered:
+                raise
+            failed[s.name] = f"{s.origin}: {exc}"
+            continue
+        chosen |= files
     locked = {}
     for target in targets:
         target_lock = TargetLock(target.python, target.platform)
-        for s in sets:
-            target_lock.sets[s.name] = pins[(s.name, target.key)]
-            target_lock.via[s.name] = _via(s, resolutions[(s.name, target.key)])
-            for pin in target_lock.sets[s.name]:
-                if pin not in target_lock.files:
-                    files = index_files[pin.partition("==")[0]]
-                    target_lock.files[pin] = choose_file(pin, files, target)
+        for s in (s for s in sets if s.name not in failed):
+            resolution = resolutions[(s.name, target.key)]
+            target_lock.sets[s.name] = resolution.pins
+            target_lock.via[s.name] = _via(s, resolution)
+            target_lock.files |= {pin: chosen[(target.key, pin)] for pin in resolution.pins}
+        target_lock.files = dict(sorted(target_lock.files.items()))
         locked[target.key] = target_lock
     lock = Lock(
         inputs=digest, upstream=upstream, targets=locked, failed=dict(sorted(failed.items()))

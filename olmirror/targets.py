@@ -78,6 +78,12 @@ def uv_platform(platform: str) -> str | None:
 
 # The operating system of a platform tag, by its prefix.
 _SYSTEMS = (("macosx", "Darwin"), ("win", "Windows"))
+# `platform.machine()` on a platform tag's architecture, by the tag's suffix.
+_MACHINES = (
+    ("x86_64", "x86_64"), ("aarch64", "aarch64"), ("i686", "i686"), ("armv7l", "armv7l"),
+    ("ppc64le", "ppc64le"), ("s390x", "s390x"), ("arm64", "arm64"), ("universal2", "arm64"),
+    ("win_amd64", "AMD64"), ("win32", "x86"), ("win_arm64", "ARM64"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -116,7 +122,7 @@ class TargetEnv:
         system = next(
             (name for prefix, name in _SYSTEMS if self.platform.startswith(prefix)), "Linux"
         )
-        machine = self.platform.rpartition("_")[2] if "_" in self.platform else ""
+        machine = next((m for tag, m in _MACHINES if self.platform.endswith(tag)), "")
         environment = {
             "python_version": self.python,
             "python_full_version": f"{self.python}.0",

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import yaml
 from conftest import STANDIN_OL, TARGET, CliResult, write_spec
+from packaging.requirements import Requirement
 from sshd import SshFarm
 from upstream import Upstream
 
 from olmirror.connection.probe import registry_folder
 from olmirror.registry import registry_from_probe
 from olmirror.spec import Worker
+from olmirror.targets import TargetEnv
 
 Cli = Callable[..., CliResult]
 TARGET_KEY = f"py{TARGET['python']}-{TARGET['platform']}"
@@ -336,8 +338,20 @@ def test_the_registry_folder_is_read_from_config_json_as_openlambda_writes_it() 
         ("/opt/ol/w/\0", None),
     ]:
         assert registry_folder(setting, worker.path) == folder, setting
+    dotted = Worker(name="w", path="/opt/ol/./w/")  # OpenLambda writes the clean path
+    raw = {"setting": f"file://{home}", "folder": home, "lambdas": {}}
+    assert registry_from_probe(dotted, raw, discover=True).folder == home
     raw = {"setting": "file:///etc", "folder": "/etc", "lambdas": {}}
     outside = registry_from_probe(worker, raw, discover=True)
     assert (outside.folder, outside.elsewhere) == (None, "file:///etc"), "never written to"
     raw = {"setting": "s3://key:secret@bucket/registry?token=t", "folder": None}
     assert registry_from_probe(worker, raw, discover=True).elsewhere == "s3://bucket/registry"
+
+
+def test_requirements_txt_lines_are_judged_by_the_markers_of_the_workers_target() -> None:
+    line = Requirement('foo==1; platform_machine == "x86_64" and sys_platform == "linux"')
+    assert TargetEnv("3.11", "manylinux_2_28_x86_64").installs(line)
+    assert not TargetEnv("3.11", "manylinux_2_17_aarch64").installs(line)
+    assert not TargetEnv("3.11", "win_amd64").installs(line)
+    assert TargetEnv("3.11", "win_amd64").installs(Requirement('foo; platform_machine == "AMD64"'))
+    assert not TargetEnv("3.10", "any").installs(Requirement('foo; python_version >= "3.11"'))

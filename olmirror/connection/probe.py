@@ -93,7 +93,7 @@ def registry_folder(setting, worker_path):
     without a setting the registry is <worker>/registry.
     """
     if not setting:
-        return os.path.join(worker_path, "registry")
+        return os.path.normpath(os.path.join(worker_path, "registry"))
     if "\0" in setting:
         return None
     if setting.startswith("file:"):

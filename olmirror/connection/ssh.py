@@ -366,9 +366,9 @@ def _lock_answer(channel: paramiko.Channel) -> str:
     "" if it ends without one."""
     handle = channel.makefile("rb")
     while line := handle.readline():
-        text = line.decode(errors="replace").rstrip("\n")
-        if text.startswith(apply_lock.ANSWER):
-            return text.removeprefix(apply_lock.ANSWER).strip()
+        _, found, answer = line.decode(errors="replace").partition(apply_lock.ANSWER)
+        if found:  # shell output without a newline may come first on the line
+            return answer.strip()
     return ""
 
 

@@ -23,6 +23,8 @@ from olmirror.resources.http_check import log_tail
 
 # How long nginx's daemon may take to write its pid file after `nginx` returns.
 START_WAIT = 15.0
+# How long a graceful stop may take: downloads in flight are served to the end.
+STOP_WAIT = 60.0
 
 # Runs on the host with its python3: prints the master's pid, or why there is none (exit 1).
 MASTER = """
@@ -196,16 +198,20 @@ class NginxStopped(Resource):
 
     def apply(self, conn: Connection) -> None:
         nginx = self._instance
-        if conn.run(nginx._master_check, timeout=60).ok:
-            program = nginx._locate(conn)
-            nginx._must(conn, (program, *nginx._args(), "-s", "quit"), "nginx did not stop")
-            deadline = time.monotonic() + START_WAIT
-            while conn.stat(nginx.pid_file).kind is not None:
+        master = conn.run(nginx._master_check, timeout=60)
+        if master.ok:
+            # Its pid, not `nginx -s quit`: that would need the program and a config that
+            # still parses. QUIT lets downloads in flight finish.
+            pid = master.stdout.strip()
+            nginx._must(conn, ("kill", "-QUIT", pid), f"nginx (pid {pid}) did not stop")
+            deadline = time.monotonic() + STOP_WAIT
+            while conn.run(nginx._master_check, timeout=60).ok:  # a zombie is not a master
                 if time.monotonic() > deadline:
                     raise ResourceError(
-                        f"nginx was asked to stop but {nginx.pid_file} is still there after "
-                        f"{START_WAIT:.0f} s{log_tail(conn, nginx.error_log)}"
+                        f"nginx (pid {pid}) was asked to stop but still runs after "
+                        f"{STOP_WAIT:.0f} s{log_tail(conn, nginx.error_log)}"
                     )
                 time.sleep(0.05)
-        else:  # the master is gone (killed, or a reboot): only its pid file is left
-            nginx._must(conn, ("rm", "-f", "--", nginx.pid_file), "cannot remove the pid file")
+        # nginx removes its pid file on exit; one left by a master that was killed, or by a
+        # reboot, goes too.
+        nginx._must(conn, ("rm", "-f", "--", nginx.pid_file), "cannot remove the pid file")
