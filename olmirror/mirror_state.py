@@ -12,6 +12,7 @@ from olmirror.lockfile import Lock
 from olmirror.resources import Directory, File, Resource
 from olmirror.resources.bandersnatch_sync import BandersnatchSync
 from olmirror.resources.mirror_files import FetchFiles
+from olmirror.resources.mirror_prune import PruneMirror
 from olmirror.resources.python_tool import PythonTool
 from olmirror.spec import LoadedSpec, Spec
 
@@ -42,6 +43,7 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
             FetchFiles(directory, stored, why, ca_file),
             *(Directory(folder) for folder in folders),
             *(File(path, content) for path, content in pages.items()),
+            _prune(directory, lock),
         ]
     venv = posixpath.join(directory, ".olmirror", "venv")
     config = posixpath.join(directory, "bandersnatch.conf")
@@ -58,7 +60,15 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
             ),
             ca_file=ca_file,
         ),
+        _prune(directory, lock),
     ]
+
+
+def _prune(directory: str, lock: Lock) -> PruneMirror:
+    """Last on the mirror: what the lock no longer holds goes once the rest is in place."""
+    projects = sorted({pin.partition("==")[0] for t in lock.targets.values() for pin in t.files})
+    keep = sorted(stored_path(directory, f.url) for f in lock.files().values())
+    return PruneMirror(web_dir(directory), tuple(projects), tuple(keep))
 
 
 def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
@@ -70,7 +80,8 @@ def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
         # Nothing to mirror yet: an empty index still answers, so workers can point at it.
         pages = simple_pages.pages(web_dir(mirror.directory), lock)
         resources.append(Directory(posixpath.join(web_dir(mirror.directory), "simple")))
-        return resources + [File(path, content) for path, content in pages.items()]
+        files = [File(path, content) for path, content in pages.items()]
+        return [*resources, *files, _prune(mirror.directory, lock)]
     ca_file = None
     if mirror.ca_file:
         ca_file = posixpath.join(state, "upstream-ca.pem")

@@ -326,6 +326,37 @@ def test_adding_a_package_plans_and_fetches_only_that_package(
     assert stored(tmp_path) == locked_files(spec)
 
 
+@pytest.mark.parametrize("engine", ["bandersnatch", "simple"])
+def test_a_dropped_package_leaves_the_mirror(
+    cli: Cli, clean_upstream: Upstream, tmp_path: Path, engine: str
+) -> None:
+    """The mirror serves the lock and nothing more: pip can no longer find what was dropped."""
+    spec = mirror_spec(tmp_path, clean_upstream, ["alpha==2.0", "omega==1.0"])
+    edit(spec, lambda d: d["mirror"].update(engine=engine))
+    apply_ok(cli, spec)
+    assert (web(tmp_path) / "simple" / "omega" / "index.html").exists()
+    kept = {name: path for name, path in package_mtimes(tmp_path).items() if "omega" not in name}
+
+    edit(spec, lambda d: d["allowlist"].update(packages=["alpha==2.0"]))
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert "remove " in plan.out and "the lock no longer holds from the mirror" in plan.out
+    assert "- simple/omega" in plan.out and "omega-1.0-py3-none-any.whl" in plan.out
+    apply_ok(cli, spec)
+    assert not (web(tmp_path) / "simple" / "omega").exists()
+    assert not (web(tmp_path) / "json" / "omega").exists()
+    assert stored(tmp_path) == locked_files(spec), "only the locked files are left"
+    assert {n: p for n, p in package_mtimes(tmp_path).items() if n in kept} == kept
+    assert cli("verify", "-f", str(spec)).code == 0
+    assert "Nothing to change" in apply_ok(cli, spec).out
+
+    # Asked for again, it comes back.
+    edit(spec, lambda d: d["allowlist"].update(packages=["alpha==2.0", "omega==1.0"]))
+    apply_ok(cli, spec)
+    assert (web(tmp_path) / "simple" / "omega" / "index.html").exists()
+    assert stored(tmp_path) == locked_files(spec)
+    assert "Nothing to change" in apply_ok(cli, spec).out
+
+
 # ---------------------------------------------------------------------------------------
 # 5. a deleted file is found by verify and restored by apply
 # ---------------------------------------------------------------------------------------

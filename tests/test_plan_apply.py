@@ -30,7 +30,7 @@ def _standin_config(worker: Path) -> dict:
 def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path) -> None:
     plan = cli("plan", "-f", str(local_spec), "--detailed-exitcode", "--no-color")
     assert plan.code == 2, plan.err
-    assert "local: 20 to change, 2 unchanged" in plan.out
+    assert "local: 20 to change, 3 unchanged" in plan.out
     assert f"run `{STANDIN_OL} worker init -p {tmp_path / 'alpha'} -i ol-min`" in plan.out
     assert "+omega==1.1" in plan.out
     assert f'+ pip_mirror = "{tmp_path / "mirror" / "web"}"' in plan.out
@@ -38,7 +38,7 @@ def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path
 
     applied = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert applied.code == 0, applied.err
-    assert "local  changed     changed=20 unchanged=2" in applied.out
+    assert "local  changed     changed=20 unchanged=3" in applied.out
     assert "local: bandersnatch synced 2 projects: fetched 2 files (" in applied.err
     for name, requirement in (("alpha", "omega==1.1"), ("beta", "theta==1.0")):
         worker = tmp_path / name
@@ -52,7 +52,7 @@ def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path
     before = _mtimes(tmp_path / "alpha", tmp_path / "beta")
     again = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert again.code == 0
-    assert "Plan: 0 to change on 1 host, 22 unchanged." in again.out
+    assert "Plan: 0 to change on 1 host, 23 unchanged." in again.out
     assert "Nothing to change" in again.out
     assert _mtimes(tmp_path / "alpha", tmp_path / "beta") == before
     assert cli("plan", "-f", str(local_spec), "--detailed-exitcode").code == 0
@@ -72,9 +72,11 @@ def test_changes_show_a_unified_diff_and_key_diff(cli, local_spec: Path, tmp_pat
     assert "-omega==1.1" in plan.out and "+omega==1.2" in plan.out and "+theta==1.0" in plan.out
     assert f'~ pip_mirror: "/elsewhere{tmp_path}/mirror/web" -> "{tmp_path}/mirror/web"' in plan.out
     assert "mode 0600 -> 0644" in plan.out
-    # the lock, bandersnatch.conf, the sync; alpha's two requirement files and config.json,
-    # beta's requirements.in; and each running worker restarted once, after its changes
-    assert "local: 9 to change, 13 unchanged" in plan.out
+    # the lock, bandersnatch.conf, the sync, omega 1.1's file removed; alpha's two requirement
+    # files and config.json, beta's requirements.in; and each running worker restarted once
+    assert "local: 10 to change, 13 unchanged" in plan.out
+    assert "remove 1 path the lock no longer holds from the mirror" in plan.out
+    assert "omega-1.1-py3-none-any.whl" in plan.out
     assert plan.out.count("restart the worker") == 2
     assert "sync the mirror with bandersnatch (1 missing)" in plan.out
     assert "omega-1.2-py3-none-any.whl" in plan.out
@@ -100,6 +102,7 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
         ("none", "python_tool"),  # bandersnatch is installed
         ("create", "file"),  # bandersnatch.conf
         ("run", "bandersnatch_sync"),
+        ("none", "prune_mirror"),  # nothing beyond the lock
         ("none", "nginx_stopped"),  # served from the filesystem: no nginx of olmirror's
     ]
     worker = [
@@ -112,7 +115,7 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
         ("run", "ol_worker_state"),
     ]
     assert actions == lock_and_mirror + worker * 2
-    assert host["changes"][11]["diff"][-1] == "+omega==1.1"
+    assert host["changes"][12]["diff"][-1] == "+omega==1.1"
 
 
 def test_saved_plan_is_applied_exactly(cli, local_spec: Path, tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ class FactRequest:
     commands: frozenset[tuple[str, ...]] = frozenset()
     urls: frozenset[str] = frozenset()
     registries: frozenset[str] = frozenset()  # OpenLambda worker folders whose registry to survey
+    trees: frozenset[str] = frozenset()  # folders whose files (recursively) to list
 
     def merge(self, other: FactRequest) -> FactRequest:
         return FactRequest(
@@ -72,6 +73,7 @@ class FactRequest:
             self.commands | other.commands,
             self.urls | other.urls,
             self.registries | other.registries,
+            self.trees | other.trees,
         )
 
     @classmethod
@@ -95,6 +97,7 @@ class FactRequest:
             "commands": sorted(list(argv) for argv in self.commands),
             "urls": sorted(self.urls),
             "registries": sorted(self.registries),
+            "trees": sorted(self.trees),
         }
 
 
@@ -107,6 +110,8 @@ class Facts:
     urls: dict[str, str | None] = field(default_factory=dict)
     # worker folder -> what the probe found of its registry (see `probe._registry`)
     registries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # folder -> every file below it, relative to it (empty when the folder is missing)
+    trees: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def from_probe(cls, raw: dict[str, Any]) -> Facts:
@@ -120,6 +125,7 @@ class Facts:
             commands=commands,
             urls=dict(raw.get("urls", {})),
             registries=dict(raw.get("registries", {})),
+            trees=dict(raw.get("trees", {})),
         )
 
     def path(self, path: str) -> PathFact:

@@ -5,9 +5,9 @@ source to the remote host's python3 and runs it there, so that a whole host's
 facts cost one round trip. Locally it is simply called.
 
 A request names paths to stat, paths to hash (whole file, streamed) and paths
-whose content is wanted (small files, hashed too), programs to find on PATH, and
-OpenLambda workers whose registry to survey (where config.json puts it, and the
-requirements files of the lambdas in it).
+whose content is wanted (small files, hashed too), programs to find on PATH, folders
+whose files to list, and OpenLambda workers whose registry to survey (where
+config.json puts it, and the requirements files of the lambdas in it).
 """
 
 import base64
@@ -161,8 +161,17 @@ def _registry(worker_path):
     return {"setting": setting, "folder": folder, "lambdas": lambdas}
 
 
+def _tree(folder):
+    """Every file below `folder`, as paths relative to it (symlinks not followed)."""
+    found = []
+    for root, _, files in os.walk(folder):
+        rel = os.path.relpath(root, folder)
+        found += [name if rel == "." else os.path.join(rel, name) for name in files]
+    return sorted(found)
+
+
 def probe(request):
-    """Answer {"paths", "programs", "commands", "urls", "registries"} about this host.
+    """Answer {"paths", "programs", "commands", "urls", "registries", "trees"} about this host.
 
     Commands are read-only checks (`ol worker status`, a GET of a URL), run without
     a shell; their results come back keyed by the JSON of their argv.
@@ -179,7 +188,9 @@ def probe(request):
     commands = {json.dumps(argv): _command(argv) for argv in request.get("commands", [])}
     urls = {url: _get(url) for url in request.get("urls", [])}
     registries = {path: _registry(path) for path in request.get("registries", [])}
+    trees = {folder: _tree(folder) for folder in request.get("trees", [])}
     return {
+        "trees": trees,
         "paths": paths,
         "programs": programs,
         "commands": commands,

@@ -1,0 +1,100 @@
+"""The mirror serves the lock and nothing more: what a spec no longer asks for goes.
+
+A package dropped from the spec would otherwise stay installable (its simple page
+stays, since neither engine touches a project it no longer mirrors), which a curated
+cluster cannot have. Removed: the pages and metadata of projects the lock no longer
+holds (`simple/<p>/`, bandersnatch's `json/<p>` and `pypi/<p>/`), and every file
+under `packages/` that no locked requirement installs. The folders are listed in the
+plan's one round trip.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+
+from packaging.utils import canonicalize_name
+
+from olmirror.connection.base import Connection, FactRequest, Facts
+from olmirror.resources.base import Change, Resource, ResourceError
+
+# Paths given to one `rm`, well below any system's argument limit.
+BATCH = 200
+# Where the engines keep a project's pages and metadata, and where the files go.
+PROJECT_FOLDERS = ("simple", "pypi")
+PROJECT_FILES = "json"
+PACKAGES = "packages"
+
+
+@dataclass(frozen=True)
+class PruneMirror(Resource):
+    kind = "prune_mirror"
+    web: str
+    projects: tuple[str, ...]  # the lock's projects, canonical names
+    keep: tuple[str, ...]  # where the locked files are stored
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "projects", tuple(self.projects))
+        object.__setattr__(self, "keep", tuple(self.keep))
+
+    @property
+    def id(self) -> str:
+        return f"mirror prune {self.web}"
+
+    def _root(self, name: str) -> str:
+        return posixpath.join(self.web, name)
+
+    def request(self) -> FactRequest:
+        names = (*PROJECT_FOLDERS, PROJECT_FILES, PACKAGES)
+        return FactRequest(trees=frozenset(self._root(name) for name in names))
+
+    def _stale(self, facts: Facts) -> list[str]:
+        """Everything to remove, never a locked file nor a folder holding one."""
+        projects = set(self.projects)
+        stale = []
+        for name in PROJECT_FOLDERS:
+            root = self._root(name)
+            folders = {rel.split("/", 1)[0] for rel in facts.trees[root] if "/" in rel}
+            stale += [
+                posixpath.join(root, f) for f in folders if canonicalize_name(f) not in projects
+            ]
+        root = self._root(PROJECT_FILES)
+        stale += [
+            posixpath.join(root, rel)
+            for rel in facts.trees[root]
+            if "/" not in rel and canonicalize_name(rel) not in projects
+        ]
+        keep = set(self.keep)
+        root = self._root(PACKAGES)
+        for rel in facts.trees[root]:
+            path = posixpath.join(root, rel)
+            if path not in keep and path.removesuffix(".metadata") not in keep:
+                stale.append(path)
+        return sorted(path for path in stale if path not in keep and not _holds(path, keep))
+
+    def observe(self, facts: Facts) -> str:
+        return ",".join(self._stale(facts))
+
+    def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
+        stale = self._stale(facts)
+        if not stale:
+            return self.unchanged("the mirror holds nothing beyond the lock")
+        diff = tuple(f"- {posixpath.relpath(path, self.web)}" for path in stale)
+        count = f"{len(stale)} path{'' if len(stale) == 1 else 's'}"
+        return Change(self, "run", f"remove {count} the lock no longer holds from the mirror", diff)
+
+    def apply(self, conn: Connection) -> None:
+        stale = self._stale(conn.gather(self.request()))
+        for start in range(0, len(stale), BATCH):
+            result = conn.run(("rm", "-rf", "--", *stale[start : start + BATCH]), timeout=600)
+            if not result.ok:
+                raise ResourceError(
+                    f"cannot remove what the lock no longer holds from {self.web}: "
+                    f"{result.stderr.strip()[-800:]}"
+                )
+
+
+def _holds(folder: str, keep: set[str]) -> bool:
+    """Whether `folder` holds a kept file (an upstream may store files under simple/)."""
+    prefix = folder.rstrip("/") + "/"
+    return any(path.startswith(prefix) for path in keep)
