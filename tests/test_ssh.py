@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import getpass
 import json
+import secrets
 import shlex
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -577,3 +579,74 @@ def test_a_dropped_connection_is_reported_lost_and_the_next_login_works(farm: Ss
     again = connect(node, known)
     assert again.run(["true"]).ok
     again.close()
+
+
+@pytest.fixture
+def sudo_user(client_key: Path) -> Iterator[tuple[str, str]]:
+    """An ordinary login whose sudo asks for its password: (name, password), removed after.
+
+    The tests run as root (CI does), whose sudo never asks; this user's does. sshd reads
+    a user's authorized keys as that user, so the test's key goes into its own home.
+    """
+    name, password = f"olm{secrets.token_hex(3)}", secrets.token_urlsafe(12)
+    rule = Path("/etc/sudoers.d") / name
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", name], check=True)
+    try:
+        subprocess.run(["chpasswd"], input=f"{name}:{password}\n", text=True, check=True)
+        rule.write_text(f"{name} ALL=(ALL) ALL\n")
+        rule.chmod(0o440)
+        ssh = Path("/home") / name / ".ssh"
+        ssh.mkdir(mode=0o700)
+        (ssh / "authorized_keys").write_text(client_key.with_suffix(".pub").read_text())
+        subprocess.run(["chown", "-R", f"{name}:", str(ssh)], check=True)
+        yield name, password
+    finally:
+        rule.unlink(missing_ok=True)
+        subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
+
+
+def test_become_answers_sudos_password_prompt_from_the_named_variable(
+    farm: SshFarm,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    sudo_user: tuple[str, str],
+) -> None:
+    name, password = sudo_user
+    node = farm.host(
+        "sudoer",
+        [f"Match User {name}", f"    AuthorizedKeysFile /home/{name}/.ssh/authorized_keys"],
+    )
+    known = farm.known_hosts(node)
+    as_user = {"user": name, "become": True, "state_dir": f"/home/{name}/.olmirror"}
+
+    without = connect(node, known, **as_user)
+    try:
+        with pytest.raises(OlmirrorError, match="sudo needs a password there"):
+            without.run(["true"])
+    finally:
+        without.close()
+    monkeypatch.setenv("OLM_TEST_SUDO_PASSWORD", "wrong-" + password)
+    wrong = connect(node, known, **as_user, become_password_env="OLM_TEST_SUDO_PASSWORD")
+    try:
+        with pytest.raises(OlmirrorError, match=r"sudo refused the password from \$OLM_TEST"):
+            wrong.run(["true"])
+    finally:
+        wrong.close()
+
+    # With the right password, a whole apply runs as root in a folder only root may write.
+    monkeypatch.setenv("OLM_TEST_SUDO_PASSWORD", password)
+    (node.root / "opt").mkdir(mode=0o755, exist_ok=True)
+    host = node.spec(known, **as_user, become_password_env="OLM_TEST_SUDO_PASSWORD")
+    spec = write_spec(tmp_path, {node.name: host}, [worker(node, "w")])
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes", "--limit", "local")
+    assert code == 0, out  # the mirror the worker checks for
+    code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes", "--limit", node.name)
+    assert code == 0, out
+    written = node.root / "opt" / "ol" / "w" / "registry" / "requirements.in"
+    assert written.stat().st_uid == 0, "written through sudo, as root"
+    assert password not in out
+    code, out = run_cli(
+        capsys, "plan", "-f", str(spec), "--limit", node.name, "--detailed-exitcode"
+    )
+    assert code == 0, out
