@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from olmirror.errors import OlmirrorError, Unreachable
@@ -82,6 +82,27 @@ def apply_host(
     return result
 
 
+def _part(plan: HostPlan, last: bool) -> HostPlan:
+    """The pending changes of `plan` that wait for every host (`last`), or all the rest."""
+    changes = [c for c in plan.changes if (c.changes and c.resource.after_all_hosts) == last]
+    ids = {c.resource.id for c in changes}
+    fingerprints = {rid: seen for rid, seen in plan.fingerprints.items() if rid in ids}
+    return replace(plan, changes=changes, fingerprints=fingerprints)
+
+
+def _joined(first: HostResult, last: HostResult) -> HostResult:
+    outcome: Outcome = last.outcome if last.outcome != "ok" else first.outcome
+    if outcome == "ok" and (first.applied or last.applied):
+        outcome = "changed"
+    return HostResult(
+        first.host,
+        outcome,
+        first.applied + last.applied,
+        first.unchanged + last.unchanged,
+        first.error or last.error,
+    )
+
+
 def apply_plan(
     plan: Plan,
     connections: Connections,
@@ -90,15 +111,27 @@ def apply_plan(
 ) -> list[HostResult]:
     """Apply every host's changes in parallel; `on_event(host, text, final)` tells the progress.
 
-    Final events are lasting lines (a change made, a sync's summary); others are transient.
+    The mirror host goes first (workers elsewhere check that it answers), then the other
+    hosts, then, only when the plan is complete and every host converged, the changes
+    that wait for all of them (the mirror's removals). Final events are lasting lines
+    (a change made, a sync's summary); others are transient.
     """
-    by_host = {h.host: h for h in plan.hosts}
+    by_host = {h.host: _part(h, last=False) for h in plan.hosts}
     mirror = (plan.mirror or {}).get("host")
-    # The mirror host goes first: workers elsewhere check that it answers.
     phases = [[mirror], [h for h in by_host if h != mirror]] if mirror in by_host else [[*by_host]]
     results: dict[str, HostResult] = {}
     for phase in phases:
         results |= in_parallel(
             phase, lambda h: apply_host(by_host[h], connections, on_event), forks
         )
+    waiting = {h.host: _part(h, last=True) for h in plan.hosts}
+    waiting = {host: part for host, part in waiting.items() if part.pending}
+    behind = sorted(h for h, r in results.items() if r.outcome in ("failed", "unreachable"))
+    for host, part in waiting.items():
+        if behind or not plan.complete:
+            why = f"{', '.join(behind)} did not converge" if behind else "--limit left hosts out"
+            for change in part.pending:
+                on_event(host, f"not yet: {change.summary} ({why}; a later apply does it)", True)
+            continue
+        results[host] = _joined(results[host], apply_host(part, connections, on_event))
     return [results[h] for h in by_host]

@@ -12,6 +12,7 @@ import posixpath
 import re
 from urllib.parse import unquote, urlsplit
 
+from olmirror.errors import OlmirrorError
 from olmirror.lockfile import Lock
 
 WORKERS = 3
@@ -23,8 +24,18 @@ def web_dir(directory: str) -> str:
 
 
 def stored_path(directory: str, url: str) -> str:
-    """Where bandersnatch stores the file at `url`: its unquoted URL path under the web folder."""
-    return web_dir(directory) + unquote(urlsplit(url).path)
+    """Where bandersnatch stores the file at `url`: its unquoted URL path under the web
+    folder, normalised as the filesystem resolves it (`//`, `.` and `..` are refused
+    when they would leave the web folder)."""
+    web = web_dir(directory)
+    path = posixpath.normpath(posixpath.join(web, unquote(urlsplit(url).path).lstrip("/")))
+    if not path.startswith(web.rstrip("/") + "/"):
+        raise OlmirrorError(
+            f"the upstream gives the file URL {url!r}, whose path leaves the mirror's web "
+            "folder; olmirror stores no file outside it, so fix the upstream or pin another "
+            "release"
+        )
+    return path
 
 
 def render(directory: str, lock: Lock) -> str:

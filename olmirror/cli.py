@@ -193,6 +193,7 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
             plan = _load_plan(args.plan_file)
             connections.inventory.update(plan.inventory)
             names = limit_hosts([h.host for h in plan.hosts], args.limit)
+            plan.complete = plan.complete and len(names) == len(plan.hosts)
             plan.hosts = [h for h in plan.hosts if h.host in names]
         else:
             plan = _make_plan(args, connections)

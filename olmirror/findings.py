@@ -102,9 +102,7 @@ class _Worker:
             )
 
     def registry(self, registry: Registry) -> None:
-        if registry.error:
-            self.add(None, None, f"cannot read the registry: {registry.error}", "warning")
-        elif registry.elsewhere is not None:
+        if registry.elsewhere is not None:
             scheme, sep, _ = registry.elsewhere.partition("://")
             if registry_folder(registry.elsewhere, worker_dir(self.worker)) is not None:
                 why = f"is outside the worker's folder {worker_dir(self.worker)}, where alone "
@@ -242,6 +240,14 @@ def registry_findings(
         report = _Worker(loaded, lock, worker, held)
         registry = registries[worker.name]
         report.registry(registry)
+        if error := surveys.get(worker.name, {}).get("error"):
+            report.add(
+                None,
+                None,
+                f"cannot read the registry ({error}); the lambdas found there before stay in "
+                "the lock",
+                "warning",
+            )
         report.not_yet_mirrored(None, worker_set_name(worker.name))
         for name in sorted(worker.lambdas):
             report.not_yet_mirrored(name, lambda_set_name(worker.name, name))

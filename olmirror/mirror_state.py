@@ -5,6 +5,8 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from olmirror import simple_pages
 from olmirror.bandersnatch_config import render, stored_path, web_dir
 from olmirror.engine import choose_engine
@@ -66,7 +68,8 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
 
 def _prune(directory: str, lock: Lock) -> PruneMirror:
     """Last on the mirror: what the lock no longer holds goes once the rest is in place."""
-    projects = sorted({pin.partition("==")[0] for t in lock.targets.values() for pin in t.files})
+    names = {pin.partition("==")[0] for t in lock.targets.values() for pin in t.files}
+    projects = sorted({canonicalize_name(name) for name in names})
     keep = sorted(stored_path(directory, f.url) for f in lock.files().values())
     return PruneMirror(web_dir(directory), tuple(projects), tuple(keep))
 

@@ -71,6 +71,9 @@ class Plan:
     # Where verify looks after apply: {"host", "directory", "lock"}; None without a mirror.
     mirror: dict[str, str] | None = None
     findings: list[Finding] = field(default_factory=list)
+    # Every host of the spec is in the plan (no --limit left one out): only then may an
+    # apply make the changes that wait for all hosts (`Resource.after_all_hosts`).
+    complete: bool = True
     created: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
@@ -100,6 +103,7 @@ class Plan:
                 "failed_hosts": [h.host for h in self.failed],
             },
             "findings": [f.to_json() for f in self.findings],
+            "complete": self.complete,
             "hosts": [h.to_json() for h in self.hosts],
         }
 
@@ -118,6 +122,7 @@ class Plan:
                 hosts=[HostPlan.from_json(h) for h in raw["hosts"]],
                 mirror=raw["mirror"],
                 findings=[Finding.from_json(f) for f in raw.get("findings", [])],
+                complete=raw.get("complete", False),
                 created=raw["created"],
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -48,14 +48,19 @@ def _folders(workers: list[Worker]) -> dict[str, frozenset[str]]:
 def _found(
     loaded: LoadedSpec, workers: list[Worker], answers: dict[str, dict[str, dict]]
 ) -> tuple[dict[str, Registry], dict[str, dict]]:
-    """(registry, raw answer) of each worker whose host answered, from per-host answers."""
+    """(registry, raw answer) of each worker whose host answered, from per-host answers.
+
+    A registry that could not be read keeps what the lock recorded (its error is still
+    told): a passing fault must not drop its lambdas from the lock, and so the mirror.
+    """
     discover = loaded.spec.allowlist.from_registry
     registries, raw = {}, {}
     for worker in workers:
         answer = answers.get(worker.host, {}).get(worker_dir(worker))
         if answer is not None:
-            registries[worker.name] = registry_from_probe(worker, answer, discover)
             raw[worker.name] = answer
+            if not answer.get("error"):
+                registries[worker.name] = registry_from_probe(worker, answer, discover)
     return registries, raw
 
 
@@ -102,7 +107,8 @@ def plan_spec(
 ) -> Plan:
     """The plan of `loaded` for the hosts `limit` leaves (all by default)."""
     spec = loaded.spec
-    names = limit_hosts(sorted({LOCAL, spec.mirror.host, *(w.host for w in spec.workers)}), limit)
+    every = sorted({LOCAL, spec.mirror.host, *(w.host for w in spec.workers)})
+    names = limit_hosts(every, limit)
     loaded, undetected = with_detected_targets(loaded, connections, limit, forks)
     workers = [w for w in loaded.spec.workers if w.host in names]
     previous = read_lock(lock_path(loaded.path))
@@ -139,6 +145,7 @@ def plan_spec(
             )
         )
     plan.findings = findings
+    plan.complete = names == every and not undetected
     for host, exc in undetected.items():
         plan.hosts.append(HostPlan(host, error=str(exc), unreachable=isinstance(exc, Unreachable)))
     plan.hosts.sort(key=lambda h: h.host)

@@ -38,18 +38,16 @@ class FoundLambda:
 
 @dataclass(frozen=True)
 class Registry:
-    folder: str | None  # the folder olmirror writes to; None when elsewhere, or unreadable
+    folder: str | None  # the folder olmirror writes to; None when the registry is elsewhere
     found: tuple[FoundLambda, ...] = ()
     # config.json's `registry` (without secrets) when it is not a folder in the worker's
     # own folder: another store (s3://...), or a folder elsewhere on the host
     elsewhere: str | None = None
-    error: str | None = None  # why the registry could not be read
 
     def to_json(self) -> dict[str, Any]:
         return {
             "folder": self.folder,
             "elsewhere": self.elsewhere,
-            "error": self.error,
             "found": {
                 lam.name: {"file": lam.file, "requirements": [list(r) for r in lam.requirements]}
                 for lam in self.found
@@ -62,7 +60,7 @@ class Registry:
             FoundLambda(name, item["file"], tuple((r, s) for r, s in item["requirements"]))
             for name, item in sorted(raw["found"].items())
         )
-        return cls(raw["folder"], found, raw["elsewhere"], raw["error"])
+        return cls(raw["folder"], found, raw["elsewhere"])
 
 
 def worker_dir(worker: Worker) -> str:
@@ -99,10 +97,9 @@ def registry_from_probe(worker: Worker, raw: dict[str, Any], discover: bool) -> 
     lambdas in it that the spec does not declare.
 
     olmirror writes only inside the worker's own folder, so a registry elsewhere on the
-    host is treated like one in another store: reported, never written to.
+    host is treated like one in another store: reported, never written to. `raw` is an
+    answer that could be read (the planner keeps the recorded registry otherwise).
     """
-    if "folder" not in raw:
-        return Registry(None, error=raw["error"])
     folder, home = raw["folder"], worker_dir(worker)
     if folder is None or not (folder == home or folder.startswith(home.rstrip("/") + "/")):
         return Registry(None, elsewhere=_without_secrets(raw["setting"]))
@@ -115,4 +112,4 @@ def registry_from_probe(worker: Worker, raw: dict[str, Any], discover: bool) -> 
             path = posixpath.join(folder, name, source)
             parsed = parse_requirements(files[source]["text"], path)
             found.append(FoundLambda(name, path, parsed.requirements))
-    return Registry(folder, tuple(found), error=raw.get("error"))
+    return Registry(folder, tuple(found))

@@ -8,6 +8,7 @@ as an OpenLambda worker does: one requirement at a time, `--no-deps`, `--index-u
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -354,6 +355,38 @@ def test_a_dropped_package_leaves_the_mirror(
     apply_ok(cli, spec)
     assert (web(tmp_path) / "simple" / "omega" / "index.html").exists()
     assert stored(tmp_path) == locked_files(spec)
+    assert "Nothing to change" in apply_ok(cli, spec).out
+
+
+def test_removals_wait_until_every_host_has_converged(
+    cli: Cli, clean_upstream: Upstream, tmp_path: Path
+) -> None:
+    """A worker that did not converge may still pin what the lock dropped: it stays."""
+    spec = mirror_spec(tmp_path, clean_upstream, ["omega==1.0"], {"near": ["theta==1.0"]})
+    edit(spec, lambda d: d["mirror"].update(engine="simple"))
+    apply_ok(cli, spec)
+    page = web(tmp_path) / "simple" / "omega" / "index.html"
+    edit(spec, lambda d: d["allowlist"].update(packages=[]))
+    with socket.socket() as sock:  # a port nothing listens on: the host is unreachable
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    gone = {"address": "127.0.0.1", "port": closed, "known_hosts": str(tmp_path / "known")}
+    far = {"name": "far", "host": "gone", "path": "/opt/ol/far", "requirements": []}
+    edit(spec, lambda d: (d["hosts"].update(gone=gone), d["workers"].append(far)))
+
+    limited = cli("apply", "-f", str(spec), "--yes", "--no-color", "--limit", "local")
+    assert limited.code == 0, limited.out + limited.err
+    assert "not yet: remove " in limited.err and "--limit left hosts out" in limited.err
+    assert page.exists()
+
+    failed = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert failed.code == 1
+    assert "gone did not converge; a later apply does it" in failed.err
+    assert page.exists()
+
+    edit(spec, lambda d: (d["hosts"].pop("gone"), d["workers"].pop()))
+    done = apply_ok(cli, spec)
+    assert "remove " in done.out and not page.exists()
     assert "Nothing to change" in apply_ok(cli, spec).out
 
 

@@ -57,6 +57,9 @@ class Resource(ABC):
     """Base of every kind of managed thing; subclasses are frozen dataclasses."""
 
     kind: ClassVar[str]
+    # Applied only once every host of a complete plan has converged: a removal that a
+    # host not yet converged may still need (a worker still pinning an old release).
+    after_all_hosts: ClassVar[bool] = False
     _kinds: ClassVar[dict[str, type[Resource]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -13,8 +13,6 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from packaging.utils import canonicalize_name
-
 from olmirror.connection.base import Connection, FactRequest, Facts
 from olmirror.resources.base import Change, Resource, ResourceError
 
@@ -29,6 +27,7 @@ PACKAGES = "packages"
 @dataclass(frozen=True)
 class PruneMirror(Resource):
     kind = "prune_mirror"
+    after_all_hosts = True  # workers still pinning a dropped release keep it until then
     web: str
     projects: tuple[str, ...]  # the lock's projects, canonical names
     keep: tuple[str, ...]  # where the locked files are stored
@@ -55,14 +54,12 @@ class PruneMirror(Resource):
         for name in PROJECT_FOLDERS:
             root = self._root(name)
             folders = {rel.split("/", 1)[0] for rel in facts.trees[root] if "/" in rel}
-            stale += [
-                posixpath.join(root, f) for f in folders if canonicalize_name(f) not in projects
-            ]
+            stale += [posixpath.join(root, f) for f in folders if f not in projects]
         root = self._root(PROJECT_FILES)
         stale += [
             posixpath.join(root, rel)
             for rel in facts.trees[root]
-            if "/" not in rel and canonicalize_name(rel) not in projects
+            if "/" not in rel and rel not in projects
         ]
         keep = set(self.keep)
         root = self._root(PACKAGES)
@@ -70,7 +67,8 @@ class PruneMirror(Resource):
             path = posixpath.join(root, rel)
             if path not in keep and path.removesuffix(".metadata") not in keep:
                 stale.append(path)
-        return sorted(path for path in stale if path not in keep and not _holds(path, keep))
+        holding = {folder for path in keep for folder in _folders_above(path)}
+        return sorted(path for path in stale if path not in keep and path not in holding)
 
     def observe(self, facts: Facts) -> str:
         return ",".join(self._stale(facts))
@@ -94,7 +92,9 @@ class PruneMirror(Resource):
                 )
 
 
-def _holds(folder: str, keep: set[str]) -> bool:
-    """Whether `folder` holds a kept file (an upstream may store files under simple/)."""
-    prefix = folder.rstrip("/") + "/"
-    return any(path.startswith(prefix) for path in keep)
+def _folders_above(path: str) -> list[str]:
+    """Every folder that holds `path` (an upstream may store files under simple/)."""
+    folders = []
+    while (path := posixpath.dirname(path)) not in ("/", ""):
+        folders.append(path)
+    return folders
