@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from olmirror.errors import OlmirrorError
 from olmirror.requirement_sets import RequirementSet
 from olmirror.targets import TargetEnv
@@ -99,6 +101,11 @@ class Lock:
     def files(self) -> dict[str, LockedFile]:
         """Every locked file of every target, by its URL (the mirror holds each once)."""
         return {f.url: f for t in self.targets.values() for f in t.files.values()}
+
+    def projects(self) -> list[str]:
+        """Every project with a locked file, by its canonical (PEP 503) name, sorted."""
+        pins = (pin for t in self.targets.values() for pin in t.files)
+        return sorted({canonicalize_name(pin.partition("==")[0]) for pin in pins})
 
     def pins(self, set_name: str) -> dict[str, list[str]]:
         """The pins of one requirement set, per target key."""

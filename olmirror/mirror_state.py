@@ -5,8 +5,6 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
 from olmirror import simple_pages
 from olmirror.bandersnatch_config import render, stored_path, web_dir
 from olmirror.engine import choose_engine
@@ -38,6 +36,9 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
         engine, why = choose_engine(mirror.engine, lock, mirror.ca_file)
     files = lock.files()
     stored = tuple((stored_path(directory, f.url), f.url, f.sha256, f.size) for f in files.values())
+    projects = lock.projects()
+    # Last on the mirror: what the lock no longer holds goes once the rest is in place.
+    prune = PruneMirror(web_dir(directory), tuple(projects), tuple(sorted(p for p, *_ in stored)))
     if engine == "simple":
         pages = simple_pages.pages(web_dir(directory), lock)
         folders = sorted({posixpath.dirname(path) for path in pages})
@@ -45,11 +46,10 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
             FetchFiles(directory, stored, why, ca_file),
             *(Directory(folder) for folder in folders),
             *(File(path, content) for path, content in pages.items()),
-            _prune(directory, lock),
+            prune,
         ]
     venv = posixpath.join(directory, ".olmirror", "venv")
     config = posixpath.join(directory, "bandersnatch.conf")
-    projects = sorted({pin.partition("==")[0] for t in lock.targets.values() for pin in t.files})
     return [
         PythonTool("bandersnatch", BANDERSNATCH, venv),
         File(config, render(directory, lock)),
@@ -62,16 +62,8 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
             ),
             ca_file=ca_file,
         ),
-        _prune(directory, lock),
+        prune,
     ]
-
-
-def _prune(directory: str, lock: Lock) -> PruneMirror:
-    """Last on the mirror: what the lock no longer holds goes once the rest is in place."""
-    names = {pin.partition("==")[0] for t in lock.targets.values() for pin in t.files}
-    projects = sorted({canonicalize_name(name) for name in names})
-    keep = sorted(stored_path(directory, f.url) for f in lock.files().values())
-    return PruneMirror(web_dir(directory), tuple(projects), tuple(keep))
 
 
 def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
@@ -84,7 +76,7 @@ def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
         pages = simple_pages.pages(web_dir(mirror.directory), lock)
         resources.append(Directory(posixpath.join(web_dir(mirror.directory), "simple")))
         files = [File(path, content) for path, content in pages.items()]
-        return [*resources, *files, _prune(mirror.directory, lock)]
+        return [*resources, *files, PruneMirror(web_dir(mirror.directory), (), ())]
     ca_file = None
     if mirror.ca_file:
         ca_file = posixpath.join(state, "upstream-ca.pem")

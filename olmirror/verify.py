@@ -79,7 +79,7 @@ def verify_mirror(
     trip, only when a locked file is missing).
     """
     files = lock.files()
-    projects = {pin.partition("==")[0] for t in lock.targets.values() for pin in t.files}
+    projects = lock.projects()
     stored = frozenset(stored_path(directory, url) for url in files)
     facts = conn.gather(
         FactRequest(
