@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,17 +29,11 @@ import yaml
 from common import BENCH, STANDIN_OL, TARGET, TARGET_KEY, TESTS, Timed, base_env, timed, venv_bin
 
 sys.path.insert(0, str(TESTS))
-from sshd import SshFarm, SshHost, keygen
+from sshd import SshFarm, SshHost, free_port, keygen
 
 OLMIRROR_ACTIONS = ("apply_fresh", "apply_noop", "plan_noop")
 ANSIBLE_ACTIONS = ("first_run", "noop_run", "check_noop")
 PLAYBOOK = BENCH / "ansible" / "playbook.yml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -55,6 +55,18 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[int]]:
     return counts
 
 
+def journal(worker: Path) -> list[str]:
+    """Every init, up and down the `ol` stand-in performed for this worker, in order."""
+    path = worker / "worker" / "standin-journal"
+    return path.read_text().split() if path.exists() else []
+
+
+def pinned(requirements: Path) -> list[str]:
+    """The lines pip installs from a requirements file: comments (`# via` too) dropped."""
+    lines = (line.split("#")[0].strip() for line in requirements.read_text().splitlines())
+    return [line for line in lines if line]
+
+
 @dataclass
 class CliResult:
     code: int

@@ -44,7 +44,8 @@ def fingerprint(public_key: Path) -> str:
     return out.stdout.split()[1]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -175,7 +176,7 @@ class SshHost:
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         for _ in range(5):
-            self.port = self.port or _free_port()
+            self.port = self.port or free_port()
             self.log.write_text("")
             self.proc = subprocess.Popen(
                 [SSHD, "-D", "-f", str(self._config()), "-E", str(self.log)],

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-from conftest import STANDIN_OL, TARGET, CliResult, write_spec
+from conftest import STANDIN_OL, TARGET, CliResult, journal, pinned, write_spec
 from packaging.requirements import Requirement
 from sshd import SshFarm
 from upstream import Upstream
@@ -46,19 +46,9 @@ def put_lambda(registry: Path, name: str, **files: str) -> Path:
     return folder
 
 
-def pins(path: Path) -> list[str]:
-    """The lines pip installs: comments (pip-compile's `# via` lines too) dropped."""
-    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
-    return [line for line in lines if line]
-
-
 def installs(worker: Path) -> set[tuple[str | None, str, bool]]:
     raw = json.loads((worker / "worker" / "standin-installs.json").read_text())
     return {(i["lambda"], i["requirement"], i["ok"]) for i in raw["installs"]}
-
-
-def journal(worker: Path) -> list[str]:
-    return (worker / "worker" / "standin-journal").read_text().split()
 
 
 def test_three_lambdas_are_converged_and_install_from_the_mirror(
@@ -97,9 +87,12 @@ def test_three_lambdas_are_converged_and_install_from_the_mirror(
 
     applied = cli("apply", "-f", str(spec), "--yes", "--no-color")
     assert applied.code == 0, applied.out + applied.err
-    assert pins(registry / "scraper" / "requirements.txt") == ["theta==1.0", "zeta-utils==0.5"]
-    assert pins(registry / "scraper" / "requirements.in")[-2:] == ["theta==1.0", "zeta-utils==0.5"]
-    assert pins(registry / "etl" / "requirements.txt") == ["theta==1.5"]
+    assert pinned(registry / "scraper" / "requirements.txt") == ["theta==1.0", "zeta-utils==0.5"]
+    assert pinned(registry / "scraper" / "requirements.in")[-2:] == [
+        "theta==1.0",
+        "zeta-utils==0.5",
+    ]
+    assert pinned(registry / "etl" / "requirements.txt") == ["theta==1.5"]
     assert (registry / "etl" / "f.py").read_text() == (etl / "f.py").read_text()
     assert (registry / "etl" / "requirements.in").read_text() == "theta==1.5\n"
     assert (legacy / "requirements.txt").read_text() == "omega==1.1\n", "found lambdas are read"
@@ -180,7 +173,7 @@ def test_a_remote_workers_lambdas_are_found_over_ssh_and_a_noop_plan_reads_it_on
     assert applied.code == 0, applied.out + applied.err
     assert "lambda found: not in the mirror yet" in applied.out
     assert installs(worker) == {("found", "omega==1.0", True), ("made", "omega==1.2", True)}
-    assert pins(registry / "made" / "requirements.txt") == ["omega==1.2"]
+    assert pinned(registry / "made" / "requirements.txt") == ["omega==1.2"]
 
     for counter in calls.values():
         counter.clear()

@@ -8,7 +8,6 @@ as an OpenLambda worker does: one requirement at a time, `--no-deps`, `--index-u
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import CliResult, write_spec
+from sshd import free_port
 from upstream import Upstream
 
 LINUX = "py3.11-manylinux_2_17_x86_64"
@@ -367,10 +367,8 @@ def test_removals_wait_until_every_host_has_converged(
     apply_ok(cli, spec)
     page = web(tmp_path) / "simple" / "omega" / "index.html"
     edit(spec, lambda d: d["allowlist"].update(packages=[]))
-    with socket.socket() as sock:  # a port nothing listens on: the host is unreachable
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
-    gone = {"address": "127.0.0.1", "port": closed, "known_hosts": str(tmp_path / "known")}
+    # A port nothing listens on: the host is unreachable.
+    gone = {"address": "127.0.0.1", "port": free_port(), "known_hosts": str(tmp_path / "known")}
     far = {"name": "far", "host": "gone", "path": "/opt/ol/far", "requirements": []}
     edit(spec, lambda d: (d["hosts"].update(gone=gone), d["workers"].append(far)))
 

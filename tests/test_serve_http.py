@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import CliResult, write_spec
+from sshd import free_port
 from upstream import Upstream
 
 from olmirror.connection import CommandResult, LocalConnection
@@ -44,12 +45,6 @@ from olmirror.spec import Spec
 Cli = Callable[..., CliResult]
 TARGET_KEY = "py3.11-manylinux_2_17_x86_64"
 DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def edit(spec: Path, change: Callable[[dict], None]) -> None:

@@ -23,7 +23,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,8 +30,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import STANDIN_OL, CliResult, write_spec
-from sshd import SshFarm, SshHost
+from conftest import STANDIN_OL, CliResult, journal, pinned, write_spec
+from sshd import SshFarm, SshHost, free_port
 from upstream import MANYLINUX_X86_64, PROJECTS, Project, Release, Upstream, running_upstream
 
 Cli = Callable[..., CliResult]
@@ -90,19 +89,12 @@ def lock_files(spec: Path, target: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 def pinned_lines(worker: Path) -> list[str]:
     """The lines of the worker's requirements.txt that pip installs (comments dropped)."""
-    text = (worker / "registry" / "requirements.txt").read_text()
-    return [line.split("#")[0].strip() for line in text.splitlines() if line.split("#")[0].strip()]
+    return pinned(worker / "registry" / "requirements.txt")
 
 
 def installs(worker: Path) -> dict[str, Any]:
     """What the stand-in's last `up` installed: {"index": ..., "installs": [...]}."""
     return json.loads((worker / "worker" / "standin-installs.json").read_text())
-
-
-def journal(worker: Path) -> list[str]:
-    """Every init, up and down the stand-in performed for this worker, in order."""
-    path = worker / "worker" / "standin-journal"
-    return path.read_text().split() if path.exists() else []
 
 
 def expected_pins(upstream: Upstream, roots: list[str], python: str, platform: str) -> list[str]:
@@ -136,12 +128,6 @@ def names_worker(text: str, name: str) -> bool:
     listed = r"(?:[\w'.-]+,\s+)*"
     pattern = rf"\bworkers?:?\s+{listed}'?{re.escape(name)}'?(?![\w-])"
     return re.search(pattern, text) is not None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve_http(spec: Path, listen: int, url: str = "") -> None:
