@@ -81,7 +81,8 @@ class Nginx(Resource):
         return f"nginx -c {self.conf}"
 
     @property
-    def _master_check(self) -> tuple[str, ...]:
+    def master_check(self) -> tuple[str, ...]:
+        """The read-only command that prints the master's pid, or fails saying why not."""
         return ("python3", "-c", MASTER, self.pid_file, self.conf)
 
     def _args(self) -> tuple[str, ...]:
@@ -90,14 +91,14 @@ class Nginx(Resource):
 
     def request(self) -> FactRequest:
         return FactRequest.finding(self.program, *self.fallbacks).merge(
-            FactRequest(commands=frozenset({self._master_check}))
+            FactRequest(commands=frozenset({self.master_check}))
         )
 
     def _found(self, facts: Facts) -> str | None:
         return facts.find(self.program, *self.fallbacks)
 
     def observe(self, facts: Facts) -> str:
-        master = facts.command(self._master_check)
+        master = facts.command(self.master_check)
         return f"{self._found(facts)}:{master.stdout.strip() if master.ok else 'stopped'}"
 
     def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
@@ -107,7 +108,7 @@ class Nginx(Resource):
                 f"{', '.join(self.fallbacks)}), and serve.backend http needs it; install it there "
                 "with `apt-get install nginx`, then run apply again"
             )
-        master = facts.command(self._master_check)
+        master = facts.command(self.master_check)
         if not master.ok:
             why = master.stderr.strip().splitlines()[-1:] or ["not running"]
             return Change(self, "run", f"start nginx on {self.listen} (now: {why[0]})")
@@ -118,16 +119,16 @@ class Nginx(Resource):
 
     def apply(self, conn: Connection) -> None:
         program = self._locate(conn)
-        self._must(conn, (program, "-t", *self._args()), f"nginx rejects {self.conf}")
-        if conn.run(self._master_check, timeout=60).ok:
+        _must(conn, (program, "-t", *self._args()), f"nginx rejects {self.conf}")
+        if conn.run(self.master_check, timeout=60).ok:
             # A reload, or an instance started by hand with this config: either way it
             # reads the new config.
-            self._must(conn, (program, *self._args(), "-s", "reload"), "nginx did not reload")
+            _must(conn, (program, *self._args(), "-s", "reload"), "nginx did not reload")
             return
-        self._must(conn, (program, *self._args()), f"nginx did not start on {self.listen}")
+        _must(conn, (program, *self._args()), f"nginx did not start on {self.listen}")
         # nginx returns once its daemon forked; the daemon writes the pid file just after.
         deadline = time.monotonic() + START_WAIT
-        while not conn.run(self._master_check, timeout=60).ok:
+        while not conn.run(self.master_check, timeout=60).ok:
             if time.monotonic() > deadline:
                 raise ResourceError(
                     f"nginx started but no master process appeared in {self.pid_file} within "
@@ -146,18 +147,6 @@ class Nginx(Resource):
                 "`apt-get install nginx`"
             )
         return found
-
-    def _must(self, conn: Connection, argv: tuple[str, ...], what: str) -> CommandResult:
-        result = conn.run(argv, timeout=120)
-        if not result.ok:
-            said = " | ".join(
-                line.strip()
-                for line in (result.stderr + result.stdout).splitlines()
-                if line.strip() and "[notice]" not in line
-            )
-            said = said[-800:] or "no output"
-            raise ResourceError(f"{what}: `{shlex.join(argv)}` exited {result.returncode}: {said}")
-        return result
 
 
 @dataclass(frozen=True)
@@ -198,14 +187,14 @@ class NginxStopped(Resource):
 
     def apply(self, conn: Connection) -> None:
         nginx = self._instance
-        master = conn.run(nginx._master_check, timeout=60)
+        master = conn.run(nginx.master_check, timeout=60)
         if master.ok:
             # Its pid, not `nginx -s quit`: that would need the program and a config that
             # still parses. QUIT lets downloads in flight finish.
             pid = master.stdout.strip()
-            nginx._must(conn, ("kill", "-QUIT", pid), f"nginx (pid {pid}) did not stop")
+            _must(conn, ("kill", "-QUIT", pid), f"nginx (pid {pid}) did not stop")
             deadline = time.monotonic() + STOP_WAIT
-            while conn.run(nginx._master_check, timeout=60).ok:  # a zombie is not a master
+            while conn.run(nginx.master_check, timeout=60).ok:  # a zombie is not a master
                 if time.monotonic() > deadline:
                     raise ResourceError(
                         f"nginx (pid {pid}) was asked to stop but still runs after "
@@ -214,4 +203,18 @@ class NginxStopped(Resource):
                 time.sleep(0.05)
         # nginx removes its pid file on exit; one left by a master that was killed, or by a
         # reboot, goes too.
-        nginx._must(conn, ("rm", "-f", "--", nginx.pid_file), "cannot remove the pid file")
+        _must(conn, ("rm", "-f", "--", nginx.pid_file), "cannot remove the pid file")
+
+
+def _must(conn: Connection, argv: tuple[str, ...], what: str) -> CommandResult:
+    """Run `argv`; a failure is a ResourceError that says `what`, with nginx's own words."""
+    result = conn.run(argv, timeout=120)
+    if not result.ok:
+        said = " | ".join(
+            line.strip()
+            for line in (result.stderr + result.stdout).splitlines()
+            if line.strip() and "[notice]" not in line
+        )
+        said = said[-800:] or "no output"
+        raise ResourceError(f"{what}: `{shlex.join(argv)}` exited {result.returncode}: {said}")
+    return result
