@@ -59,31 +59,29 @@ def detect_target(worker: Worker, targets: list[Target], connections: Connection
 
 
 def with_detected_targets(
-    loaded: LoadedSpec, connections: Connections, limit: str | None, forks: int
+    loaded: LoadedSpec, connections: Connections, hosts: list[str], forks: int
 ) -> tuple[LoadedSpec, dict[str, OlmirrorError]]:
     """The spec with every `target: detect` replaced by the target found on its host, and
     the hosts where detection failed, with why: the plan reports those hosts and goes on.
 
-    Hosts are asked in parallel. Hosts that `--limit` leaves out are not asked; their
-    workers, which the plan leaves out too, keep the first target, as do those that failed.
+    Only `hosts` (those the plan covers) are asked, in parallel; workers elsewhere, which
+    the plan leaves out too, keep the first target, as do those whose detection failed.
     """
     spec = loaded.spec
-    wanted = {n.strip() for n in limit.split(",")} if limit else None
-    asked = [
-        w for w in spec.workers if w.target == "detect" and (wanted is None or w.host in wanted)
-    ]
     if not any(w.target == "detect" for w in spec.workers):
         return loaded, {}
+    asked = {w.name: w for w in spec.workers if w.target == "detect" and w.host in hosts}
 
     def detect(name: str) -> Target | OlmirrorError:
-        worker = next(w for w in asked if w.name == name)
         try:
-            return detect_target(worker, spec.mirror.targets, connections)
+            return detect_target(asked[name], spec.mirror.targets, connections)
         except OlmirrorError as exc:
             return exc
 
-    found = in_parallel([w.name for w in asked], detect, forks)
-    failed = {w.host: result for w in asked if isinstance(result := found[w.name], OlmirrorError)}
+    found = in_parallel(asked, detect, forks)
+    failed = {
+        asked[n].host: result for n, result in found.items() if not isinstance(result, Target)
+    }
 
     def settled(worker: Worker) -> Worker:
         if worker.target != "detect":

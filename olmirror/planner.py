@@ -109,7 +109,7 @@ def plan_spec(
     spec = loaded.spec
     every = sorted({LOCAL, spec.mirror.host, *(w.host for w in spec.workers)})
     names = limit_hosts(every, limit)
-    loaded, undetected = with_detected_targets(loaded, connections, limit, forks)
+    loaded, undetected = with_detected_targets(loaded, connections, names, forks)
     workers = [w for w in loaded.spec.workers if w.host in names]
     previous = read_lock(lock_path(loaded.path))
     registries = recorded_registries(loaded, previous)
