@@ -1,12 +1,16 @@
-"""Shared fixtures: a local spec in a temp folder and the CLI run in-process."""
+"""Shared fixtures and helpers: specs, the CLI run in-process, SSH farms, workers, pip."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import paramiko
 import pytest
@@ -65,6 +69,30 @@ def pinned(requirements: Path) -> list[str]:
     """The lines pip installs from a requirements file: comments (`# via` too) dropped."""
     lines = (line.split("#")[0].strip() for line in requirements.read_text().splitlines())
     return [line for line in lines if line]
+
+
+def venv(folder: Path) -> Path:
+    """A fresh virtual environment of this interpreter (Python 3.11, x86_64 Linux)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "venv", str(folder)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return folder / "bin" / "python"
+
+
+def worker_install(up: Upstream, python: Path, pip_mirror: str, pin: str, report: Path) -> dict:
+    """Install one requirement the way an OpenLambda worker does, from `pip_mirror` (a path,
+    or an http URL whose host pip is told to trust); pip's install report."""
+    index = pip_mirror if "://" in pip_mirror else f"file://{pip_mirror}"
+    trust = ["--trusted-host", urlsplit(index).hostname] if index.startswith("http:") else []
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--quiet",
+         "--index-url", f"{index}/simple/", *trust, "--report", str(report), pin],
+        env=up.env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, f"pip install {pin}: {done.stderr}"
+    (installed,) = json.loads(report.read_text())["install"]
+    return installed
 
 
 @dataclass

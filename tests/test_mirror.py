@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import CliResult, write_spec
+from conftest import CliResult, venv, worker_install, write_spec
 from sshd import free_port
 from upstream import Upstream
 
@@ -102,28 +101,6 @@ def apply_ok(cli: Cli, spec: Path) -> CliResult:
     assert result.code == 0, result.out + result.err
     assert "Traceback" not in result.err
     return result
-
-
-def venv(folder: Path) -> Path:
-    """A fresh virtual environment of this interpreter (Python 3.11, x86_64 Linux)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "venv", str(folder)], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    return folder / "bin" / "python"
-
-
-def worker_install(up: Upstream, python: Path, pip_mirror: str, pin: str, report: Path) -> dict:
-    """Install one requirement the way an OpenLambda worker does; pip's install report."""
-    index = pip_mirror if "://" in pip_mirror else f"file://{pip_mirror}"
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--quiet",
-         "--index-url", f"{index}/simple/", "--report", str(report), pin],
-        env=up.env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, f"pip install {pin}: {done.stderr}"
-    (installed,) = json.loads(report.read_text())["install"]
-    return installed
 
 
 # ---------------------------------------------------------------------------------------

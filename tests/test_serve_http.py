@@ -19,8 +19,6 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -31,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CliResult, write_spec
+from conftest import CliResult, venv, worker_install, write_spec
 from sshd import free_port
 from upstream import Upstream
 
@@ -141,28 +139,6 @@ def mirror(cli: Cli, clean_upstream: Upstream) -> Iterator[Mirror]:
     finally:
         served.stop()
         shutil.rmtree(folder)
-
-
-def venv(folder: Path) -> Path:
-    """A fresh virtual environment of this interpreter (Python 3.11, x86_64 Linux)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "venv", str(folder)], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    return folder / "bin" / "python"
-
-
-def worker_install(up: Upstream, python: Path, pip_mirror: str, pin: str, report: Path) -> dict:
-    """Install one requirement the way an OpenLambda worker does; pip's install report."""
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-cache-dir", "--quiet",
-         "--index-url", f"{pip_mirror}/simple/", "--trusted-host", "127.0.0.1",
-         "--report", str(report), pin],
-        env=up.env(), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, f"pip install {pin}: {done.stderr}"
-    (installed,) = json.loads(report.read_text())["install"]
-    return installed
 
 
 def test_pip_installs_every_locked_requirement_from_nginx(
