@@ -12,10 +12,12 @@ from pathlib import Path
 from olmirror import __version__
 from olmirror.apply import HostResult, apply_plan
 from olmirror.connection.local import atomic_write
+from olmirror.detect import with_detected_targets
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import DEFAULT_FORKS, Connections
 from olmirror.lockfile import lock_path, read_lock
 from olmirror.mirror_state import pip_mirror
+from olmirror.openlambda.call import Called, call_lambdas
 from olmirror.plan import Plan
 from olmirror.planner import limit_hosts, plan_spec
 from olmirror.render import (
@@ -27,7 +29,7 @@ from olmirror.render import (
     print_recap,
     results_json,
 )
-from olmirror.resolve import current_lock
+from olmirror.resolve import current_lock, recorded_registries
 from olmirror.schema import spec_schema_text
 from olmirror.spec import LOCAL, LoadedSpec, host_config, load_spec
 from olmirror.verify import Gap, verify_mirror
@@ -65,8 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", parents=[common, spec, hosts], help="converge the hosts")
     apply.add_argument("plan_file", nargs="?", help="apply exactly this saved plan")
     apply.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
-    sub.add_parser(
+    verify = sub.add_parser(
         "verify", parents=[common, spec], help="check the mirror serves every locked file"
+    )
+    verify.add_argument(
+        "--call",
+        action="store_true",
+        help="also call every lambda of every running worker, and check that what the call "
+        "installed is the locked version, from the mirror",
     )
     sub.add_parser(
         "lock", parents=[common, spec], help="resolve the requirements again and write the lock"
@@ -106,14 +114,38 @@ def _print_verify(checked: int, gaps: list[Gap], out: Painter) -> None:
     out.line("Run `olmirror apply` to sync the mirror again.")
 
 
+def _print_calls(called: list[Called], out: Painter) -> None:
+    failed = [c for c in called if not c.ok]
+    if not called:
+        out.line("No lambdas to call: no running worker has one.")
+        return
+    colour = "red" if failed else "green"
+    out.line(out(f"Called {plural(len(called), 'lambda')}, {len(failed)} failed:", colour))
+    for result in called:
+        out.line(f"  {out(result, 'red') if not result.ok else result}")
+
+
 def _cmd_verify(args: argparse.Namespace, out: Painter) -> int:
     loaded = load_spec(args.file)
-    host = loaded.spec.mirror.host
+    spec = loaded.spec
     lock = current_lock(loaded)
-    with Connections({host: host_config(loaded.spec, host)}) as connections:
-        checked, gaps = verify_mirror(connections.get(host), loaded.spec.mirror.directory, lock)
-    _print_verify(checked, gaps, out)
-    return EXIT_ERROR if gaps else 0
+    hosts = {spec.mirror.host, *(w.host for w in spec.workers)} if args.call else {spec.mirror.host}
+    with Connections({name: host_config(spec, name) for name in hosts}) as connections:
+        checked, gaps = verify_mirror(
+            connections.get(spec.mirror.host), spec.mirror.directory, lock
+        )
+        _print_verify(checked, gaps, out)
+        if not args.call:
+            return EXIT_ERROR if gaps else 0
+        detected, undetected = with_detected_targets(
+            loaded, connections, sorted(hosts), DEFAULT_FORKS
+        )
+        for host, exc in undetected.items():
+            out.line(out(f"host {host}: {exc}", "red"))
+        registries = recorded_registries(loaded, lock)
+        called = call_lambdas(detected, lock, registries, connections, DEFAULT_FORKS)
+    _print_calls(called, out)
+    return EXIT_ERROR if gaps or undetected or any(not c.ok for c in called) else 0
 
 
 def _cmd_validate(args: argparse.Namespace, out: Painter) -> int:

@@ -1,25 +1,29 @@
-"""`target: detect`: find the mirror target a worker host's own python3 can install.
+"""`target: detect`: find the mirror target that a worker's sandbox can install.
 
-One command on the worker's host reads its Python version, machine and C library;
-the worker gets the first of the mirror's targets with that Python version whose
-platform tag the host accepts (a manylinux_2_28 wheel on glibc 2.36, say).
+A worker's packages are installed and imported by the Python of its sandbox, the base
+image in `<worker>/lambda`, not by its host's python3 (see
+`olmirror.openlambda.sandbox_facts`). One command on the worker's host reads that image's
+Python version, machine and C library; the worker gets the first of the mirror's targets
+with that Python version whose platform tag the image accepts (a manylinux_2_28 wheel on
+glibc 2.35, say). Before `ol worker init` has made the sandbox, `ol-min` is known: Ubuntu
+22.04 (open-lambda min-image/Dockerfile:1,5), so CPython 3.10 on glibc 2.35.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import Connections, in_parallel
+from olmirror.registry import worker_dir
 from olmirror.spec import LoadedSpec, Target, Worker
 from olmirror.targets import compatible_platforms
 
-# Run by the worker host's python3, without a shell.
-_FACTS = (
-    "import json, platform, sys\n"
-    "print(json.dumps({'python': '%d.%d' % sys.version_info[:2], "
-    "'machine': platform.machine(), 'libc': platform.libc_ver()}))\n"
-)
+_FACTS = (Path(__file__).parent / "openlambda" / "sandbox_facts.py").read_text()
+
+# Images whose Python and C library are known before they are dumped: name -> (python, libc).
+KNOWN_IMAGES = {"ol-min": ("3.10", ["glibc", "2.35"])}
 
 
 def _host_platforms(machine: str, libc: list[str]) -> list[str]:
@@ -30,31 +34,55 @@ def _host_platforms(machine: str, libc: list[str]) -> list[str]:
     return [f"linux_{machine}"]
 
 
-def detect_target(worker: Worker, targets: list[Target], connections: Connections) -> Target:
-    result = connections.get(worker.host).run(("python3", "-c", _FACTS), timeout=60)
+def _sandbox(worker: Worker, connections: Connections) -> dict:
+    """The sandbox's facts: python, machine, libc (see sandbox_facts.py)."""
+    path = worker_dir(worker)
+    result = connections.get(worker.host).run(("python3", "-c", _FACTS, path), timeout=60)
+    where = f"worker {worker.name!r}: cannot detect its target on host {worker.host!r}"
     if not result.ok:
         raise OlmirrorError(
-            f"worker {worker.name!r}: cannot detect its target on host {worker.host!r} "
-            f"(python3 said: {result.stderr.strip()[-300:] or result.returncode}); install "
-            "python3 there or name the worker's target in the spec"
+            f"{where} (python3 said: {result.stderr.strip()[-300:] or result.returncode}); "
+            "install python3 there or name the worker's target in the spec"
         )
     try:
         # One line of JSON last; a chatty login shell may print before it.
         facts = json.loads(result.stdout.strip().rsplit("\n", 1)[-1])
-        platforms = _host_platforms(facts["machine"], facts["libc"])
+        base, exists = facts["base"], facts["exists"]
     except (ValueError, KeyError, TypeError) as exc:
         raise OlmirrorError(
-            f"worker {worker.name!r}: cannot detect its target on host {worker.host!r}: "
-            f"python3 printed something unexpected ({exc}): {result.stdout.strip()[-300:]!r}"
+            f"{where}: python3 printed something unexpected ({exc}): "
+            f"{result.stdout.strip()[-300:]!r}"
         ) from None
+    if not exists:
+        if worker.image not in KNOWN_IMAGES:
+            raise OlmirrorError(
+                f"{where}: its sandbox {base} does not exist yet, and olmirror does not know "
+                f"what image {worker.image!r} holds; name the worker's target in the spec, or "
+                "run `ol worker init` first"
+            )
+        python, libc = KNOWN_IMAGES[worker.image]
+        return {"python": python, "machine": facts["host_machine"], "libc": libc}
+    if not facts.get("python") or not facts.get("libc"):
+        raise OlmirrorError(
+            f"{where}: cannot tell the Python or C library of its sandbox {base} (no "
+            "usr/bin/python3 -> python3.X, or no libc.so.6 with a version); name the "
+            "worker's target in the spec"
+        )
+    return facts
+
+
+def detect_target(worker: Worker, targets: list[Target], connections: Connections) -> Target:
+    facts = _sandbox(worker, connections)
+    platforms = _host_platforms(facts["machine"], facts["libc"])
     for target in targets:
         if target.python == facts["python"] and target.platform in platforms:
             return target
     listed = ", ".join(f"{t.python} {t.platform}" for t in targets)
     raise OlmirrorError(
-        f"worker {worker.name!r}: host {worker.host!r} has Python {facts['python']} on "
-        f"{facts['machine']} ({' '.join(facts['libc']) or 'no glibc'}), which none of the mirror's "
-        f"targets ({listed}) fits; add a target for it to mirror.targets or name one"
+        f"worker {worker.name!r}: its sandbox on host {worker.host!r} has Python "
+        f"{facts['python']} on {facts['machine']} ({' '.join(facts['libc']) or 'no glibc'}), "
+        f"which none of the mirror's targets ({listed}) fits; add a target for it to "
+        "mirror.targets or name one"
     )
 
 

@@ -9,6 +9,7 @@ installs with `--no-deps`. Each names the file and line.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -18,11 +19,13 @@ from packaging.utils import canonicalize_name
 
 from olmirror.connection.probe import registry_folder
 from olmirror.lockfile import Lock
+from olmirror.openlambda.packages_dir import stale_entries
 from olmirror.registry import (
     REQUIREMENTS_IN,
     REQUIREMENTS_TXT,
     Registry,
     is_lambda_name,
+    lambda_file,
     requirements_source,
     worker_dir,
 )
@@ -34,7 +37,7 @@ from olmirror.requirement_sets import (
 )
 from olmirror.spec import LoadedSpec, Worker
 from olmirror.targets import TargetEnv
-from olmirror.worker_state import COMPILED, MANAGED, worker_target
+from olmirror.worker_state import COMPILED, MANAGED, worker_pins, worker_target
 
 Level = Literal["info", "warning"]
 # Whether the mirror holds a pin's locked file for a target; None when the mirror's host
@@ -121,11 +124,16 @@ class _Worker:
                 "warning",
             )
 
-    def on_host(self, name: str, files: dict[str, dict[str, str]], folder: str) -> None:
+    def on_host(self, name: str, entry: dict[str, Any], folder: str) -> None:
         """A lambda on the host that the spec does not declare: its files, line by line."""
+        files: dict[str, dict[str, str]] = entry["files"]
+
+        def where(file: str) -> str:
+            return lambda_file(folder, name, entry["kind"], file)
+
         for file, content in sorted(files.items()):
             if "error" in content:
-                self.add(name, f"{folder}/{file}", f"cannot read it: {content['error']}", "warning")
+                self.add(name, where(file), f"cannot read it: {content['error']}", "warning")
         source = requirements_source(files)
         text = files.get(source or "", {}).get("text")
         written = [
@@ -136,9 +144,9 @@ class _Worker:
         if written:
             self.add(
                 name,
-                f"{folder}/{written[0]}",
-                "olmirror wrote this lambda, but the spec no longer declares it; remove the "
-                "folder, or declare the lambda again",
+                where(written[0]),
+                "olmirror wrote this lambda, but the spec no longer declares it; remove it, "
+                "or declare the lambda again",
                 "warning",
             )
         set_name = lambda_set_name(self.worker.name, name)
@@ -152,15 +160,15 @@ class _Worker:
             )
         if text is not None and self.discover:
             # A requirements.txt's own faults are told below, as lines a worker cannot install.
-            parsed = parse_requirements(text, f"{folder}/{source}")
+            parsed = parse_requirements(text, where(source or REQUIREMENTS_TXT))
             self._skipped(name, parsed, with_problems=source != REQUIREMENTS_TXT)
         txt = files.get(REQUIREMENTS_TXT, {})
         if "text" in txt:
-            self._installed_lines(name, txt["text"], f"{folder}/{REQUIREMENTS_TXT}")
+            self._installed_lines(name, txt["text"], where(REQUIREMENTS_TXT))
         elif not txt:
             self.add(
                 name,
-                f"{folder}/{REQUIREMENTS_TXT}",
+                where(REQUIREMENTS_TXT),
                 "missing: OpenLambda installs a lambda's packages from its requirements.txt; "
                 f"compile it from {REQUIREMENTS_IN} with pip-compile",
                 "warning",
@@ -219,8 +227,33 @@ class _Worker:
                 name,
                 path,
                 f"lists no version of {', '.join(left_out)}, which its requirements need; "
-                "OpenLambda installs with --no-deps, so add them (pip-compile lists the whole "
-                "closure)",
+                "OpenLambda installs each line with --no-deps and nothing else for a lambda, "
+                "so the lambda cannot import them (a zygote of import_cache_tree would install "
+                "them by name, unpinned: the newest in the mirror); add them (pip-compile "
+                "lists the whole closure)",
+                "warning",
+            )
+
+    def stale_packages(self, installed: dict[str, list[str]], pins: set[str], folder: str) -> None:
+        """Pkgs_dir folders OpenLambda would reuse that do not hold the locked version."""
+        for stale in stale_entries(installed, pins):
+            self.add(
+                None,
+                posixpath.join(folder, stale.entry),
+                f"{stale.why}; OpenLambda reuses an existing folder as installed, so lambdas "
+                "get this instead of the mirror's file. Remove it (stale_packages: remove "
+                "does, then restarts the worker)",
+                "warning",
+            )
+
+    def sandbox(self, registry: Registry) -> None:
+        if registry.sandbox is None:
+            self.add(
+                None,
+                f"{worker_dir(self.worker)}/config.json",
+                "sock_base_path is outside the worker's folder, where alone olmirror writes: "
+                "its pip.conf is not pointed at the mirror, so this worker's packages come "
+                "from whatever index its sandbox's pip is configured with",
                 "warning",
             )
 
@@ -251,13 +284,18 @@ def registry_findings(
         report.not_yet_mirrored(None, worker_set_name(worker.name))
         for name in sorted(worker.lambdas):
             report.not_yet_mirrored(name, lambda_set_name(worker.name, name))
-        on_host = surveys.get(worker.name, {}).get("lambdas", {}) if registry.folder else {}
-        for name, files in sorted(on_host.items()):
+        survey = surveys.get(worker.name, {})
+        report.sandbox(registry)
+        if registry.packages is not None:
+            pins = worker_pins(lock, loaded.spec, worker, registry)
+            report.stale_packages(survey.get("installed", {}), pins, registry.packages)
+        on_host = survey.get("lambdas", {}) if registry.folder else {}
+        for name, entry in sorted(on_host.items()):
             if not is_lambda_name(name):
                 why = f"ignored {name!r}: not a lambda name olmirror reads"
                 report.add(None, registry.folder, why, "warning")
             elif name not in worker.lambdas:
                 report.not_yet_mirrored(name, lambda_set_name(worker.name, name))
-                report.on_host(name, files, f"{registry.folder}/{name}")
+                report.on_host(name, entry, registry.folder)
         found += report.found
     return found

@@ -1,13 +1,17 @@
-"""A worker's registry as found on its host: where config.json puts it, and its lambdas.
+"""A worker as found on its host: which OpenLambda wrote its config.json, where its
+registry, sandbox and packages are, and the lambdas in its registry.
 
-OpenLambda keeps each lambda in a folder of the registry (`<registry>/<lambda>/f.py`),
-with the `requirements.in` its author wrote and the `requirements.txt` compiled from
-it. The registry is wherever config.json's `registry` says (a `file://` URL; before
-`ol worker init`, `<worker>/registry`). With `allowlist.from_registry`, the lambdas
-found there are mirrored too, each as its own requirement set.
+OpenLambda's main branch keeps each lambda as `<registry>/<lambda>.tar.gz` (a gocloud
+blob store: go/worker/lambda/handlerPuller.go), the older generation also as a folder
+`<registry>/<lambda>/`; either holds the lambda's code, the `requirements.in` its author
+wrote and the `requirements.txt` compiled from it. The registry is wherever config.json's
+`registry` says (before `ol worker init`, `<worker>/registry`); the sandbox every lambda
+and every pip install runs in is chrooted at `sock_base_path` (`<worker>/lambda`), and
+packages go to `Pkgs_dir` (`<worker>/lambda/packages`). With `allowlist.from_registry`,
+the lambdas found in the registry are mirrored too, each as its own requirement set.
 
 What was found is recorded in the lock, so the next plan can assume it and still
-read each host once; only when a registry changed does a plan look at every host twice.
+read each host once; only when a worker changed does a plan look at every host twice.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from olmirror.connection.probe import registry_folder
@@ -36,6 +40,9 @@ class FoundLambda:
     requirements: tuple[tuple[str, str], ...]  # (requirement, "file:line")
 
 
+Generation = Literal["main", "legacy"]
+
+
 @dataclass(frozen=True)
 class Registry:
     folder: str | None  # the folder olmirror writes to; None when the registry is elsewhere
@@ -43,11 +50,17 @@ class Registry:
     # config.json's `registry` (without secrets) when it is not a folder in the worker's
     # own folder: another store (s3://...), or a folder elsewhere on the host
     elsewhere: str | None = None
+    generation: Generation = "main"
+    sandbox: str | None = None  # sock_base_path, when in the worker's folder
+    packages: str | None = None  # Pkgs_dir
 
     def to_json(self) -> dict[str, Any]:
         return {
             "folder": self.folder,
             "elsewhere": self.elsewhere,
+            "generation": self.generation,
+            "sandbox": self.sandbox,
+            "packages": self.packages,
             "found": {
                 lam.name: {"file": lam.file, "requirements": [list(r) for r in lam.requirements]}
                 for lam in self.found
@@ -60,7 +73,14 @@ class Registry:
             FoundLambda(name, item["file"], tuple((r, s) for r, s in item["requirements"]))
             for name, item in sorted(raw["found"].items())
         )
-        return cls(raw["folder"], found, raw["elsewhere"])
+        return cls(
+            raw["folder"],
+            found,
+            raw["elsewhere"],
+            raw.get("generation", "main"),
+            raw.get("sandbox"),
+            raw.get("packages"),
+        )
 
 
 def worker_dir(worker: Worker) -> str:
@@ -69,9 +89,20 @@ def worker_dir(worker: Worker) -> str:
     return posixpath.normpath(worker.path)
 
 
+def _inside(path: str | None, home: str) -> bool:
+    return path is not None and (path == home or path.startswith(home.rstrip("/") + "/"))
+
+
 def default_registry(worker: Worker) -> Registry:
-    """The registry `ol worker init` makes, with nothing in it: a plan's first assumption."""
-    return Registry(registry_folder(None, worker_dir(worker)))
+    """The worker `ol worker init` makes, with nothing in it: a plan's first assumption."""
+    home = worker_dir(worker)
+    generation: Generation = "legacy" if worker.openlambda == "legacy" else "main"
+    return Registry(
+        registry_folder(None, home),
+        generation=generation,
+        sandbox=posixpath.join(home, "lambda"),
+        packages=posixpath.join(home, "lambda", "packages"),
+    )
 
 
 def requirements_source(files: dict[str, dict[str, str]]) -> str | None:
@@ -93,23 +124,45 @@ def _without_secrets(setting: str) -> str:
 
 
 def registry_from_probe(worker: Worker, raw: dict[str, Any], discover: bool) -> Registry:
-    """What the probe found for `worker`: where its registry is and, with `discover`, the
-    lambdas in it that the spec does not declare.
+    """What the probe found for `worker`: which OpenLambda it is, where its registry and
+    sandbox are and, with `discover`, the lambdas in the registry that the spec does not
+    declare.
 
     olmirror writes only inside the worker's own folder, so a registry elsewhere on the
-    host is treated like one in another store: reported, never written to. `raw` is an
-    answer that could be read (the planner keeps the recorded registry otherwise).
+    host is treated like one in another store: reported, never written to; so is a sandbox
+    elsewhere. `raw` is an answer that could be read (the planner keeps the recorded
+    registry otherwise).
     """
-    folder, home = raw["folder"], worker_dir(worker)
-    if folder is None or not (folder == home or folder.startswith(home.rstrip("/") + "/")):
-        return Registry(None, elsewhere=_without_secrets(raw["setting"]))
+    home, default = worker_dir(worker), default_registry(worker)
+    generation = default.generation
+    if worker.openlambda == "auto" and raw.get("generation") in ("main", "legacy"):
+        generation = raw["generation"]
+    sandbox = posixpath.normpath(raw.get("sandbox") or default.sandbox or home)
+    packages = posixpath.normpath(raw.get("packages") or default.packages or home)
+    place = {
+        "generation": generation,
+        "sandbox": sandbox if _inside(sandbox, home) else None,
+        "packages": packages,
+    }
+    folder = raw["folder"]
+    if not _inside(folder, home):
+        return Registry(None, elsewhere=_without_secrets(raw["setting"]), **place)
     found = []
-    for name, files in sorted(raw.get("lambdas", {}).items()) if discover else ():
+    for name, entry in sorted(raw.get("lambdas", {}).items()) if discover else ():
+        files = entry["files"]
         source = requirements_source(files)
         if name in worker.lambdas or not is_lambda_name(name) or source is None:
             continue
         if "text" in files[source]:
-            path = posixpath.join(folder, name, source)
+            path = lambda_file(folder, name, entry["kind"], source)
             parsed = parse_requirements(files[source]["text"], path)
             found.append(FoundLambda(name, path, parsed.requirements))
-    return Registry(folder, tuple(found))
+    return Registry(folder, tuple(found), **place)
+
+
+def lambda_file(folder: str, name: str, kind: str, file: str) -> str:
+    """How a plan names a file of a lambda: <registry>/<name>/<file>, or, inside a tarball,
+    <registry>/<name>.tar.gz:<file>."""
+    if kind == "tarball":
+        return f"{posixpath.join(folder, name)}.tar.gz:{file}"
+    return posixpath.join(folder, name, file)

@@ -1,8 +1,11 @@
-"""An OpenLambda worker's desired state: its registry's files, its config keys, its run state.
+"""An OpenLambda worker's desired state: its registry's files, its sandbox's pip, its
+config keys, its packages, its run state.
 
-The registry holds the worker's own requirements.in/.txt and a folder per declared
-lambda; each requirements.txt is the set's closure from the lock, for the worker's
-target, as exact pins.
+The registry holds the worker's own requirements.in/.txt and each declared lambda: a
+deterministic <name>.tar.gz for OpenLambda's main branch, a folder for the older
+generation. Each requirements.txt is the set's closure from the lock, for the worker's
+target, as exact pins. The sandbox's /etc/pip.conf names the mirror, since that alone
+decides where a worker's packages come from (`olmirror.openlambda.pip_conf`).
 """
 
 from __future__ import annotations
@@ -12,28 +15,40 @@ import posixpath
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from olmirror.bandersnatch_config import web_dir
 from olmirror.errors import OlmirrorError
 from olmirror.lockfile import REQUESTED, Lock, lock_path
 from olmirror.mirror_state import pip_mirror
+from olmirror.openlambda.pip_conf import config_paths
 from olmirror.registry import REQUIREMENTS_IN, REQUIREMENTS_TXT, Registry, worker_dir
 from olmirror.requirement_sets import describe_set, lambda_set_name, worker_set_name
 from olmirror.resources import Command, Directory, File, JsonKeys, Resource
+from olmirror.resources.lambda_tarball import LambdaTarball
 from olmirror.resources.mirror_check import MirrorReachable
 from olmirror.resources.ol_worker import WorkerState
+from olmirror.resources.pip_conf import SandboxPipConf
+from olmirror.resources.stale_packages import StalePackages
 from olmirror.spec import LoadedSpec, Spec, Worker, host_config
 from olmirror.targets import TargetEnv
 
 
-def _config_keys(spec: Spec, config: str) -> JsonKeys:
-    """`pip_mirror`, and for an http mirror the `mirror_host` pip trusts; a filesystem
-    mirror has no host, so a `mirror_host` left from an http mirror goes."""
-    values = [(("pip_mirror",), pip_mirror(spec))]
+def _config_keys(spec: Spec, worker: Worker, config: str) -> JsonKeys:
+    """`pip_mirror`, and for an http mirror the `mirror_host` pip trusts, as the pip-mirror
+    procedure has them (OpenLambda's main branch reads neither; the older generation
+    passes them to pip only when pip_mirror is empty); a filesystem mirror has no host, so
+    a `mirror_host` left from an http mirror goes. `worker_port` when the spec sets it: a
+    string, as OpenLambda's Config declares it (go/common/config.go:28)."""
+    values: list[tuple[tuple[str, ...], object]] = [(("pip_mirror",), pip_mirror(spec))]
+    if worker.port is not None:
+        values.append((("worker_port",), str(worker.port)))
     serve = spec.mirror.serve
     if serve.backend == "http" and serve.url:
         values.append((("mirror_host",), urlsplit(serve.url).hostname or ""))
         return JsonKeys(config, tuple(values))
     return JsonKeys(config, tuple(values), absent=(("mirror_host",),))
 
+
+REQUIREMENTS_FILES = (REQUIREMENTS_IN, REQUIREMENTS_TXT)
 
 # How every requirements.in and requirements.txt that olmirror writes begins.
 MANAGED = "# Managed by olmirror:"
@@ -89,25 +104,28 @@ def _annotated(pin: str, why: list[str]) -> str:
     return f"{pin}\n    # via\n" + "".join(f"    #   {reason}\n" for reason in reasons)
 
 
-def _source_files(folder: Path, home: str, lambda_name: str) -> list[File]:
-    """A lambda folder's files, as they are (bytes, executable bit), copied into `home`.
+Member = tuple[str, str, int]  # (file name, text, mode)
+
+
+def _source_files(folder: Path, lambda_name: str) -> list[Member]:
+    """A lambda folder's files, as they are (text, executable bit).
 
     requirements.txt is not copied: olmirror writes it from the lock.
     """
-    files = []
+    files: list[Member] = []
     entry = folder
     try:
         for entry in sorted(folder.iterdir()):
             if entry.name.startswith(".") or entry.name in ("__pycache__", REQUIREMENTS_TXT):
                 continue
-            if not entry.is_file():
+            if entry.is_symlink() or not entry.is_file():
                 raise OlmirrorError(
                     f"lambda {lambda_name!r}: {entry} is not a plain file; olmirror copies the "
-                    "files of a lambda folder, not its sub-folders, so move it into a file"
+                    "files of a lambda folder, not its sub-folders or links, so make it a file"
                 )
             text = entry.read_bytes().decode()
             mode = 0o755 if entry.stat().st_mode & 0o111 else 0o644
-            files.append(File(posixpath.join(home, entry.name), text, mode))
+            files.append((entry.name, text, mode))
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
         raise OlmirrorError(
@@ -117,70 +135,128 @@ def _source_files(folder: Path, home: str, lambda_name: str) -> list[File]:
     return files
 
 
-def lambda_resources(loaded: LoadedSpec, lock: Lock, worker: Worker, folder: str) -> list[Resource]:
-    """Each declared lambda's folder in the registry, its files, and its compiled requirements."""
+def _lambda_files(loaded: LoadedSpec, lock: Lock, worker: Worker, name: str) -> list[Member]:
+    """Everything of one declared lambda: its code, requirements.in, requirements.txt."""
+    item = worker.lambdas[name]
+    what = f"lambda {name} of worker {worker.name}"
+    if item.source is not None:
+        files = _source_files(Path(item.source), name)
+        folder_name = os.path.relpath(item.source, loaded.path.parent)
+        source = f"{folder_name}/{REQUIREMENTS_IN} ({what} in {loaded.path.name})"
+    else:
+        text = requirements_in(loaded.path.name, item.requirements, what)
+        files = [(REQUIREMENTS_IN, text, 0o644)]
+        source = f"{REQUIREMENTS_IN} ({what} in {loaded.path.name})"
+    set_name = lambda_set_name(worker.name, name)
+    compiled = compiled_requirements(loaded, lock, worker, set_name, source)
+    return [*files, (REQUIREMENTS_TXT, compiled, 0o644)]
+
+
+def lambda_resources(
+    loaded: LoadedSpec, lock: Lock, worker: Worker, registry: Registry
+) -> list[Resource]:
+    """Each declared lambda: <registry>/<name>.tar.gz on OpenLambda's main branch; on the
+    older generation a folder, and no tarball of it, which that one would read first."""
+    folder = registry.folder
+    assert folder is not None
     resources: list[Resource] = []
-    for name, item in sorted(worker.lambdas.items()):
+    for name in sorted(worker.lambdas):
+        files = _lambda_files(loaded, lock, worker, name)
+        tarball = posixpath.join(folder, f"{name}.tar.gz")
+        if registry.generation == "main":
+            resources.append(LambdaTarball(tarball, tuple(files)))
+            continue
         home = posixpath.join(folder, name)
         resources.append(Directory(home))
-        what = f"lambda {name} of worker {worker.name}"
-        if item.source is not None:
-            resources += _source_files(Path(item.source), home, name)
-            folder_name = os.path.relpath(item.source, loaded.path.parent)
-            source = f"{folder_name}/{REQUIREMENTS_IN} ({what} in {loaded.path.name})"
-        else:
-            text = requirements_in(loaded.path.name, item.requirements, what)
-            resources.append(File(posixpath.join(home, REQUIREMENTS_IN), text))
-            source = f"{REQUIREMENTS_IN} ({what} in {loaded.path.name})"
-        compiled = compiled_requirements(
-            loaded, lock, worker, lambda_set_name(worker.name, name), source
-        )
-        resources.append(File(posixpath.join(home, REQUIREMENTS_TXT), compiled))
+        resources += [File(posixpath.join(home, file), text, mode) for file, text, mode in files]
+        resources.append(LambdaTarball(tarball, tuple(files), present=False))
     return resources
+
+
+def sandbox_index(spec: Spec, worker: Worker, sandbox: str) -> tuple[tuple[str, str], ...]:
+    """pip.conf's [global] index options for a sandbox chrooted at `sandbox`.
+
+    The sandbox shares the host's network (min-image/runtimes/python/ol.c:13 unshares no
+    network namespace), so an http mirror answers there as on the host; a folder must lie
+    inside the sandbox, which sees nothing else of the host's files.
+    """
+    serve = spec.mirror.serve
+    if serve.backend == "http" and serve.url:
+        url = urlsplit(serve.url)
+        index = (("index-url", serve.url.rstrip("/") + "/simple/"),)
+        return (*index, ("trusted-host", url.hostname or "")) if url.scheme == "http" else index
+    web = web_dir(spec.mirror.directory)
+    if spec.mirror.host != worker.host or not web.startswith(sandbox.rstrip("/") + "/"):
+        raise OlmirrorError(
+            f"worker {worker.name!r} cannot install from the mirror: its packages are installed "
+            f"by pip chrooted in {sandbox}, which cannot see the mirror's web folder {web}. "
+            "Serve the mirror over http (mirror.serve.backend: http), which the sandbox "
+            "reaches through the host's network"
+        )
+    inside = "/" + posixpath.relpath(web, sandbox)
+    return (("index-url", f"file://{inside}/simple/"),)
+
+
+def _registry_files(loaded: LoadedSpec, lock: Lock, worker: Worker, folder: str) -> list[Resource]:
+    """The registry and its own requirements.in/.txt (the pip-mirror procedure's files)."""
+    what = f"worker {worker.name}"
+    source = f"{REQUIREMENTS_IN} ({what} in {loaded.path.name})"
+    compiled = compiled_requirements(loaded, lock, worker, worker_set_name(worker.name), source)
+    return [
+        Directory(folder),
+        File(
+            posixpath.join(folder, REQUIREMENTS_IN),
+            requirements_in(loaded.path.name, worker.requirements, what),
+        ),
+        File(posixpath.join(folder, REQUIREMENTS_TXT), compiled),
+    ]
+
+
+def worker_pins(lock: Lock, spec: Spec, worker: Worker, registry: Registry) -> set[str]:
+    """Every name==version the worker's requirements.txt files list, for its target."""
+    locked = lock.targets[worker_target(spec, worker).key]
+    names = [worker_set_name(worker.name)]
+    names += [lambda_set_name(worker.name, name) for name in worker.lambdas]
+    names += [lambda_set_name(worker.name, found.name) for found in registry.found]
+    return {pin for name in names for pin in locked.sets.get(name, [])}
 
 
 def worker_resources(
     loaded: LoadedSpec, lock: Lock, worker: Worker, registry: Registry
 ) -> list[Resource]:
-    """Everything of one worker; with a registry that is not a local folder, all but its files."""
+    """Everything of one worker; with a registry that is not a local folder, all but its
+    files, and with a sandbox outside the worker's folder, all but its pip.conf."""
     spec = loaded.spec
     path = worker_dir(worker)
     config = posixpath.join(path, "config.json")
-    ol = host_config(spec, worker.host).ol
-    resources: list[Resource] = [
-        MirrorReachable(worker.name, pip_mirror(spec), worker.host),
+    ol = worker.ol or host_config(spec, worker.host).ol
+    resources: list[Resource] = [MirrorReachable(worker.name, pip_mirror(spec), worker.host)]
+    pip_conf = None
+    if registry.sandbox is not None:
+        pip_conf, others = config_paths(registry.sandbox)
+        index = sandbox_index(spec, worker, registry.sandbox)
+    resources.append(
         Command(
             argv=(ol, "worker", "init", "-p", path, "-i", worker.image),
             creates=config,
             missing_hint=(
                 f"install OpenLambda on host {worker.host!r}, or set hosts.{worker.host}.ol "
-                "to the path of its `ol` program"
+                "(or this worker's `ol`) to the path of its `ol` program"
             ),
-        ),
-    ]
+            also=(posixpath.dirname(pip_conf),) if pip_conf else (),
+        )
+    )
     watches = [config]
     if registry.folder is not None:
-        requirements = (
-            posixpath.join(registry.folder, REQUIREMENTS_IN),
-            posixpath.join(registry.folder, REQUIREMENTS_TXT),
-        )
-        what = f"worker {worker.name}"
-        source = f"{REQUIREMENTS_IN} ({what} in {loaded.path.name})"
-        resources += [
-            Directory(registry.folder),
-            File(
-                requirements[0],
-                requirements_in(loaded.path.name, worker.requirements, what),
-            ),
-            File(
-                requirements[1],
-                compiled_requirements(loaded, lock, worker, worker_set_name(worker.name), source),
-            ),
-            *lambda_resources(loaded, lock, worker, registry.folder),
-        ]
-        watches += requirements
-    return [
-        *resources,
-        _config_keys(spec, config),
-        WorkerState(ol, path, worker.state, tuple(watches), worker.host, worker.name),
-    ]
+        resources += _registry_files(loaded, lock, worker, registry.folder)
+        resources += lambda_resources(loaded, lock, worker, registry)
+        watches += [posixpath.join(registry.folder, name) for name in REQUIREMENTS_FILES]
+    if pip_conf is not None:
+        resources.append(SandboxPipConf(pip_conf, index, others, worker.name))
+    resources.append(_config_keys(spec, worker, config))
+    if worker.stale_packages == "remove" and registry.packages is not None:
+        pins = tuple(sorted(worker_pins(lock, spec, worker, registry)))
+        resources.append(StalePackages(path, registry.packages, pins))
+        watches.append(registry.packages)
+    ol_state = WorkerState(ol, path, worker.state, tuple(watches), worker.host, worker.name)
+    return [*resources, ol_state]

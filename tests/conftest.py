@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,7 +18,7 @@ from urllib.parse import urlsplit
 import paramiko
 import pytest
 import yaml
-from sshd import SshFarm, keygen
+from sshd import SshFarm, free_port, keygen
 from upstream import Upstream, clean_upstream, upstream_index
 
 from olmirror.cli import main
@@ -23,7 +26,33 @@ from olmirror.cli import main
 __all__ = ["clean_upstream", "upstream_index"]  # fixtures for every test module
 
 STANDIN_OL = Path(__file__).resolve().parent / "standin" / "ol"
+STANDIN_OL_LEGACY = STANDIN_OL.with_name("ol-legacy")
 TARGET = {"python": "3.11", "platform": "manylinux_2_17_x86_64"}
+# The stand-in's image whose sandbox runs the tests' target, CPython 3.11 (ol-min is 3.10).
+IMAGE = "python:3.11"
+
+
+def stop_workers(root: Path) -> None:
+    """Stop every stand-in worker process below `root`, by its worker.pid, as `ol worker
+    down` would (SIGINT), and wait for it to go."""
+    for pid_file in root.rglob("worker/worker.pid"):
+        try:
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGINT)
+        except (OSError, ValueError):
+            continue
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def _no_worker_outlives_its_test(tmp_path: Path) -> Iterator[None]:
+    yield
+    stop_workers(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +90,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[int]]:
 
 def journal(worker: Path) -> list[str]:
     """Every init, up and down the `ol` stand-in performed for this worker, in order."""
-    path = worker / "worker" / "standin-journal"
+    path = worker / "standin-journal"
     return path.read_text().split() if path.exists() else []
 
 
@@ -116,7 +145,9 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 
 
 def write_spec(folder: Path, upstream: Upstream, workers: list[dict], **extra: object) -> Path:
-    """A spec whose every path lies inside `folder`, mirroring the test upstream."""
+    """A spec whose every path lies inside `folder`, mirroring the test upstream; each worker
+    gets a free port and the stand-in's CPython 3.11 image unless it names its own."""
+    workers = [{"image": IMAGE, "port": free_port(), **worker} for worker in workers]
     spec = {
         "version": 1,
         "hosts": {"local": {"ol": str(STANDIN_OL), "state_dir": str(folder / "state")}},

@@ -21,6 +21,8 @@ import sys
 
 MAX_CONTENT = 4 << 20
 MAX_REQUIREMENTS = 1 << 20
+MAX_TARBALL = 64 << 20
+MAX_ENTRIES = 10000
 CHUNK = 1 << 20
 REQUIREMENTS_FILES = ("requirements.in", "requirements.txt")
 
@@ -132,33 +134,117 @@ def _requirements_files(folder):
     return found
 
 
-def _registry(worker_path):
-    """Where the worker's registry is, and the requirements files of every lambda in it."""
-    config = os.path.join(worker_path, "config.json")
+def _tarball_requirements(path):
+    """{file name: {"text"} or {"error"}} of a <lambda>.tar.gz's requirements files."""
+    import tarfile  # only for registries that hold tarballs
+
+    found = {}
     try:
-        with open(config, "rb") as handle:
-            setting = json.loads(handle.read()).get("registry")
-    except (FileNotFoundError, NotADirectoryError):
-        setting = None
-    except (OSError, ValueError, AttributeError) as exc:
-        return {"error": f"cannot read {config}: {exc}"}
-    if setting is not None and not isinstance(setting, str):
-        return {"error": f"{config}: 'registry' is not a string"}
-    folder = registry_folder(setting, worker_path)
+        if os.lstat(path).st_size > MAX_TARBALL:
+            return {REQUIREMENTS_FILES[1]: {"error": f"larger than {MAX_TARBALL} bytes"}}
+        with tarfile.open(path, "r:gz") as archive:
+            for member in archive:
+                name = member.name[2:] if member.name.startswith("./") else member.name
+                if name not in REQUIREMENTS_FILES:
+                    continue
+                if not member.isfile() or member.size > MAX_REQUIREMENTS:
+                    found[name] = {"error": "not a regular file of at most 1 MiB"}
+                    continue
+                data = archive.extractfile(member).read()
+                found[name] = {"text": data.decode("utf-8", errors="replace")}
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        return {REQUIREMENTS_FILES[1]: {"error": f"cannot read {path}: {exc}"}}
+    return found
+
+
+def _lambdas(folder):
+    """Each lambda of a registry folder: <name>.tar.gz (read first by both generations of
+    OpenLambda) or <name>/, with its requirements files and which of the two it is."""
     lambdas = {}
-    try:
-        names = sorted(os.listdir(folder)) if folder else []
-    except (FileNotFoundError, NotADirectoryError):
-        names = []
-    except OSError as exc:
-        return {"setting": setting, "folder": folder, "error": f"{folder}: {exc.strerror or exc}"}
-    for name in names:
+    for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if not name.startswith(".") and os.path.isdir(path):
+        if name.startswith(".") or os.path.islink(path):
+            continue
+        if name.endswith(".tar.gz") and os.path.isfile(path):
+            files = _tarball_requirements(path)
+            name = name[: -len(".tar.gz")]
+            kind = "tarball"
+        elif os.path.isdir(path):
+            if name in lambdas:
+                continue
             files = _requirements_files(path)
-            if files:
-                lambdas[name] = files
-    return {"setting": setting, "folder": folder, "lambdas": lambdas}
+            kind = "folder"
+        else:
+            continue
+        if files:
+            lambdas[name] = {"kind": kind, "files": files}
+    return lambdas
+
+
+def _installed(packages):
+    """{entry: [dist-info folder names]} of a worker's Pkgs_dir, where OpenLambda installs each
+    requirement into <Pkgs_dir>/<requirement>/files (packagePuller.go:158)."""
+    found = {}
+    try:
+        entries = sorted(os.scandir(packages), key=lambda entry: entry.name)
+    except OSError:
+        return found
+    for entry in entries[:MAX_ENTRIES]:
+        if entry.is_dir(follow_symlinks=False):
+            try:
+                names = os.listdir(os.path.join(entry.path, "files"))
+            except OSError:
+                names = []
+            found[entry.name] = sorted(n for n in names if n.endswith(".dist-info"))
+    return found
+
+
+def _config_value(config, key):
+    """A config.json key as Go's encoding/json finds it: case-insensitively."""
+    for name, value in config.items():
+        if name.lower() == key.lower():
+            return value
+    return None
+
+
+def _registry(worker_path):
+    """Where the worker's registry, sandbox and packages are, which OpenLambda wrote its
+    config.json, the lambdas in the registry and what its Pkgs_dir holds."""
+    config_path = os.path.join(worker_path, "config.json")
+    try:
+        with open(config_path, "rb") as handle:
+            config = json.loads(handle.read())
+        if not isinstance(config, dict):
+            raise ValueError("not a JSON object")
+    except (FileNotFoundError, NotADirectoryError):
+        config = None
+    except (OSError, ValueError) as exc:
+        return {"error": f"cannot read {config_path}: {exc}"}
+    setting = (config or {}).get("registry")
+    if setting is not None and not isinstance(setting, str):
+        return {"error": f"{config_path}: 'registry' is not a string"}
+    folder = registry_folder(setting, worker_path)
+    answer = {"setting": setting, "folder": folder, "lambdas": {}, "config": config is not None}
+    if config is not None:
+        limits = config.get("limits")
+        legacy = isinstance(limits, dict) and "installer_mem_mb" in limits
+        answer["generation"] = (
+            "main" if "installer_limits" in config else ("legacy" if legacy else None)
+        )
+        for key, name in (("sandbox", "sock_base_path"), ("packages", "Pkgs_dir")):
+            value = _config_value(config, name)
+            answer[key] = value if isinstance(value, str) and value else None
+        port = config.get("worker_port")
+        answer["port"] = port if isinstance(port, (str, int)) else None
+    packages = answer.get("packages") or os.path.join(worker_path, "lambda", "packages")
+    answer["installed"] = _installed(packages)
+    try:
+        answer["lambdas"] = _lambdas(folder) if folder else {}
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except OSError as exc:
+        answer["error"] = f"{folder}: {exc.strerror or exc}"
+    return answer
 
 
 def _tree(folder):

@@ -15,9 +15,11 @@ class Command(Resource):
     argv: tuple[str, ...]
     creates: str
     missing_hint: str = ""
+    also: tuple[str, ...] = ()  # other paths the program is known to create
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "argv", tuple(self.argv))
+        object.__setattr__(self, "also", tuple(self.also))
 
     @property
     def id(self) -> str:
@@ -55,4 +57,4 @@ class Command(Resource):
             )
 
     def provides(self) -> frozenset[str]:
-        return frozenset({self.creates})
+        return frozenset({self.creates, *self.also})

@@ -138,9 +138,31 @@ def _check_worker_target(spec: Spec, i: int) -> Iterator[Problem]:
         )
 
 
+# OpenLambda's worker_port when config.json does not change it (go/common/config.go:297).
+DEFAULT_WORKER_PORT = 5000
+
+
+def _check_ports(spec: Spec) -> Iterator[Problem]:
+    """Workers on one host listen on different ports: `ol worker status` asks
+    localhost:<worker_port>, so a shared port answers for the wrong worker."""
+    first: dict[tuple[str, int], int] = {}
+    for i, worker in enumerate(spec.workers):
+        key = (worker.host, worker.port or DEFAULT_WORKER_PORT)
+        if key in first:
+            other = first[key]
+            yield (
+                ("workers", i, "port") if worker.port else ("workers", i, "name"),
+                f"worker {worker.name!r} would listen on port {key[1]} of host {worker.host!r}, "
+                f"as workers[{other}] ({spec.workers[other].name!r}) does; give each worker on "
+                "a host its own port (workers[].port)",
+            )
+        first.setdefault(key, i)
+
+
 def _check_workers(spec: Spec) -> Iterator[Problem]:
     first: dict[str, int] = {}
     places: dict[tuple[str, str], int] = {}
+    yield from _check_ports(spec)
     for i, worker in enumerate(spec.workers):
         if worker.name in first:
             yield (

@@ -498,8 +498,12 @@ def _resolve_worker(worker: Worker, base: Path, on_this_machine: bool) -> Worker
         else item
         for name, item in worker.lambdas.items()
     }
-    path = _local_path(base, worker.path) if on_this_machine else worker.path
-    return worker.model_copy(update={"path": path, "lambdas": lambdas})
+    update: dict[str, object] = {"lambdas": lambdas}
+    if on_this_machine:
+        update["path"] = _local_path(base, worker.path)
+        if worker.ol is not None and "/" in worker.ol:
+            update["ol"] = _local_path(base, worker.ol)
+    return worker.model_copy(update=update)
 
 
 def _missing_local_files(spec: Spec) -> list[tuple[Loc, str]]:

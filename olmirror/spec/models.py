@@ -25,7 +25,7 @@ from pydantic import (
 LOCAL = "local"
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
-# A lambda's folder in the registry: no dots, so never requirements.txt or f.py's name.
+# A lambda's folder or <name>.tar.gz in the registry: no dots, so never requirements.txt.
 LAMBDA_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$"
 PYTHON_PATTERN = r"^3\.[0-9]{1,2}$"
 PLATFORM_PATTERN = r"^(manylinux|musllinux|linux|macosx|win)_?[a-z0-9_]*$|^win32$|^any$"
@@ -316,7 +316,30 @@ class Worker(_Model):
     target: Target | Literal["detect"] | None = Field(
         None,
         description="The mirror target this worker's Python matches (optional with one target), "
-        "or 'detect': the target that the worker host's own python3 can install.",
+        "or 'detect': the target that the Python of the worker's sandbox (its base image, "
+        "<path>/lambda) can install.",
+    )
+    openlambda: Literal["auto", "main", "legacy"] = Field(
+        "auto",
+        description="Which OpenLambda runs the worker: 'main' keeps lambdas as <name>.tar.gz "
+        "in the registry, 'legacy' (the branch of the pip-mirror procedure) as folders; "
+        "'auto' tells them apart by the worker's config.json.",
+    )
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="The worker's HTTP port (config.json worker_port; OpenLambda's default "
+        "is 5000). Workers on one host need different ports.",
+    )
+    ol: PathStr | None = Field(
+        None, description="This worker's `ol` program, when it is not its host's `ol`."
+    )
+    stale_packages: Literal["report", "remove"] = Field(
+        "report",
+        description="Folders of the worker's Pkgs_dir that OpenLambda would reuse but that do "
+        "not hold the locked version: 'report' lists them in the plan, 'remove' also deletes "
+        "them so the next call installs from the mirror.",
     )
 
 

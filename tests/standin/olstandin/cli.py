@@ -163,10 +163,11 @@ def up(path: Path, image_name: str, detach: bool, legacy: bool) -> int:
     if not detach:
         return serve(config, legacy)
     log = open(path / "worker.out", "w")  # noqa: SIM115 - the worker's own stdout
-    argv = [sys.executable, str(HERE / "ol"), "worker", "up", "-p", str(path)]
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                            start_new_session=True, env={**os.environ, "OL_STANDIN_LEGACY": "1"}
-                            if legacy else None)  # fmt: skip
+    program = HERE / ("ol-legacy" if legacy else "ol")
+    argv = [sys.executable, str(program), "worker", "up", "-p", str(path)]
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+    )
     print(f"Starting worker in {path} and waiting until it's ready.")
     print(f"\tPID: {proc.pid}\n\tPort: {config['worker_port']}\n\tLog File: {path / 'worker.out'}")
     for _ in range(300):
@@ -188,7 +189,6 @@ def up(path: Path, image_name: str, detach: bool, legacy: bool) -> int:
 
 
 def main(legacy: bool, args: list[str]) -> int:
-    legacy = legacy or os.environ.get("OL_STANDIN_LEGACY") == "1"
     parser = argparse.ArgumentParser(prog="ol-legacy" if legacy else "ol")
     parser.add_argument("group", choices=["worker"])
     parser.add_argument("action", choices=["init", "up", "down", "status"])

@@ -78,7 +78,7 @@ def build(base: Path, image: str) -> None:
     interpreter = _interpreter(version)
     (base / "usr" / "bin").mkdir(parents=True)
     wrapper = base / "usr" / "bin" / f"python{version}"
-    wrapper.write_text(f"#!/bin/sh\nexec {shlex.quote(interpreter)} \"$@\"\n")
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.quote(interpreter)} "$@"\n')
     wrapper.chmod(0o755)
     (base / "usr" / "bin" / "python3").symlink_to(f"python{version}")
     (base / "usr" / "lib" / f"python{version}").mkdir(parents=True)

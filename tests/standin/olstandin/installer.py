@@ -88,7 +88,8 @@ def deps(dirname):
         return []
     found = set()
     with open(path, encoding="utf-8") as metadata:
-        lines = [line for line in metadata.read().splitlines() if line.startswith("Requires-Dist: ")]
+        text = metadata.read()
+    lines = [line for line in text.splitlines() if line.startswith("Requires-Dist: ")]
     for line in lines:
         requirement = Requirement(line[len("Requires-Dist: ") :])
         try:

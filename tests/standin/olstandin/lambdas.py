@@ -8,7 +8,6 @@ image's python3 run with an empty environment, its paths mapped into the image f
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess

@@ -8,6 +8,7 @@ worker_url:worker_port, and removes worker.pid and ol.sock when stopped with SIG
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -73,10 +74,10 @@ def serve(config: dict, legacy: bool) -> int:
     worker_dir.mkdir(mode=0o700, parents=True)
     pid_path.write_text(str(os.getpid()))
     manager = Manager(config, legacy)
-    try:  # NewLambdaStore / NewHandlerPuller make a file:// store's folder (store.go:59-63)
-        registry_folder(config.get("registry") or "").mkdir(mode=0o755, parents=True, exist_ok=True)
-    except LambdaError:
-        pass
+    # NewLambdaStore / NewHandlerPuller make a file:// store's folder (store.go:59-63).
+    with contextlib.suppress(LambdaError):
+        folder = registry_folder(config.get("registry") or "")
+        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
     servers: list[socketserver.BaseServer] = []
     try:
         address = (config.get("worker_url") or "localhost", int(config["worker_port"]))
