@@ -1,7 +1,8 @@
 """An OpenLambda lambda: `curl -X POST localhost:5000/run/hello -d '"you"'`."""
 
+import requests
 import six
 
 
 def f(event):
-    return six.ensure_text(f"hello, {event}")
+    return {"hello": six.ensure_text(str(event)), "requests": requests.__version__}
