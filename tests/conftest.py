@@ -49,10 +49,27 @@ def stop_workers(root: Path) -> None:
             time.sleep(0.05)
 
 
+def stop_nginx(root: Path) -> None:
+    """Stop every olmirror nginx instance whose config lies below `root`, by its pid file."""
+    for pid_file in root.rglob(".olmirror/nginx/nginx.pid"):
+        try:
+            pid = int(pid_file.read_text())
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if title.startswith("nginx: master process") and str(pid_file.parent) in title:
+            os.kill(pid, signal.SIGQUIT)
+
+
 @pytest.fixture(autouse=True)
-def _no_worker_outlives_its_test(tmp_path: Path) -> Iterator[None]:
+def _servers_end_with_their_test(tmp_path: Path) -> Iterator[None]:
+    """tmp_path readable by others (olmirror's nginx serves as `nobody` when started as
+    root), and no stand-in worker or nginx left running after the test."""
+    for folder in (tmp_path, *tmp_path.parents[:2]):
+        folder.chmod(0o755)
     yield
     stop_workers(tmp_path)
+    stop_nginx(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +165,9 @@ def write_spec(folder: Path, upstream: Upstream, workers: list[dict], **extra: o
     """A spec whose every path lies inside `folder`, mirroring the test upstream; each worker
     gets a free port and the stand-in's CPython 3.11 image unless it names its own."""
     workers = [{"image": IMAGE, "port": free_port(), **worker} for worker in workers]
+    port = free_port()
+    # A worker's sandbox sees the host's network, not its files: workers need http.
+    serve = {"backend": "http", "listen": f"127.0.0.1:{port}", "url": f"http://127.0.0.1:{port}"}
     spec = {
         "version": 1,
         "hosts": {"local": {"ol": str(STANDIN_OL), "state_dir": str(folder / "state")}},
@@ -155,6 +175,7 @@ def write_spec(folder: Path, upstream: Upstream, workers: list[dict], **extra: o
             "directory": str(folder / "mirror"),
             "upstream": upstream.url,
             "ca_file": str(upstream.ca_file),
+            **({"serve": serve} if workers else {}),
             "targets": [TARGET],
         },
         "workers": workers,

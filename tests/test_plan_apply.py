@@ -17,8 +17,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _mtimes(*folders: Path) -> dict[str, int]:
+    """Every file's mtime, but the running worker's log (worker.out)."""
     return {
-        str(p): p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*") if p.is_file()
+        str(p): p.stat().st_mtime_ns
+        for folder in folders
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != "worker.out"
     }
 
 
@@ -27,32 +31,45 @@ def _standin_config(worker: Path) -> dict:
     return json.loads(template.replace("/opt/ol/default-ol", str(worker)))
 
 
+def _url(spec: Path) -> str:
+    return yaml.safe_load(spec.read_text())["mirror"]["serve"]["url"]
+
+
 def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path) -> None:
+    url = _url(local_spec)
     plan = cli("plan", "-f", str(local_spec), "--detailed-exitcode", "--no-color")
     assert plan.code == 2, plan.err
-    assert "local: 20 to change, 3 unchanged" in plan.out
-    assert f"run `{STANDIN_OL} worker init -p {tmp_path / 'alpha'} -i ol-min`" in plan.out
+    assert "local: 27 to change, 2 unchanged" in plan.out
+    assert f"run `{STANDIN_OL} worker init -p {tmp_path / 'alpha'} -i python:3.11`" in plan.out
     assert "+omega==1.1" in plan.out
-    assert f'+ pip_mirror = "{tmp_path / "mirror" / "web"}"' in plan.out
+    assert f'+ pip_mirror = "{url}"' in plan.out
+    assert f"+index-url = {url}/simple/" in plan.out
     assert not (tmp_path / "alpha").exists(), "plan must not touch the host"
 
     applied = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert applied.code == 0, applied.err
-    assert "local  changed     changed=20 unchanged=3" in applied.out
+    assert "local  changed     changed=27 unchanged=2" in applied.out
     assert "local: bandersnatch synced 2 projects: fetched 2 files (" in applied.err
     for name, requirement in (("alpha", "omega==1.1"), ("beta", "theta==1.0")):
         worker = tmp_path / name
         lines = (worker / "registry" / "requirements.in").read_text().splitlines()
         assert lines[1:] == [requirement]
         config = json.loads((worker / "config.json").read_text())
-        expected = _standin_config(worker) | {"pip_mirror": str(tmp_path / "mirror" / "web")}
+        port = yaml.safe_load(local_spec.read_text())["workers"][name == "beta"]["port"]
+        expected = _standin_config(worker) | {
+            "pip_mirror": url,
+            "worker_port": str(port),
+            "mirror_host": "127.0.0.1",
+        }
         assert config == expected
         assert list(config) == list(expected), "key order is kept"
+        pip_conf = (worker / "lambda" / "etc" / "pip.conf").read_text()
+        assert pip_conf == f"[global]\nindex-url = {url}/simple/\ntrusted-host = 127.0.0.1\n"
 
     before = _mtimes(tmp_path / "alpha", tmp_path / "beta")
     again = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert again.code == 0
-    assert "Plan: 0 to change on 1 host, 23 unchanged." in again.out
+    assert "Plan: 0 to change on 1 host, 29 unchanged." in again.out
     assert "Nothing to change" in again.out
     assert _mtimes(tmp_path / "alpha", tmp_path / "beta") == before
     assert cli("plan", "-f", str(local_spec), "--detailed-exitcode").code == 0
@@ -64,17 +81,18 @@ def test_changes_show_a_unified_diff_and_key_diff(cli, local_spec: Path, tmp_pat
     spec["workers"][0]["requirements"] = ["omega==1.2", "theta==1.0"]
     local_spec.write_text(yaml.safe_dump(spec))
     config = tmp_path / "alpha" / "config.json"
-    config.write_text(config.read_text().replace('"pip_mirror": "', '"pip_mirror": "/elsewhere'))
+    config.write_text(config.read_text().replace('"pip_mirror": "', '"pip_mirror": "elsewhere'))
     (tmp_path / "beta" / "registry" / "requirements.in").chmod(0o600)
 
     plan = cli("plan", "-f", str(local_spec), "--no-color", "--detailed-exitcode")
     assert plan.code == 2
     assert "-omega==1.1" in plan.out and "+omega==1.2" in plan.out and "+theta==1.0" in plan.out
-    assert f'~ pip_mirror: "/elsewhere{tmp_path}/mirror/web" -> "{tmp_path}/mirror/web"' in plan.out
+    url = _url(local_spec)
+    assert f'~ pip_mirror: "elsewhere{url}" -> "{url}"' in plan.out
     assert "mode 0600 -> 0644" in plan.out
     # the lock, bandersnatch.conf, the sync, omega 1.1's file removed; alpha's two requirement
     # files and config.json, beta's requirements.in; and each running worker restarted once
-    assert "local: 10 to change, 13 unchanged" in plan.out
+    assert "local: 10 to change, 19 unchanged" in plan.out
     assert "remove 1 path the lock no longer holds from the mirror" in plan.out
     assert "omega-1.1-py3-none-any.whl" in plan.out
     assert plan.out.count("restart the worker") == 2
@@ -82,7 +100,7 @@ def test_changes_show_a_unified_diff_and_key_diff(cli, local_spec: Path, tmp_pat
     assert "omega-1.2-py3-none-any.whl" in plan.out
 
     assert cli("apply", "-f", str(local_spec), "--yes").code == 0
-    assert json.loads(config.read_text())["pip_mirror"] == str(tmp_path / "mirror" / "web")
+    assert json.loads(config.read_text())["pip_mirror"] == url
     assert (tmp_path / "beta" / "registry" / "requirements.in").stat().st_mode & 0o777 == 0o644
     assert cli("plan", "-f", str(local_spec), "--detailed-exitcode").code == 0
 
@@ -91,7 +109,7 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
     result = cli("plan", "-f", str(local_spec), "--json")
     assert result.code == 0
     plan = json.loads(result.out)
-    assert plan["summary"] == {"changes": 20, "hosts": 1, "failed_hosts": []}
+    assert plan["summary"] == {"changes": 27, "hosts": 1, "failed_hosts": []}
     (host,) = plan["hosts"]
     actions = [(c["action"], c["resource"]["kind"]) for c in host["changes"]]
     lock_and_mirror = [
@@ -103,7 +121,11 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
         ("create", "file"),  # bandersnatch.conf
         ("run", "bandersnatch_sync"),
         ("none", "prune_mirror"),  # nothing beyond the lock
-        ("none", "nginx_stopped"),  # served from the filesystem: no nginx of olmirror's
+        ("create", "directory"),  # olmirror's nginx
+        ("create", "directory"),  # its temp folder
+        ("create", "file"),  # nginx.conf
+        ("run", "nginx"),
+        ("run", "http_check"),
     ]
     worker = [
         ("run", "mirror_reachable"),  # not yet: the mirror is built in this apply
@@ -111,11 +133,12 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
         ("create", "directory"),
         ("create", "file"),  # requirements.in
         ("create", "file"),  # requirements.txt
+        ("create", "sandbox_pip_conf"),
         ("update", "json_keys"),
         ("run", "ol_worker_state"),
     ]
     assert actions == lock_and_mirror + worker * 2
-    assert host["changes"][12]["diff"][-1] == "+omega==1.1"
+    assert host["changes"][16]["diff"][-1] == "+omega==1.1"
 
 
 def test_saved_plan_is_applied_exactly(cli, local_spec: Path, tmp_path: Path) -> None:

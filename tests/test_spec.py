@@ -220,7 +220,8 @@ def test_plain_anchors_and_merge_keys_are_fine(project: Path) -> None:
               - <<: *base
                 name: b
                 path: /opt/ol/b
-              - {name: c, path: /opt/ol/c, requirements: *reqs}
+                port: 5001
+              - {name: c, path: /opt/ol/c, port: 5002, requirements: *reqs}
             """
         ),
     )
@@ -273,7 +274,7 @@ def test_relative_local_paths_resolve_against_the_spec_folder_not_the_cwd(
           requirements: [requirements/ml.in, ../shared/base.in]
         workers:
           - {name: a, path: ./workers/a}
-          - {name: b, host: local, path: workers/../workers/b/}
+          - {name: b, host: local, path: workers/../workers/b/, port: 5001}
         """,
     )
     spec, base = loaded.spec, project.resolve()
@@ -341,7 +342,7 @@ def test_tilde_expands_for_local_paths(project: Path) -> None:
 def test_a_validated_spec_has_no_relative_local_path_left(project: Path) -> None:
     loaded = _load(
         project,
-        MINIMAL.replace("/srv/pypi", "m") + "workers: [{name: a, path: w}, {name: b, path: ~/w}]\n",
+        MINIMAL.replace("/srv/pypi", "m") + "workers: [{name: a, path: w}, {name: b, path: ~/w, port: 5001}]\n",
     )
     paths = [loaded.spec.mirror.directory, *(w.path for w in loaded.spec.workers)]
     assert all(Path(p).is_absolute() for p in paths), paths
@@ -420,7 +421,8 @@ def test_the_local_host_exists_without_an_entry(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = (
-        MINIMAL + "workers:\n  - {name: a, path: /opt/ol/a}\n  - {name: b, host: local, path: b}\n"
+        MINIMAL
+        + "workers:\n  - {name: a, path: /opt/ol/a}\n  - {name: b, host: local, path: b, port: 1}\n"
     )
     spec = _load(project, text).spec
     assert LOCAL not in spec.hosts
@@ -511,3 +513,14 @@ def test_a_missing_ca_file_is_named_with_its_position(project: Path) -> None:
         SpecError, match=r"olmirror.yaml:\d+:\d+: mirror.ca_file: .*no.pem does not"
     ):
         _load(project, text)
+
+
+def test_two_workers_on_one_host_need_their_own_ports(project: Path) -> None:
+    text = MINIMAL + "workers:\n  - {name: a, path: /opt/ol/a}\n  - {name: b, path: /opt/ol/b}\n"
+    with pytest.raises(SpecError) as raised:
+        _load(project, text)
+    message = str(raised.value)
+    assert "workers[1].name: worker 'b' would listen on port 5000 of host 'local'" in message
+    assert "give each worker on a host its own port (workers[].port)" in message
+    fixed = text.replace("path: /opt/ol/b}", "path: /opt/ol/b, port: 5001}")
+    assert [w.port for w in _load(project, fixed).spec.workers] == [None, 5001]

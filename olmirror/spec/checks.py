@@ -146,7 +146,10 @@ def _check_ports(spec: Spec) -> Iterator[Problem]:
     """Workers on one host listen on different ports: `ol worker status` asks
     localhost:<worker_port>, so a shared port answers for the wrong worker."""
     first: dict[tuple[str, int], int] = {}
+    names = [w.name for w in spec.workers]
     for i, worker in enumerate(spec.workers):
+        if names.count(worker.name) > 1:
+            continue  # told as a duplicate name
         key = (worker.host, worker.port or DEFAULT_WORKER_PORT)
         if key in first:
             other = first[key]
