@@ -231,6 +231,9 @@ def worker_resources(
     config = posixpath.join(path, "config.json")
     ol = worker.ol or host_config(spec, worker.host).ol
     resources: list[Resource] = [MirrorReachable(worker.name, pip_mirror(spec), worker.host)]
+    parent = posixpath.dirname(path)
+    if parent != "/":  # `ol worker init` makes the worker's folder, not its parents
+        resources.append(Directory(parent))
     pip_conf = None
     if registry.sandbox is not None:
         pip_conf, others = config_paths(registry.sandbox)

@@ -342,7 +342,8 @@ def test_tilde_expands_for_local_paths(project: Path) -> None:
 def test_a_validated_spec_has_no_relative_local_path_left(project: Path) -> None:
     loaded = _load(
         project,
-        MINIMAL.replace("/srv/pypi", "m") + "workers: [{name: a, path: w}, {name: b, path: ~/w, port: 5001}]\n",
+        MINIMAL.replace("/srv/pypi", "m")
+        + "workers: [{name: a, path: w}, {name: b, path: ~/w, port: 5001}]\n",
     )
     paths = [loaded.spec.mirror.directory, *(w.path for w in loaded.spec.workers)]
     assert all(Path(p).is_absolute() for p in paths), paths

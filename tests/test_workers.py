@@ -3,11 +3,11 @@
 Everything is real but OpenLambda itself: uv resolves against the local HTTPS upstream,
 bandersnatch (or olmirror's simple engine) fills the mirror, nginx serves it, remote
 workers live behind real sshd daemons on 127.0.0.1, and the `ol` stand-in
-(tests/standin/ol) runs, on `up`, what a worker's package puller runs for every line of
-registry/requirements.txt: `pip install --isolated --no-deps PKG==VER -t DIR --index-url
-<pip_mirror>/simple/`. It records each install (and the URL pip took the file from) in
-<path>/worker/standin-installs.json and every init, up and down in
-<path>/worker/standin-journal.
+(tests/standin/ol) runs a worker as OpenLambda's code does: on a lambda's first call it
+installs each line of the lambda's requirements.txt with real pip, `--no-deps`, in the
+sandbox, whose pip reads only the sandbox's pip.conf. Each install leaves pip's output in
+<Pkgs_dir>/<line>/standin-pip.log, and every init, up and down is journalled in
+<path>/standin-journal.
 
 The five ways DESIGN.md says a worker fails later ("unable to find /host/files") each have
 a test here: a package missing from the mirror, a wrong mirror URL or path, requirements
@@ -23,6 +23,7 @@ import re
 import select
 import shutil
 import signal
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,9 +93,33 @@ def pinned_lines(worker: Path) -> list[str]:
     return pinned(worker / "registry" / "requirements.txt")
 
 
-def installs(worker: Path) -> dict[str, Any]:
-    """What the stand-in's last `up` installed: {"index": ..., "installs": [...]}."""
-    return json.loads((worker / "worker" / "standin-installs.json").read_text())
+def probe(folder: Path, requirements: list[str]) -> dict[str, str]:
+    """A lambda that needs `requirements`: calling it installs their closure."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "f.py").write_text("def f(event):\n    return 'ok'\n")
+    (folder / "requirements.in").write_text("".join(f"{line}\n" for line in requirements))
+    return {"source": str(folder)}
+
+
+def lambda_lines(worker: Path, name: str = "probe") -> list[str]:
+    """The pinned lines of a lambda's requirements.txt, read from its tarball."""
+    with tarfile.open(worker / "registry" / f"{name}.tar.gz") as archive:
+        member = archive.extractfile("requirements.txt")
+        assert member is not None
+        text = member.read().decode()
+    return [line for line in (raw.split("#")[0].strip() for raw in text.splitlines()) if line]
+
+
+def call_ok(cli: Cli, spec: Path) -> CliResult:
+    result = cli("verify", "-f", str(spec), "--call", "--no-color")
+    assert result.code == 0, result.out + result.err
+    return result
+
+
+def installed(worker: Path) -> dict[str, str]:
+    """{Pkgs_dir folder: pip's output} of everything the worker's calls installed."""
+    packages = worker / "lambda" / "packages"
+    return {log.parent.name: log.read_text() for log in packages.glob("*/standin-pip.log")}
 
 
 def expected_pins(upstream: Upstream, roots: list[str], python: str, platform: str) -> list[str]:
@@ -104,23 +129,21 @@ def expected_pins(upstream: Upstream, roots: list[str], python: str, platform: s
 
 
 def assert_installed_from_mirror(
-    worker: Path, index: str, files: dict[str, Any] | None = None
+    worker: Path, mirror: str, files: dict[str, Any] | None = None, name: str = "probe"
 ) -> None:
-    """Every pinned line of the worker was installed, from `index`; as the locked file of
-    `files` (the lock's files of the worker's target) when given.
-
-    The stand-in's pip is this machine's Python 3.11, so for a worker of another target it
-    may pick another of the mirror's files for a pin (cp311 rather than cp310-abi3)."""
-    done = installs(worker)
-    assert done["index"] == index
-    by_line = {i["requirement"]: i for i in done["installs"]}
-    assert sorted(by_line) == sorted(pinned_lines(worker))
-    mirror = index.removesuffix("/simple/")
-    for line, install in by_line.items():
-        assert install["ok"], f"{line}: {install['log']}"
-        assert install["url"].startswith(f"{mirror}/packages/"), install["url"]
+    """Every pinned line of lambda `name` was installed by its calls, from `mirror`; as the
+    locked file of `files` (the lock's files of the worker's target) when given."""
+    logs = installed(worker)
+    lines = lambda_lines(worker, name)
+    assert lines and set(lines) <= set(logs), (lines, sorted(logs))
+    for line in lines:
+        log = logs[line]
+        assert f"Looking in indexes: {mirror}/simple/" in log, log
+        assert "Successfully installed" in log, log
+        downloaded = re.search(r"Downloading (\S+)", log)
+        assert downloaded and downloaded[1].startswith(f"{mirror}/packages/"), log
         if files is not None:
-            assert install["url"].rsplit("/", 1)[1] == files[line]["filename"]
+            assert downloaded[1].rsplit("/", 1)[1] == files[line]["filename"]
 
 
 def names_worker(text: str, name: str) -> bool:
@@ -203,6 +226,7 @@ def test_one_spec_provisions_a_mirror_and_two_workers_that_install_only_from_it(
                 "name": "fast",
                 "path": str(local_worker),
                 "requirements": ["alpha[fast]==2.0"],
+                "lambdas": {"probe": probe(served / "fast", ["alpha[fast]==2.0"])},
                 "state": "stopped",
             },
             {
@@ -210,6 +234,7 @@ def test_one_spec_provisions_a_mirror_and_two_workers_that_install_only_from_it(
                 "host": node.name,
                 "path": str(remote_worker),
                 "requirements": ["gamma==1.0"],
+                "lambdas": {"probe": probe(served / "lean", ["gamma==1.0"])},
                 "state": "stopped",
             },
         ],
@@ -232,16 +257,19 @@ def test_one_spec_provisions_a_mirror_and_two_workers_that_install_only_from_it(
     assert pinned_lines(remote_worker) == expected_pins(up, ["gamma==1.0"], "3.11", "linux")
     assert {"speedups==1.2", "zeta-utils==1.0"} <= set(pinned_lines(local_worker))
 
-    # Then start them: each installs every pin from the mirror, and the upstream hears nothing.
+    # Then start them and call their lambdas: each installs every pin from the mirror, and
+    # the upstream hears nothing.
     up.counts.reset()
     set_worker(spec, 0, state="running")
     set_worker(spec, 1, state="running")
     second = apply_ok(cli, spec)
     assert second.out.count("start the worker") == 2
+    assert "Called 2 lambdas, 0 failed" in call_ok(cli, spec).out
     assert up.counts.requests() == 0, up.counts.by_path()
     for worker in (local_worker, remote_worker):
-        assert_installed_from_mirror(worker, f"{url}/simple/", files)
+        assert_installed_from_mirror(worker, url, files)
         assert journal(worker) == ["init", "up"]
+    assert {"speedups==1.2", "zeta-utils==1.0"} <= set(installed(local_worker))
     recap = second.out[second.out.index("Recap") :]
     assert re.search(rf"{node.name}\s+changed", recap) and re.search(r"local\s+changed", recap)
 
@@ -273,8 +301,10 @@ def test_requirements_txt_is_the_pinned_closure_for_the_workers_target(
                 "name": name,
                 "path": str(tmp_path / name),
                 "requirements": ["alpha==2.0"],
+                "lambdas": {"probe": probe(tmp_path / "src", ["alpha==2.0"])},
                 "target": target,
-                # the stand-in's pip is this machine's (Linux x86_64): it cannot install win wheels
+                "image": "ol-min" if name == "old" else "python:3.11",  # CPython 3.10, 3.11
+                # the stand-in's sandbox runs on Linux x86_64: it cannot install win wheels
                 "state": "stopped" if name == "win" else "running",
             }
             for name, target in workers.items()
@@ -302,9 +332,11 @@ def test_requirements_txt_is_the_pinned_closure_for_the_workers_target(
     assert "compat310==1.1" not in pinned_lines(tmp_path / "new")
     assert "winonly==1.0" in pinned_lines(tmp_path / "win")
     assert "winonly==1.0" not in pinned_lines(tmp_path / "new")
-    index = f"{(tmp_path / 'mirror' / 'web').as_uri()}/simple/"
-    assert_installed_from_mirror(tmp_path / "new", index, lock_files(spec, PY311))
-    assert_installed_from_mirror(tmp_path / "old", index)
+    call_ok(cli, spec)
+    url = yaml.safe_load(spec.read_text())["mirror"]["serve"]["url"]
+    assert_installed_from_mirror(tmp_path / "new", url, lock_files(spec, PY311))
+    assert_installed_from_mirror(tmp_path / "old", url, lock_files(spec, PY310))
+    assert "compat310==1.1" in installed(tmp_path / "old")
     assert journal(tmp_path / "win") == ["init"]
 
 
@@ -320,8 +352,9 @@ def test_state_starts_restarts_once_after_changes_and_stops(
     spec = local_spec(
         tmp_path,
         clean_upstream,
-        [{"name": "w", "path": str(worker), "requirements": ["omega==1.1"], "state": "stopped"}],
-    )
+        [{"name": "w", "path": str(worker), "requirements": ["omega==1.1"], "state": "stopped",
+          "lambdas": {"probe": probe(tmp_path / "src", ["omega==1.1"])}}],
+    )  # fmt: skip
     apply_ok(cli, spec)
     assert journal(worker) == ["init"]
 
@@ -330,10 +363,13 @@ def test_state_starts_restarts_once_after_changes_and_stops(
     assert f"start the worker: `{STANDIN_OL} worker up -p {worker} -d`" in plan.out
     apply_ok(cli, spec)
     assert journal(worker) == ["init", "up"]
-    assert [i["requirement"] for i in installs(worker)["installs"]] == ["omega==1.1"]
+    call_ok(cli, spec)
+    assert sorted(installed(worker)) == ["omega==1.1"]
 
     # Three of its files change at once (two through the spec, config.json by hand): the
-    # running worker is restarted once, after all of them.
+    # running worker is restarted once, after all of them. Its lambda changes too, which
+    # needs no restart: OpenLambda pulls a lambda when it is called.
+    probe(tmp_path / "src", ["omega==1.2", "theta==1.0"])
     set_worker(spec, 0, requirements=["omega==1.2", "theta==1.0"])
     config = worker / "config.json"
     config.write_text(config.read_text().replace('"pip_mirror": "', '"pip_mirror": "/gone'))
@@ -344,11 +380,8 @@ def test_state_starts_restarts_once_after_changes_and_stops(
     assert plan.out.rindex("restart the worker") > plan.out.rindex("pip_mirror")
     apply_ok(cli, spec)
     assert journal(worker) == ["init", "up", "down", "up"]
-    assert sorted(i["requirement"] for i in installs(worker)["installs"]) == [
-        "omega==1.2",
-        "theta==1.0",
-    ]
-    assert all(i["ok"] for i in installs(worker)["installs"])
+    call_ok(cli, spec)
+    assert sorted(installed(worker)) == ["omega==1.1", "omega==1.2", "theta==1.0"]
 
     # Nothing changed: no restart.
     assert "Nothing to change" in apply_ok(cli, spec).out
@@ -463,43 +496,31 @@ def test_a_wrong_mirror_url_is_caught_from_the_workers_host_and_nothing_of_it_ch
     assert journal(path) == ["init", "up"]
 
 
-def test_a_mirror_path_the_workers_host_cannot_read_is_caught_before_the_worker_changes(
-    cli: Cli, farm: SshFarm, tmp_path: Path, clean_upstream: Upstream
+def test_a_filesystem_mirror_the_sandbox_cannot_see_is_a_plan_error(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
 ) -> None:
-    """serve.backend filesystem: pip_mirror is a path, which must exist on the worker's host.
-
-    The mirror lives on another host here, and only the worker's host is applied, as when
-    the mirror's folder is not mounted on the worker's host.
-    """
-    mirror_host = farm.host("store")
+    """serve.backend filesystem: a worker's pip runs chrooted in its sandbox (<path>/lambda),
+    which sees nothing of the host's files outside it, so it cannot read the mirror's
+    folder; the plan says so, and what to change, before anything of the worker changes."""
     worker = tmp_path / "w"
     spec = local_spec(
         tmp_path,
         clean_upstream,
         [{"name": "w", "path": str(worker), "requirements": ["omega==1.1"]}],
     )
-    add_host(spec, mirror_host, farm.known_hosts(mirror_host))
-    directory = mirror_host.root / "srv" / "pypi"
-    set_mirror(spec, host=mirror_host.name, directory=str(directory))
-    index = directory / "web" / "simple" / "index.html"
-
-    plan = cli("plan", "-f", str(spec), "--no-color", "--limit", "local")
-    assert "check that the mirror answers for worker w, after the mirror's own changes" in plan.out
-    assert f"{index} is missing on " in plan.out
-
-    result = cli("apply", "-f", str(spec), "--yes", "--no-color", "--limit", "local")
-    assert result.code == 1
-    recap = result.out[result.out.index("Recap") :]
-    assert f"worker 'w' cannot reach its mirror {directory / 'web'}" in recap
-    assert f"{index} is missing" in recap
-    assert "mount the folder there" in recap and "serve.backend: http" in recap
-    assert not worker.exists(), "nothing of the worker was changed"
-
-    # Once the folder is there (on this machine, the other host's tree is), the worker converges.
-    apply_ok(cli, spec)
-    assert_installed_from_mirror(
-        worker, f"{(directory / 'web').as_uri()}/simple/", lock_files(spec, PY311)
+    set_mirror(spec, serve={"backend": "filesystem"})
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    message = plan.out + plan.err
+    assert plan.code == 1, message
+    assert (
+        f"worker 'w' cannot install from the mirror: its packages are installed by pip "
+        f"chrooted in {worker / 'lambda'}, which cannot see the mirror's web folder "
+        f"{tmp_path / 'mirror' / 'web'}" in message
     )
+    assert "(mirror.serve.backend: http)" in message
+    result = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert result.code == 1
+    assert not worker.exists(), "nothing of the worker was changed"
 
 
 def test_requirements_without_exact_versions_are_installed_as_exact_pins(
@@ -509,16 +530,19 @@ def test_requirements_without_exact_versions_are_installed_as_exact_pins(
     spec = local_spec(
         tmp_path,
         clean_upstream,
-        [{"name": "w", "path": str(worker), "requirements": ["omega>=1.0", "Zeta_Utils"]}],
-    )
+        [{"name": "w", "path": str(worker), "requirements": ["omega>=1.0", "Zeta_Utils"],
+          "lambdas": {"probe": probe(tmp_path / "src", ["omega>=1.0", "Zeta_Utils"])}}],
+    )  # fmt: skip
     apply_ok(cli, spec)
     requirements_in = (worker / "registry" / "requirements.in").read_text().splitlines()
     assert requirements_in[1:] == ["omega>=1.0", "Zeta_Utils"]
     # the newest stable release of each, never the pre-release omega 2.0b1
     assert pinned_lines(worker) == ["omega==1.2", "zeta-utils==1.0"]
     assert all(EXACT_PIN.fullmatch(line) for line in pinned_lines(worker))
-    mirror = (tmp_path / "mirror" / "web").as_uri()
-    assert_installed_from_mirror(worker, f"{mirror}/simple/", lock_files(spec, PY311))
+    assert lambda_lines(worker) == ["omega==1.2", "zeta-utils==1.0"]
+    call_ok(cli, spec)
+    url = yaml.safe_load(spec.read_text())["mirror"]["serve"]["url"]
+    assert_installed_from_mirror(worker, url, lock_files(spec, PY311))
 
 
 # Projects added to the catalogue: `fastcore` ships one Linux x86_64 wheel and no sdist.

@@ -201,7 +201,11 @@ def main(legacy: bool, args: list[str]) -> int:
         if parsed.action == "init":
             if os.getuid() != 0 and not legacy:  # commands.go:43-45
                 raise SystemExit("'ol worker init' must be run with sudo")
-            init_dir(path, parsed.image, legacy)
+            try:
+                init_dir(path, parsed.image, legacy)
+            except OSError as exc:  # os.Mkdir(olPath, 0700): no parents (helpers.go:132)
+                print(f"init failed to create OL directory: {exc}", file=sys.stderr)
+                return 1
             return 0
         if parsed.action == "up":
             return up(path, parsed.image, parsed.detach, legacy)

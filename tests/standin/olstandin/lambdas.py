@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import subprocess
-import tarfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -107,8 +106,10 @@ class Manager:
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
         elif source.name.endswith(".tar.gz"):
-            with tarfile.open(source) as archive:  # `tar -xzf`, handlerPuller.go:130
-                archive.extractall(target, filter="data")
+            argv = ["tar", "-xzf", str(source), "--directory", str(target)]  # :130
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise LambdaError(f"tar extract failed: {done.stderr.strip()}")
         else:
             shutil.copyfile(source, target / ("f.py" if source.suffix == ".py" else "f.bin"))
         self.pulled[name] = (time.time(), mtime, target)

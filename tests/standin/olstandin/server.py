@@ -51,8 +51,8 @@ def _handler(manager: Manager, legacy: bool, on_unix: bool) -> type[BaseHTTPRequ
                 body = self.rfile.read(length) if length else b""
                 try:
                     return self._reply(*manager.invoke(parts[1], body))
-                except (LambdaError, OSError, ValueError) as exc:
-                    return self._reply(500, str(exc).encode())
+                except Exception as exc:  # the worker answers 500, it does not drop the call
+                    return self._reply(500, f"{type(exc).__name__}: {exc}".encode())
             return self._reply(404, b"404 page not found\n")
 
         do_GET = do_POST = _route
