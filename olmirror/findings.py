@@ -124,13 +124,23 @@ class _Worker:
                 "warning",
             )
 
-    def on_host(self, name: str, entry: dict[str, Any], folder: str) -> None:
+    def on_host(self, name: str, entry: dict[str, Any], registry: Registry) -> None:
         """A lambda on the host that the spec does not declare: its files, line by line."""
         files: dict[str, dict[str, str]] = entry["files"]
+        folder = registry.folder or ""
 
         def where(file: str) -> str:
             return lambda_file(folder, name, entry["kind"], file)
 
+        if entry["kind"] == "folder" and registry.generation == "main":
+            self.add(
+                name,
+                posixpath.join(folder, name),
+                "a lambda folder, which OpenLambda's main branch never runs: it reads only "
+                "<name>.tar.gz from its registry (go/worker/lambda/handlerPuller.go); install "
+                "it with `ol admin install`",
+                "warning",
+            )
         for file, content in sorted(files.items()):
             if "error" in content:
                 self.add(name, where(file), f"cannot read it: {content['error']}", "warning")
@@ -296,6 +306,6 @@ def registry_findings(
                 report.add(None, registry.folder, why, "warning")
             elif name not in worker.lambdas:
                 report.not_yet_mirrored(name, lambda_set_name(worker.name, name))
-                report.on_host(name, entry, registry.folder)
+                report.on_host(name, entry, registry)
         found += report.found
     return found

@@ -1,22 +1,26 @@
-"""Lambdas in a worker's registry, as OpenLambda lays them out: <registry>/<lambda>/.
+"""Lambdas in a worker's registry, as OpenLambda's main branch keeps them: <name>.tar.gz.
 
-Lambdas come from the spec (requirements, or a lambda folder whose files are copied)
+Lambdas come from the spec (requirements, or a lambda folder whose files are packed)
 or are found already on the worker's host (`allowlist.from_registry`). Every lambda is
 its own requirement set, so two lambdas may pin different versions of one package.
-The `ol` stand-in installs every lambda's requirements.txt from the mirror with real
-pip and `--no-deps`, as a worker's package puller does.
+The `ol` stand-in installs a lambda's requirements.txt on its first call, with real pip
+and `--no-deps`, as a worker's package puller does.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
+import tarfile
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-from conftest import STANDIN_OL, TARGET, CliResult, journal, pinned, write_spec
+from conftest import IMAGE, STANDIN_OL, TARGET, CliResult, journal, write_spec
 from packaging.requirements import Requirement
 from sshd import SshFarm
 from upstream import Upstream
@@ -28,27 +32,63 @@ from olmirror.targets import TargetEnv
 
 Cli = Callable[..., CliResult]
 TARGET_KEY = f"py{TARGET['python']}-{TARGET['platform']}"
+DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+F_PY = "def f(event):\n    return event\n"
 
 
 def init_worker(path: Path) -> Path:
-    """A worker that already exists on the host, made by `ol worker init`."""
-    subprocess.run([str(STANDIN_OL), "worker", "init", "-p", str(path)], check=True)
+    """A worker that already exists on the host, made by `ol worker init`, whose registry
+    its first start made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    argv = [str(STANDIN_OL), "worker", "init", "-p", str(path), "-i", IMAGE]
+    subprocess.run(argv, check=True, capture_output=True)
+    (path / "registry").mkdir()
     return path / "registry"
 
 
-def put_lambda(registry: Path, name: str, **files: str) -> Path:
-    """A lambda folder on the host with the given files (requirements_in -> requirements.in)."""
-    folder = registry / name
-    folder.mkdir(parents=True)
-    (folder / "f.py").write_text("def f(event):\n    return event\n")
-    for file, text in files.items():
-        (folder / file.replace("_", ".")).write_text(text)
-    return folder
+def put_lambda(registry: Path, name: str, *, folder: bool = False, **files: str) -> Path:
+    """A lambda on the host, <name>.tar.gz (or a folder), with f.py and the given files
+    (requirements_in -> requirements.in)."""
+    named = {"f.py": F_PY, **{file.replace("_", "."): text for file, text in files.items()}}
+    if folder:
+        (registry / name).mkdir(parents=True)
+        for file, text in named.items():
+            (registry / name / file).write_text(text)
+        return registry / name
+    path = registry / f"{name}.tar.gz"
+    with tarfile.open(path, "w:gz") as archive:
+        for file, text in named.items():
+            info = tarfile.TarInfo(file)
+            info.size = len(text.encode())
+            archive.addfile(info, io.BytesIO(text.encode()))
+    return path
 
 
-def installs(worker: Path) -> set[tuple[str | None, str, bool]]:
-    raw = json.loads((worker / "worker" / "standin-installs.json").read_text())
-    return {(i["lambda"], i["requirement"], i["ok"]) for i in raw["installs"]}
+def members(tarball: Path) -> dict[str, str]:
+    with tarfile.open(tarball) as archive:
+        return {
+            m.name: archive.extractfile(m).read().decode()  # type: ignore[union-attr]
+            for m in archive.getmembers()
+        }
+
+
+def pins(text: str) -> list[str]:
+    return [line for line in (raw.split("#")[0].strip() for raw in text.splitlines()) if line]
+
+
+def call(spec: Path, name: str) -> tuple[int, str]:
+    """POST /run/<name> to the spec's first worker, as `curl -X POST ... -d '{}'` does."""
+    port = yaml.safe_load(spec.read_text())["workers"][0]["port"]
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/run/{name}", b"{}", method="POST")
+    try:
+        with DIRECT.open(request, timeout=300) as reply:
+            return reply.status, reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def installed(worker: Path) -> set[str]:
+    return {p.parent.name for p in (worker / "lambda" / "packages").glob("*/files")}
 
 
 def test_three_lambdas_are_converged_and_install_from_the_mirror(
@@ -59,6 +99,7 @@ def test_three_lambdas_are_converged_and_install_from_the_mirror(
     legacy = put_lambda(
         registry, "legacy", requirements_in="omega==1.1\n", requirements_txt="omega==1.1\n"
     )
+    before = legacy.read_bytes()
     etl = tmp_path / "lambdas" / "etl"
     etl.mkdir(parents=True)
     (etl / "f.py").write_text("import theta\n\ndef f(event):\n    return theta.__name__\n")
@@ -83,27 +124,26 @@ def test_three_lambdas_are_converged_and_install_from_the_mirror(
     )
     assert f"lambda etl: {not_yet}: theta==1.5" in plan.out
     assert f"lambda legacy: {not_yet}: omega==1.1" in plan.out
-    assert not (registry / "scraper").exists(), "plan must not touch the host"
+    assert not (registry / "scraper.tar.gz").exists(), "plan must not touch the host"
 
     applied = cli("apply", "-f", str(spec), "--yes", "--no-color")
     assert applied.code == 0, applied.out + applied.err
-    assert pinned(registry / "scraper" / "requirements.txt") == ["theta==1.0", "zeta-utils==0.5"]
-    assert pinned(registry / "scraper" / "requirements.in")[-2:] == [
-        "theta==1.0",
-        "zeta-utils==0.5",
-    ]
-    assert pinned(registry / "etl" / "requirements.txt") == ["theta==1.5"]
-    assert (registry / "etl" / "f.py").read_text() == (etl / "f.py").read_text()
-    assert (registry / "etl" / "requirements.in").read_text() == "theta==1.5\n"
-    assert (legacy / "requirements.txt").read_text() == "omega==1.1\n", "found lambdas are read"
-    assert installs(worker) == {
-        ("etl", "theta==1.5", True),
-        ("legacy", "omega==1.1", True),
-        ("scraper", "theta==1.0", True),
-        ("scraper", "zeta-utils==0.5", True),
-    }
-    index = json.loads((worker / "worker" / "standin-installs.json").read_text())["index"]
-    assert index == (tmp_path / "mirror" / "web").as_uri() + "/simple/"
+    scraper = members(registry / "scraper.tar.gz")
+    assert sorted(scraper) == ["requirements.in", "requirements.txt"]
+    assert pins(scraper["requirements.txt"]) == ["theta==1.0", "zeta-utils==0.5"]
+    assert pins(scraper["requirements.in"]) == ["theta==1.0", "zeta-utils==0.5"]
+    packed = members(registry / "etl.tar.gz")
+    assert sorted(packed) == ["f.py", "requirements.in", "requirements.txt"]
+    assert pins(packed["requirements.txt"]) == ["theta==1.5"]
+    assert packed["f.py"] == (etl / "f.py").read_text()
+    assert packed["requirements.in"] == "theta==1.5\n"
+    assert legacy.read_bytes() == before, "found lambdas are read, never written"
+    # Each lambda installs its requirements on its first call; one without code cannot run.
+    assert call(spec, "etl") == (200, '"theta"')
+    assert call(spec, "legacy") == (200, "{}")
+    status, body = call(spec, "scraper")
+    assert status == 500 and "cannot determine runtime: no f.py" in body
+    assert installed(worker) == {"theta==1.5", "omega==1.1"}
     lock = json.loads((tmp_path / "olmirror.lock").read_text())
     sets = lock["targets"][TARGET_KEY]["sets"]
     assert sets["lambda:w/scraper"] == ["theta==1.0", "zeta-utils==0.5"]
@@ -119,6 +159,7 @@ def test_three_lambdas_are_converged_and_install_from_the_mirror(
 
     # A lambda its author puts on the host later is found by the next plan and mirrored.
     put_lambda(registry, "late", requirements_in="omega==1.2\n", requirements_txt="omega==1.2\n")
+    untouched = (registry / "etl.tar.gz").stat().st_mtime_ns
     late = cli("plan", "-f", str(spec), "--no-color")
     assert f"lambda late: {not_yet}: omega==1.2" in late.out
     assert cli("apply", "-f", str(spec), "--yes").code == 0
@@ -127,6 +168,7 @@ def test_three_lambdas_are_converged_and_install_from_the_mirror(
     found = json.loads((tmp_path / "olmirror.lock").read_text())["registries"]["w"]["found"]
     assert sorted(found) == ["late", "legacy"]
     assert "Nothing to change" in cli("apply", "-f", str(spec), "--yes").out
+    assert (registry / "etl.tar.gz").stat().st_mtime_ns == untouched, "OpenLambda pulls by mtime"
 
     # A lambda olmirror wrote that the spec drops stays on the host (the worker may still
     # run it): the plan says so, and from_registry keeps it in the mirror.
@@ -136,8 +178,8 @@ def test_three_lambdas_are_converged_and_install_from_the_mirror(
     dropped = cli("plan", "-f", str(spec), "--no-color")
     assert dropped.code == 0, dropped.err
     assert (
-        f"lambda scraper: {registry}/scraper/requirements.in: olmirror wrote this lambda, but "
-        "the spec no longer declares it" in dropped.out
+        f"lambda scraper: {registry}/scraper.tar.gz:requirements.in: olmirror wrote this lambda, "
+        "but the spec no longer declares it" in dropped.out
     )
 
 
@@ -172,8 +214,9 @@ def test_a_remote_workers_lambdas_are_found_over_ssh_and_a_noop_plan_reads_it_on
     applied = cli("apply", "-f", str(spec), "--yes", "--no-color")
     assert applied.code == 0, applied.out + applied.err
     assert "lambda found: not in the mirror yet" in applied.out
-    assert installs(worker) == {("found", "omega==1.0", True), ("made", "omega==1.2", True)}
-    assert pinned(registry / "made" / "requirements.txt") == ["omega==1.2"]
+    assert pins(members(registry / "made.tar.gz")["requirements.txt"]) == ["omega==1.2"]
+    assert call(spec, "found") == (200, "{}")
+    assert installed(worker) == {"omega==1.0"}
 
     for counter in calls.values():
         counter.clear()
@@ -203,8 +246,8 @@ def test_plan_lists_each_found_lambda_line_a_worker_would_install_wrongly(
     put_lambda(registry, "bare", requirements_in="omega==1.2\n")
     put_lambda(registry, "broken", requirements_in="omega==9.9\n", requirements_txt="omega==9.9\n")
     put_lambda(registry, "blocked", requirements_in="gamma==1.0\n")
-    (registry / "not a name").mkdir()
-    (registry / "not a name" / "requirements.txt").write_text("omega==1.2\n")
+    put_lambda(registry, "not a name", requirements_txt="omega==1.2\n")
+    put_lambda(registry, "folder", folder=True, requirements_txt="omega==1.2\n")
     spec = write_spec(
         tmp_path,
         clean_upstream,
@@ -214,19 +257,23 @@ def test_plan_lists_each_found_lambda_line_a_worker_would_install_wrongly(
 
     plan = cli("plan", "-f", str(spec), "--no-color")
     assert plan.code == 0, plan.err
-    txt = f"{registry}/loose/requirements.txt"
+    txt = f"{registry}/loose.tar.gz:requirements.txt"
     assert f"lambda loose: {txt}:1: 'omega>=1.0' is loosely pinned" in plan.out
     assert f"lambda loose: {txt}:2: 'zeta-utils' is unpinned" in plan.out
     assert f"lambda loose: {txt}:3" not in plan.out, "an exact pin is fine"
     assert (
-        f"lambda partial: {registry}/partial/requirements.txt: lists no version of "
+        f"lambda partial: {registry}/partial.tar.gz:requirements.txt: lists no version of "
         "zeta-utils==1.0, which its requirements need" in plan.out
     )
     assert (
-        f"lambda stale: {registry}/stale/requirements.txt:1: 'omega==1.0' is not in the mirror "
-        f"for target {TARGET_KEY}" in plan.out
+        f"lambda stale: {registry}/stale.tar.gz:requirements.txt:1: 'omega==1.0' is not in the "
+        f"mirror for target {TARGET_KEY}" in plan.out
     )
-    assert f"lambda bare: {registry}/bare/requirements.txt: missing" in plan.out
+    assert f"lambda bare: {registry}/bare.tar.gz:requirements.txt: missing" in plan.out
+    assert (
+        f"lambda folder: {registry}/folder: a lambda folder, which OpenLambda's main branch "
+        "never runs" in plan.out
+    )
     # A lambda someone else put on the host never stops the plan: it is reported.
     assert "lambda broken: not mirrored: cannot resolve lambda 'broken' of worker 'w'" in plan.out
     assert (
@@ -270,9 +317,9 @@ def test_a_registry_that_is_not_a_folder_is_reported_and_the_rest_converges(
         "local folder, and s3:// registries are not yet supported" in applied.out
     )
     config = json.loads((worker / "config.json").read_text())
-    assert config["pip_mirror"] == str(tmp_path / "mirror" / "web")
+    assert config["pip_mirror"] == yaml.safe_load(spec.read_text())["mirror"]["serve"]["url"]
     assert journal(worker) == ["init", "up"], "the worker still runs"
-    assert not (worker / "registry" / "scraper").exists()
+    assert not (worker / "registry" / "scraper.tar.gz").exists()
     assert not (worker / "registry" / "requirements.in").exists()
     assert "Nothing to change" in cli("apply", "-f", str(spec), "--yes").out
 
