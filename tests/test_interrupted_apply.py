@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
 from conftest import write_spec
 from upstream import Upstream
 
@@ -17,16 +18,29 @@ VERSIONS = ("1.0", "1.1")
 
 
 def _spec(folder: Path, upstream: Upstream, version: str) -> Path:
+    """The spec with omega `version`; its ports stay those of the first spec written."""
+    old = folder / "olmirror.yaml"
+    kept = yaml.safe_load(old.read_text()) if old.exists() else None
     workers = [
         {
             "name": f"w{i}",
             "path": str(folder / f"w{i}"),
             "requirements": [f"omega=={version}"],
             "state": "stopped",  # files are the point here, not the stand-in's pip installs
+            **({"port": kept["workers"][i]["port"]} if kept else {}),
         }
         for i in range(WORKERS)
     ]
-    return write_spec(folder, upstream, workers)
+    spec = write_spec(folder, upstream, workers)
+    if kept:
+        data = yaml.safe_load(spec.read_text())
+        data["mirror"]["serve"] = kept["mirror"]["serve"]
+        spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    return spec
+
+
+def _url(folder: Path) -> str:
+    return yaml.safe_load((folder / "olmirror.yaml").read_text())["mirror"]["serve"]["url"]
 
 
 def _apply(spec: Path, upstream: Upstream) -> subprocess.Popen[bytes]:
@@ -53,10 +67,10 @@ def _check_every_file_is_whole(folder: Path) -> None:
             assert lines[1:] in ([f"omega=={v}"] for v in VERSIONS), f"{requirements} is cut"
         config_json = worker / "config.json"
         if config_json.exists():
-            assert json.loads(config_json.read_text())["pip_mirror"] in (
-                "",
-                str(folder / "mirror/web"),
-            )
+            assert json.loads(config_json.read_text())["pip_mirror"] in ("", _url(folder))
+        pip_conf = worker / "lambda" / "etc" / "pip.conf"
+        if pip_conf.exists():
+            assert pip_conf.read_text().endswith("trusted-host = 127.0.0.1\n"), "pip.conf is cut"
 
 
 def test_killed_applies_leave_whole_files_and_the_next_apply_converges(
