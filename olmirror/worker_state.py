@@ -261,5 +261,6 @@ def worker_resources(
         pins = tuple(sorted(worker_pins(lock, spec, worker, registry)))
         resources.append(StalePackages(path, registry.packages, pins))
         watches.append(registry.packages)
-    ol_state = WorkerState(ol, path, worker.state, tuple(watches), worker.host, worker.name)
+    socket = posixpath.join(path, "worker", "ol.sock") if registry.generation == "main" else ""
+    ol_state = WorkerState(ol, path, worker.state, tuple(watches), worker.host, worker.name, socket)
     return [*resources, ol_state]

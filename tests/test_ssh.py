@@ -16,7 +16,7 @@ from typing import Any
 import paramiko
 import pytest
 import yaml
-from sshd import STANDIN_OL, SshFarm, SshHost, descendants, keygen
+from sshd import STANDIN_OL, SshFarm, SshHost, descendants, free_port, keygen
 
 from olmirror.cli import main
 from olmirror.connection import FactRequest
@@ -50,11 +50,15 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
 def write_spec(
     folder: Path, hosts: dict[str, dict[str, Any]], workers: list[dict[str, Any]], name: str = ""
 ) -> Path:
+    """A spec whose mirror on this machine is served over http: a worker's sandbox sees the
+    host's network, not its files. Each worker gets a port of its own."""
+    port = free_port()
+    serve = {"backend": "http", "listen": f"127.0.0.1:{port}", "url": f"http://127.0.0.1:{port}"}
     spec = {
         "version": 1,
         "hosts": hosts,
-        "mirror": {"directory": str(folder / "mirror"), "targets": [TARGET]},
-        "workers": workers,
+        "mirror": {"directory": str(folder / "mirror"), "serve": serve, "targets": [TARGET]},
+        "workers": [{"port": free_port(), **w} for w in workers],
     }
     path = folder / (name or "olmirror.yaml")
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
@@ -62,12 +66,16 @@ def write_spec(
 
 
 def worker(host: SshHost, name: str, path: str = "") -> dict[str, Any]:
-    """A worker without requirements: nothing to resolve, so no index is needed."""
+    """A worker without requirements: nothing to resolve, so no index is needed.
+
+    Stopped: OpenLambda's worker listens on <path>/worker/ol.sock, a longer path than a
+    UNIX socket may have below pytest's folders; these tests are about SSH."""
     return {
         "name": name,
         "host": host.name,
         "path": path or str(host.root / "opt" / "ol" / name),
         "requirements": [],
+        "state": "stopped",
     }
 
 
@@ -105,7 +113,7 @@ def test_plan_and_apply_across_five_hosts_then_a_noop_plan_of_one_command_per_ho
 
     code, out = run_cli(capsys, "plan", "-f", str(spec), "--limit", limit, "--detailed-exitcode")
     assert code == 2, out
-    assert "Plan: 30 to change on 5 hosts, 5 unchanged" in out  # 6 to change per worker
+    assert "Plan: 35 to change on 5 hosts, 10 unchanged" in out  # 7 to change per worker
 
     calls["connect"].clear()
     code, out = run_cli(capsys, "apply", "-f", str(spec), "--limit", limit, "--yes")
@@ -114,7 +122,7 @@ def test_plan_and_apply_across_five_hosts_then_a_noop_plan_of_one_command_per_ho
     for node in nodes:
         path = node.root / "opt" / "ol" / f"w-{node.name}"
         config = json.loads((path / "config.json").read_text())
-        assert config["pip_mirror"] == str(tmp_path / "mirror" / "web")
+        assert config["pip_mirror"] == yaml.safe_load(spec.read_text())["mirror"]["serve"]["url"]
         assert config["registry"] == f"file://{path}/registry"
         assert f"worker w-{node.name} in" in (path / "registry" / "requirements.in").read_text()
     assert recap(out) == {n.name: "changed" for n in nodes}
@@ -271,6 +279,7 @@ def test_paths_and_contents_with_spaces_quotes_substitutions_and_newlines(
     full = str(node.root / nasty / "pre")
     Path(full).mkdir(parents=True)
     Path(full, "config.json").write_text(json.dumps({"pip_mirror": ""}, indent=2) + "\n")
+    Path(full, "lambda", "etc").mkdir(parents=True)
     spec_name = "spec 'q' \"d\" $(id) `id` $HOME.yaml"
     workers = [worker(node, "w", path=plain), worker(node, "pre", path=full)]
     spec = write_spec(tmp_path, {node.name: node.spec(known)}, workers, name=spec_name)
@@ -282,7 +291,9 @@ def test_paths_and_contents_with_spaces_quotes_substitutions_and_newlines(
     )
     for path in (plain, full):
         config = json.loads(Path(path, "config.json").read_text())
-        assert config["pip_mirror"] == str(tmp_path / "mirror" / "web")
+        url = yaml.safe_load(spec.read_text())["mirror"]["serve"]["url"]
+        assert config["pip_mirror"] == url
+        assert f"index-url = {url}/simple/" in Path(path, "lambda", "etc", "pip.conf").read_text()
         assert spec_name in Path(path, "registry", "requirements.in").read_text()
     code, out = run_cli(capsys, "plan", "-f", str(spec), "--detailed-exitcode")
     assert code == 0, out
@@ -371,15 +382,17 @@ def test_the_connection_killed_in_the_middle_of_an_apply_then_apply_converges(
     config = node.root / "opt" / "ol" / "w" / "config.json"
     before = config.read_text()
 
-    # A new mirror folder changes `pip_mirror` in every worker's config.json; the cut comes
+    # A new mirror port changes `pip_mirror` in every worker's config.json; the cut comes
     # halfway through sending the flaky host's new config.json.
-    moved = tmp_path / "moved-mirror"
-    spec.write_text(spec.read_text().replace(str(tmp_path / "mirror"), str(moved)))
+    old_port = yaml.safe_load(spec.read_text())["mirror"]["serve"]["listen"].rpartition(":")[2]
+    moved = f"127.0.0.1:{free_port()}"
+    spec.write_text(spec.read_text().replace(f"127.0.0.1:{old_port}", moved))
     write = paramiko.SFTPFile.write
     cut: list[bytes] = []
 
     def write_half_then_cut(self: paramiko.SFTPFile, data: bytes) -> None:
-        if str(moved).encode() not in data or f"{node.root}".encode() not in data or cut:
+        mine = f'"pip_mirror": "http://{moved}"' in data.decode(errors="replace")
+        if not mine or f"{node.root}".encode() not in data or cut:
             return write(self, data)
         write(self, data[: len(data) // 2])
         self.flush()
@@ -400,7 +413,7 @@ def test_the_connection_killed_in_the_middle_of_an_apply_then_apply_converges(
 
     code, out = run_cli(capsys, "apply", "-f", str(spec), "--yes")
     assert code == 0, out
-    assert json.loads(config.read_text())["pip_mirror"] == str(moved / "web")
+    assert json.loads(config.read_text())["pip_mirror"] == f"http://{moved}"
     assert not temp_files(node.root)
     code, out = run_cli(capsys, "plan", "-f", str(spec), "--detailed-exitcode")
     assert code == 0, out

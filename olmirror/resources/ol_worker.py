@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts
 from olmirror.resources.base import Change, Resource, ResourceError
 
+# The longest path of a UNIX socket on Linux (sun_path holds 108 bytes with its NUL).
+MAX_UNIX_PATH = 107
 # Exit codes of a program that could not be run at all (POSIX shells, and our connections).
 _CANNOT_RUN = (126, 127)
 
@@ -29,6 +31,9 @@ class WorkerState(Resource):
     watches: tuple[str, ...]
     host: str  # the host's name in the spec, for messages
     worker: str  # the worker's name in the spec, for messages
+    # Where OpenLambda's main branch listens for `ol worker up` (go/worker/event/server.go:
+    # 285-297); empty for the older generation, which answers on its TCP port.
+    unix_socket: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "watches", tuple(self.watches))
@@ -74,6 +79,12 @@ class WorkerState(Resource):
 
     def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
         self._check_program(facts)
+        if self.state == "running" and len(self.unix_socket.encode()) > MAX_UNIX_PATH:
+            raise ResourceError(
+                f"{self._name} cannot start: OpenLambda listens on {self.unix_socket}, "
+                f"{len(self.unix_socket.encode())} bytes, and a UNIX socket's path may have at "
+                f"most {MAX_UNIX_PATH}; give the worker a shorter path"
+            )
         running = self._running(facts.command(self._ol("status")))
         changed = sorted(set(self.watches) & pending)
         if self.state == "stopped":

@@ -34,8 +34,11 @@ def _journal(path: Path, action: str) -> None:
 
 def _defaults(path: Path, legacy: bool) -> dict:
     """getDefaultConfigForPatching (config.go:257-343); LoadDefaults at 63e30bc6."""
-    template = (HERE / ("config-legacy.json" if legacy else "config.json")).read_text()
-    return json.loads(template.replace(TEMPLATE_ROOT, str(path)))
+    template = json.loads((HERE / ("config-legacy.json" if legacy else "config.json")).read_text())
+    return {
+        key: value.replace(TEMPLATE_ROOT, str(path)) if isinstance(value, str) else value
+        for key, value in template.items()
+    }
 
 
 def _config(path: Path) -> dict:
