@@ -39,7 +39,7 @@ def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path
     url = _url(local_spec)
     plan = cli("plan", "-f", str(local_spec), "--detailed-exitcode", "--no-color")
     assert plan.code == 2, plan.err
-    assert "local: 27 to change, 2 unchanged" in plan.out
+    assert "local: 27 to change, 4 unchanged" in plan.out
     assert f"run `{STANDIN_OL} worker init -p {tmp_path / 'alpha'} -i python:3.11`" in plan.out
     assert "+omega==1.1" in plan.out
     assert f'+ pip_mirror = "{url}"' in plan.out
@@ -48,7 +48,7 @@ def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path
 
     applied = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert applied.code == 0, applied.err
-    assert "local  changed     changed=27 unchanged=2" in applied.out
+    assert "local  changed     changed=27 unchanged=4" in applied.out
     assert "local: bandersnatch synced 2 projects: fetched 2 files (" in applied.err
     for name, requirement in (("alpha", "omega==1.1"), ("beta", "theta==1.0")):
         worker = tmp_path / name
@@ -69,7 +69,7 @@ def test_plan_apply_then_nothing_to_change(cli, local_spec: Path, tmp_path: Path
     before = _mtimes(tmp_path / "alpha", tmp_path / "beta")
     again = cli("apply", "-f", str(local_spec), "--yes", "--no-color")
     assert again.code == 0
-    assert "Plan: 0 to change on 1 host, 29 unchanged." in again.out
+    assert "Plan: 0 to change on 1 host, 31 unchanged." in again.out
     assert "Nothing to change" in again.out
     assert _mtimes(tmp_path / "alpha", tmp_path / "beta") == before
     assert cli("plan", "-f", str(local_spec), "--detailed-exitcode").code == 0
@@ -92,7 +92,7 @@ def test_changes_show_a_unified_diff_and_key_diff(cli, local_spec: Path, tmp_pat
     assert "mode 0600 -> 0644" in plan.out
     # the lock, bandersnatch.conf, the sync, omega 1.1's file removed; alpha's two requirement
     # files and config.json, beta's requirements.in; and each running worker restarted once
-    assert "local: 10 to change, 19 unchanged" in plan.out
+    assert "local: 10 to change, 21 unchanged" in plan.out
     assert "remove 1 path the lock no longer holds from the mirror" in plan.out
     assert "omega-1.1-py3-none-any.whl" in plan.out
     assert plan.out.count("restart the worker") == 2
@@ -129,6 +129,7 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
     ]
     worker = [
         ("run", "mirror_reachable"),  # not yet: the mirror is built in this apply
+        ("none", "directory"),  # the worker folder's parent, which `ol worker init` needs
         ("run", "command"),
         ("create", "directory"),
         ("create", "file"),  # requirements.in
@@ -138,7 +139,7 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
         ("run", "ol_worker_state"),
     ]
     assert actions == lock_and_mirror + worker * 2
-    assert host["changes"][16]["diff"][-1] == "+omega==1.1"
+    assert host["changes"][17]["diff"][-1] == "+omega==1.1"
 
 
 def test_saved_plan_is_applied_exactly(cli, local_spec: Path, tmp_path: Path) -> None:
