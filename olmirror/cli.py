@@ -12,12 +12,12 @@ from pathlib import Path
 from olmirror import __version__
 from olmirror.apply import HostResult, apply_plan
 from olmirror.connection.local import atomic_write
-from olmirror.detect import with_detected_targets
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import DEFAULT_FORKS, Connections
 from olmirror.lockfile import lock_path, read_lock
 from olmirror.mirror_state import pip_mirror
 from olmirror.openlambda.call import Called, call_lambdas
+from olmirror.openlambda.detect import with_detected_targets
 from olmirror.plan import Plan
 from olmirror.planner import limit_hosts, plan_spec
 from olmirror.render import (

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from olmirror.lockfile import Lock, lock_path
 from olmirror.mirror_state import mirror_resources
-from olmirror.registry import Registry
+from olmirror.openlambda.registry import Registry
+from olmirror.openlambda.worker import worker_resources
 from olmirror.resources import File, Resource
 from olmirror.serve import serve_resources
 from olmirror.spec import LOCAL, LoadedSpec
-from olmirror.worker_state import worker_resources
 
 
 def desired_state(

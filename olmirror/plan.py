@@ -14,8 +14,8 @@ from typing import Any
 from olmirror import __version__
 from olmirror.connection import Connection, FactRequest, Facts
 from olmirror.errors import OlmirrorError, Unreachable
-from olmirror.findings import Finding
 from olmirror.hosts import Connections, in_parallel
+from olmirror.openlambda.findings import Finding
 from olmirror.resources import Change, Resource, ResourceError
 from olmirror.spec import Host
 
@@ -30,7 +30,7 @@ class HostPlan:
     error: str | None = None
     unreachable: bool = False
     # For the planner only, never saved: each worker folder's registry as the probe found
-    # it (see `olmirror.registry`), and the facts the changes were planned from.
+    # it (see `olmirror.openlambda.registry`), and the facts the changes were planned from.
     registries: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     facts: Facts | None = field(default=None, repr=False)
 

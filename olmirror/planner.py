@@ -12,13 +12,13 @@ from __future__ import annotations
 from olmirror.bandersnatch_config import stored_path
 from olmirror.connection import FactRequest
 from olmirror.desired import desired_state
-from olmirror.detect import with_detected_targets
 from olmirror.errors import OlmirrorError, Unreachable
-from olmirror.findings import Finding, Held, registry_findings
 from olmirror.hosts import Connections, in_parallel
 from olmirror.lockfile import Lock, lock_path, read_lock
+from olmirror.openlambda.detect import with_detected_targets
+from olmirror.openlambda.findings import Finding, Held, registry_findings
+from olmirror.openlambda.registry import Registry, registry_from_probe, worker_dir
 from olmirror.plan import HostPlan, Plan, build_plan
-from olmirror.registry import Registry, registry_from_probe, worker_dir
 from olmirror.resolve import current_lock, lock_inputs, recorded_registries
 from olmirror.resources.mirror_files import absent
 from olmirror.spec import LOCAL, LoadedSpec, Worker

@@ -8,7 +8,7 @@ import threading
 from typing import Any, TextIO
 
 from olmirror.apply import HostResult
-from olmirror.findings import Finding
+from olmirror.openlambda.findings import Finding
 from olmirror.plan import Plan
 from olmirror.resources import Change
 from olmirror.verify import Gap

@@ -17,7 +17,7 @@ from olmirror.errors import SpecError
 from olmirror.spec import LoadedSpec
 
 if TYPE_CHECKING:
-    from olmirror.registry import Registry
+    from olmirror.openlambda.registry import Registry
 
 ALLOWLIST = "allowlist"
 _HASH_OPTION = re.compile(r"\s--hash[=\s]\S+")

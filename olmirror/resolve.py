@@ -35,7 +35,7 @@ from olmirror.lockfile import (
     lock_path,
     read_lock,
 )
-from olmirror.registry import Registry, default_registry
+from olmirror.openlambda.registry import Registry, default_registry
 from olmirror.requirement_sets import RequirementSet, requirement_sets
 from olmirror.spec import LoadedSpec, Worker
 from olmirror.targets import TargetEnv, release_of, uv_platform

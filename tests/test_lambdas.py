@@ -26,7 +26,7 @@ from sshd import SshFarm
 from upstream import Upstream
 
 from olmirror.connection.probe import registry_folder
-from olmirror.registry import registry_from_probe
+from olmirror.openlambda.registry import registry_from_probe
 from olmirror.spec import Worker
 from olmirror.targets import TargetEnv
 

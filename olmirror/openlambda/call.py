@@ -22,10 +22,10 @@ from olmirror.hosts import Connections, in_parallel
 from olmirror.lockfile import Lock
 from olmirror.openlambda.packages_dir import entry_name, stale_entries
 from olmirror.openlambda.pip_conf import index_options
-from olmirror.registry import Registry, worker_dir
+from olmirror.openlambda.registry import Registry, worker_dir
+from olmirror.openlambda.worker import sandbox_index, worker_target
 from olmirror.requirement_sets import lambda_set_name
 from olmirror.spec import LoadedSpec, Worker
-from olmirror.worker_state import sandbox_index, worker_target
 
 _SCRIPT = (Path(__file__).parent / "call_script.py").read_text()
 

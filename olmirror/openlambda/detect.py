@@ -16,11 +16,11 @@ from pathlib import Path
 
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import Connections, in_parallel
-from olmirror.registry import worker_dir
+from olmirror.openlambda.registry import worker_dir
 from olmirror.spec import LoadedSpec, Target, Worker
 from olmirror.targets import compatible_platforms
 
-_FACTS = (Path(__file__).parent / "openlambda" / "sandbox_facts.py").read_text()
+_FACTS = (Path(__file__).parent / "sandbox_facts.py").read_text()
 
 # Images whose Python and C library are known before they are dumped: name -> (python, libc).
 KNOWN_IMAGES = {"ol-min": ("3.10", ["glibc", "2.35"])}

@@ -20,7 +20,7 @@ from olmirror.errors import OlmirrorError
 from olmirror.lockfile import REQUESTED, Lock, lock_path
 from olmirror.mirror_state import pip_mirror
 from olmirror.openlambda.pip_conf import config_paths
-from olmirror.registry import REQUIREMENTS_IN, REQUIREMENTS_TXT, Registry, worker_dir
+from olmirror.openlambda.registry import REQUIREMENTS_IN, REQUIREMENTS_TXT, Registry, worker_dir
 from olmirror.requirement_sets import describe_set, lambda_set_name, worker_set_name
 from olmirror.resources import Command, Directory, File, JsonKeys, Resource
 from olmirror.resources.lambda_tarball import LambdaTarball

@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 from olmirror.connection.probe import registry_folder
 from olmirror.lockfile import Lock
 from olmirror.openlambda.packages_dir import stale_entries
-from olmirror.registry import (
+from olmirror.openlambda.registry import (
     REQUIREMENTS_IN,
     REQUIREMENTS_TXT,
     Registry,
@@ -29,6 +29,7 @@ from olmirror.registry import (
     requirements_source,
     worker_dir,
 )
+from olmirror.openlambda.worker import COMPILED, MANAGED, worker_pins, worker_target
 from olmirror.requirement_sets import (
     ParsedRequirements,
     lambda_set_name,
@@ -37,7 +38,6 @@ from olmirror.requirement_sets import (
 )
 from olmirror.spec import LoadedSpec, Worker
 from olmirror.targets import TargetEnv
-from olmirror.worker_state import COMPILED, MANAGED, worker_pins, worker_target
 
 Level = Literal["info", "warning"]
 # Whether the mirror holds a pin's locked file for a target; None when the mirror's host
