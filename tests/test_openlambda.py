@@ -146,3 +146,37 @@ def test_three_workers_two_generations_call_every_lambda_from_the_mirror(
 
     again = cli("plan", "-f", str(spec), "--no-color", "--detailed-exitcode")
     assert again.code == 0, again.out
+
+
+def test_a_stale_package_folder_left_in_place_fails_the_call_check(
+    cli: Cli, site: tuple[Path, Mirror], clean_upstream: Upstream
+) -> None:
+    """With stale_packages: report, the plan lists the folder and leaves it; OpenLambda then
+    reuses it, and verify --call says which lambda got what instead of the locked file.
+    A hand-made extra index in the sandbox's pip.conf is taken out again by the next apply."""
+    folder, mirror = site
+    old = lambda_source(folder / "src" / "old", ["omega==1.0"], ["omega"])
+    path = folder / "w"
+    worker = {"name": "w", "path": str(path), "lambdas": {"old": {"source": str(old)}}}
+    spec = write_spec(folder, clean_upstream, [worker])
+    data = yaml.safe_load(spec.read_text())
+    serve_on(mirror.port)(data)
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    applied = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert applied.code == 0, applied.out + applied.err
+    stale_folder(path / "lambda" / "packages", "omega==1.0", "omega-1.2.dist-info")
+
+    plan = cli("plan", "-f", str(spec), "--no-color", "--detailed-exitcode")
+    assert plan.code == 0, "reported, not removed: " + plan.out
+    assert "omega==1.0: holds omega 1.2, not omega 1.0" in plan.out
+    called = cli("verify", "-f", str(spec), "--call", "--no-color")
+    assert called.code == 1
+    assert "w/old (host local): FAILED:" in called.out
+    assert "omega==1.0 holds omega 1.2, not omega 1.0" in called.out
+
+    pip_conf = path / "lambda" / "etc" / "pip.conf"
+    pip_conf.write_text(pip_conf.read_text() + "extra-index-url = https://example.invalid/\n")
+    drift = cli("plan", "-f", str(spec), "--no-color")
+    assert "-extra-index-url = https://example.invalid/" in drift.out
+    assert cli("apply", "-f", str(spec), "--yes").code == 0
+    assert "extra-index-url" not in pip_conf.read_text()

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from olmirror.connection import FactRequest
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import Connections, in_parallel
 from olmirror.lockfile import Lock
 from olmirror.openlambda.packages_dir import entry_name, stale_entries
-from olmirror.openlambda.pip_conf import index_options
+from olmirror.openlambda.pip_conf import config_paths, index_options
 from olmirror.openlambda.registry import Registry, worker_dir
 from olmirror.openlambda.worker import sandbox_index, worker_target
 from olmirror.requirement_sets import lambda_set_name
@@ -61,20 +62,30 @@ def _index_problem(pip_conf: str | None, expected: dict[str, str]) -> str | None
     return f"the sandbox's pip.conf also sets {', '.join(extra)}" if extra else None
 
 
-def _judge(worker: Worker, name: str, pins: list[str], call: dict, index: str | None) -> Called:
-    status, body = call["status"], call["body"].strip().replace("\n", " ")[:300]
-    if status != 200:
+def _judge(
+    worker: Worker,
+    name: str,
+    pins: list[str],
+    call: tuple[int | None, str],
+    installed: dict[str, list[str]],
+    index: str | None,
+) -> Called:
+    status, body = call
+    lines = body.strip().splitlines()
+    problems = []
+    if status != 200:  # a traceback's last line says what went wrong
         answer = f"HTTP {status}" if status else "no answer"
-        return Called(worker.host, worker.name, name, False, f"{answer}: {body}")
-    missing = [pin for pin in pins if call["installed"].get(entry_name(pin)) is None]
-    installed = {entry: infos for entry, infos in call["installed"].items() if infos is not None}
-    wrong = [f"{s.entry} {s.why}" for s in stale_entries(installed, set(pins))]
-    problems = [f"not installed: {', '.join(missing)}"] if missing else []
-    problems += wrong + ([index] if index else [])
+        problems.append(f"{answer}: {lines[-1][:200] if lines else 'empty'}")
+    missing = [pin for pin in pins if entry_name(pin) not in installed]
+    if missing:
+        problems.append(f"not installed: {', '.join(missing)}")
+    problems += [f"{s.entry} {s.why}" for s in stale_entries(installed, set(pins))]
+    problems += [index] if index else []
     if problems:
         return Called(worker.host, worker.name, name, False, "; ".join(problems))
     names = ", ".join(canonicalize_name(p.partition("==")[0]) for p in pins) or "no packages"
-    return Called(worker.host, worker.name, name, True, f"HTTP 200 {body[:80]}; as locked: {names}")
+    answer = " ".join(lines)[:80]
+    return Called(worker.host, worker.name, name, True, f"HTTP 200 {answer}; as locked: {names}")
 
 
 def call_lambdas(
@@ -97,27 +108,26 @@ def call_lambdas(
         return {n: locked.sets.get(lambda_set_name(worker.name, n), []) for n in names}
 
     def one(host: str) -> list[Called]:
+        """The calls in one command; then, in one gather, what they installed."""
         jobs = [(w, pins(w)) for w in by_host[host]]
-        payload = [
-            {
-                "worker": worker_dir(w),
-                "lambdas": {n: [entry_name(p) for p in ps] for n, ps in lp.items()},
-            }
-            for w, lp in jobs
-        ]
+        payload = [{"worker": worker_dir(w), "lambdas": sorted(lp)} for w, lp in jobs]
+        conn = connections.get(host)
         try:
-            done = connections.get(host).run(
-                ("python3", "-c", _SCRIPT), stdin=json.dumps(payload).encode(), timeout=3600
-            )
+            done = conn.run(("python3", "-c", _SCRIPT), stdin=json.dumps(payload).encode(),
+                            timeout=3600)  # fmt: skip
             answers = json.loads(done.stdout.strip().rsplit("\n", 1)[-1]) if done.ok else None
-        except (OlmirrorError, ValueError) as exc:
-            done, answers = None, str(exc)
-        if not isinstance(answers, list):
-            why = (
-                answers
-                if isinstance(answers, str)
-                else (done.stderr.strip()[-300:] if done else "")
+            why = done.stderr.strip()[-300:]
+            sandboxes = {w.name: registries[w.name].sandbox for w, _ in jobs}
+            confs = {n: config_paths(s)[0] for n, s in sandboxes.items() if s is not None}
+            facts = conn.gather(
+                FactRequest(
+                    registries=frozenset(worker_dir(w) for w, _ in jobs),
+                    content=frozenset(confs.values()),
+                )
             )
+        except (OlmirrorError, ValueError) as exc:
+            answers, why = None, str(exc)
+        if not isinstance(answers, list):
             return [
                 Called(host, w.name, None, False, f"cannot call lambdas: {why}") for w, _ in jobs
             ]
@@ -126,11 +136,15 @@ def call_lambdas(
             if "error" in answer:
                 results.append(Called(host, worker.name, None, False, answer["error"]))
                 continue
-            sandbox = registries[worker.name].sandbox
+            conf = facts.paths.get(confs.get(worker.name, ""))
+            text = conf.content.decode(errors="replace") if conf and conf.content else None
+            sandbox = sandboxes[worker.name]
             expected = dict(sandbox_index(spec, worker, sandbox)) if sandbox else {"index-url": ""}
-            index = _index_problem(answer["pip_conf"], expected)
+            index = _index_problem(text, expected)
+            installed = facts.registries[worker_dir(worker)].get("installed", {})
             for name, pinned in lambda_pins.items():
-                results.append(_judge(worker, name, pinned, answer["calls"][name], index))
+                call = answer["calls"][name]
+                results.append(_judge(worker, name, pinned, call, installed, index))
         return results
 
     found = in_parallel(sorted(by_host), one, forks)
