@@ -6,6 +6,7 @@ restarted once, after all of its changes, as an Ansible handler would be.
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from dataclasses import dataclass
 
@@ -49,8 +50,15 @@ class WorkerState(Resource):
     def _ol(self, action: str, *extra: str) -> tuple[str, ...]:
         return (self.ol, "worker", action, "-p", self.path, *extra)
 
+    @property
+    def pid_file(self) -> str:
+        """<worker_dir>/worker.pid, there while the worker runs (server.go:244-270)."""
+        return posixpath.join(self.path, "worker", "worker.pid")
+
     def request(self) -> FactRequest:
-        status = FactRequest(commands=frozenset({self._ol("status")}))
+        status = FactRequest(
+            commands=frozenset({self._ol("status")}), paths=frozenset({self.pid_file})
+        )
         return FactRequest.for_program(self.ol).merge(status)
 
     def _missing(self, reason: str) -> ResourceError:
@@ -66,16 +74,19 @@ class WorkerState(Resource):
         if problem:
             raise self._missing(problem)
 
-    def _running(self, status: CommandResult) -> bool:
+    def _running(self, status: CommandResult, pid_file: str | None) -> bool:
+        """`ol worker status` only asks localhost:<worker_port> (commands.go:215-240), which
+        any program on that port answers; the worker's own pid file must be there too."""
         if status.returncode in _CANNOT_RUN:
             raise self._missing(_output(status).splitlines()[-1])
-        return status.returncode == 0
+        return status.returncode == 0 and pid_file == "file"
 
     def observe(self, facts: Facts) -> str:
         status = facts.command(self._ol("status"))
         if status.returncode in _CANNOT_RUN:
             return "cannot run ol"
-        return "running" if status.ok else "stopped"
+        running = status.ok and facts.path(self.pid_file).kind == "file"
+        return "running" if running else "stopped"
 
     def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
         self._check_program(facts)
@@ -85,7 +96,7 @@ class WorkerState(Resource):
                 f"{len(self.unix_socket.encode())} bytes, and a UNIX socket's path may have at "
                 f"most {MAX_UNIX_PATH}; give the worker a shorter path"
             )
-        running = self._running(facts.command(self._ol("status")))
+        running = self._running(facts.command(self._ol("status")), facts.path(self.pid_file).kind)
         changed = sorted(set(self.watches) & pending)
         if self.state == "stopped":
             if running:
@@ -113,7 +124,8 @@ class WorkerState(Resource):
             )
 
     def apply(self, conn: Connection) -> None:
-        running = self._running(conn.run(self._ol("status"), timeout=60))
+        status = conn.run(self._ol("status"), timeout=60)
+        running = self._running(status, conn.stat(self.pid_file).kind)
         if running:
             self._do(conn, self._ol("down"), "stop")
         if self.state == "running":
