@@ -622,6 +622,11 @@ CASES = [
     ),
     # --- serving: listen addresses and URLs ---------------------------------------------------
     _serve_case(
+        "url-with-a-line-break",
+        url='"http://10.0.0.5:8080/\\nextra-index-url = https://elsewhere/"',
+        words=("holds a space or a control character", "pip.conf"),
+    ),
+    _serve_case(
         "listen-without-port",
         listen="'0.0.0.0'",
         words=("'0.0.0.0' is not HOST:PORT", "'0.0.0.0:8080'"),

@@ -109,6 +109,11 @@ def _is_host(text: str) -> bool:
 
 
 def _http_url(value: str) -> str:
+    if re.search(r"[\s\x00-\x1f\x7f]", value):
+        raise ValueError(
+            f"{value!r} holds a space or a control character, which no URL may hold and which "
+            "would reach generated files (pip.conf, nginx.conf); remove it"
+        )
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"{value!r} is not an http(s) URL; write it like 'http://10.0.0.5:8080'")
