@@ -94,7 +94,7 @@ def _findings(findings: list[Finding], paint: Painter) -> None:
         paint.line(f"  worker {paint(worker, 'bold')} (host {host}):")
         for finding in found:
             mark = paint("!", "yellow") if finding.level == "warning" else paint("·", "cyan")
-            about = f"lambda {finding.lambda_name}" if finding.lambda_name else "registry"
+            about = f"lambda {finding.lambda_name}" if finding.lambda_name else "worker"
             paint.line(f"    {mark} {about}: {finding}")
 
 

@@ -280,7 +280,7 @@ def test_plan_lists_each_found_lambda_line_a_worker_would_install_wrongly(
         "lambda blocked: not mirrored: delta==1.0 is blocked by allowlist.block but lambda "
         "'blocked' of worker 'w'" in plan.out
     )
-    assert f"registry: {registry}: ignored 'not a name': not a lambda name" in plan.out
+    assert f"worker: {registry}: ignored 'not a name': not a lambda name" in plan.out
 
     as_json = json.loads(cli("plan", "-f", str(spec), "--json").out)
     loose = [f for f in as_json["findings"] if f["lambda_name"] == "loose"]
@@ -313,7 +313,7 @@ def test_a_registry_that_is_not_a_folder_is_reported_and_the_rest_converges(
     applied = cli("apply", "-f", str(spec), "--yes", "--no-color")
     assert applied.code == 0, applied.out + applied.err
     assert (
-        "registry: " + str(worker / "config.json") + ": registry 's3://lambdas/registry' is not a "
+        "worker: " + str(worker / "config.json") + ": registry 's3://lambdas/registry' is not a "
         "local folder, and s3:// registries are not yet supported" in applied.out
     )
     config = json.loads((worker / "config.json").read_text())
