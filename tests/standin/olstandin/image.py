@@ -40,8 +40,18 @@ def python_version(image: str) -> str:
     )
 
 
+def _uv_python(version: str) -> str:
+    """The CPython `version` uv has installed, or ''."""
+    uv = shutil.which("uv")
+    if not uv:
+        return ""
+    argv = [uv, "python", "find", "--no-python-downloads", version]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
 def _interpreter(version: str) -> str:
-    """A CPython `version` of this machine: $OL_STANDIN_PYTHON, python3.X, or pyenv's."""
+    """A CPython `version` of this machine: $OL_STANDIN_PYTHON, python3.X, pyenv's or uv's."""
     pyenv = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
     candidates = [
         os.environ.get("OL_STANDIN_PYTHON", ""),
@@ -49,6 +59,7 @@ def _interpreter(version: str) -> str:
         f"/usr/bin/python{version}",
         f"/usr/local/bin/python{version}",
         shutil.which(f"python{version}") or "",
+        _uv_python(version),
     ]
     for candidate in filter(None, candidates):
         done = subprocess.run(
@@ -59,7 +70,8 @@ def _interpreter(version: str) -> str:
             return candidate
     raise ImageError(
         f"the stand-in's image needs a CPython {version} on this machine (none found as "
-        f"python{version}, under pyenv, or in $OL_STANDIN_PYTHON)"
+        f"python{version}, under pyenv or uv, or in $OL_STANDIN_PYTHON); `uv python install "
+        f"{version}` gives one"
     )
 
 
