@@ -38,14 +38,25 @@ def stored_path(directory: str, url: str) -> str:
     return path
 
 
+def _value(text: str, what: str) -> str:
+    """`text` as a value of bandersnatch's ConfigParser: one line, `%` doubled (it
+    interpolates `%(name)s`). Upstream data (a file name) must not add keys or sections."""
+    if re.search(r"[\x00-\x1f\x7f]", text):
+        raise OlmirrorError(
+            f"{what} {text!r} holds a line break or control character and cannot be written "
+            "into bandersnatch.conf, where it would add lines of its own"
+        )
+    return text.replace("%", "%%")
+
+
 def render(directory: str, lock: Lock) -> str:
     pins = sorted({pin for t in lock.targets.values() for pin in t.files})
     filenames = sorted({f.filename for f in lock.files().values()})
     lines = [
         "; Written by olmirror from the lock; edits are overwritten.",
         "[mirror]",
-        f"directory = {directory}",
-        f"master = {lock.upstream}",
+        f"directory = {_value(directory, 'mirror.directory')}",
+        f"master = {_value(lock.upstream, 'the upstream')}",
         "api-method = simple",
         "json = false",
         "release-files = true",
@@ -65,10 +76,10 @@ def render(directory: str, lock: Lock) -> str:
         "",
         "[allowlist]",
         "packages =",
-        *(f"    {pin}" for pin in pins),
+        *(f"    {_value(pin, 'the pin')}" for pin in pins),
         "",
         "[regex_release_file_metadata]",
         "release_file.filename =",
-        *(f"    ^{re.escape(name)}$" for name in filenames),
+        *(f"    ^{_value(re.escape(name), 'the file name')}$" for name in filenames),
     ]
     return "\n".join(lines) + "\n"

@@ -99,6 +99,17 @@ def _path(value: str) -> str:
     return value
 
 
+def _config_path(value: str) -> str:
+    """A path that is written into configuration files (bandersnatch.conf, nginx.conf,
+    pip.conf): one line, so that it can never add a line of its own."""
+    if re.search(r"[\x00-\x1f\x7f]", value):
+        raise ValueError(
+            f"{value!r} holds a line break or control character; this path is written into "
+            "configuration files (bandersnatch.conf, nginx.conf), so choose one without them"
+        )
+    return value
+
+
 def _is_host(text: str) -> bool:
     """An IP address (v6 without brackets) or a DNS host name."""
     try:
@@ -108,7 +119,20 @@ def _is_host(text: str) -> bool:
     return True
 
 
+def redacted(value: str) -> str:
+    """`value` with any user name and password of a URL in it replaced by ***."""
+    if "//" in value:
+        return re.sub(r"(?<=//)[^/?#@]*@", "***@", value)
+    return re.sub(r"^[^/?#@:\s]*:[^/?#@\s]*@", "***@", value)
+
+
 def _http_url(value: str) -> str:
+    shown = redacted(value)  # whatever else is wrong, a password is never echoed
+    if shown != value:
+        raise ValueError(
+            f"the URL {shown!r} carries a user name or password; a spec is kept in version "
+            "control, so give the URL without them"
+        )
     if re.search(r"[\s\x00-\x1f\x7f]", value):
         raise ValueError(
             f"{value!r} holds a space or a control character, which no URL may hold and which "
@@ -120,12 +144,6 @@ def _http_url(value: str) -> str:
     if parts.query or parts.fragment:
         raise ValueError(
             f"{value!r} must not carry a query or fragment; remove everything from '?' or '#'"
-        )
-    if parts.username is not None or parts.password is not None:
-        bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-        raise ValueError(
-            f"the URL of {bare!r} carries a user name or password; a spec is kept in version "
-            "control, so give the URL without them"
         )
     try:
         parts.port  # noqa: B018 - raises on a bad port
@@ -181,10 +199,13 @@ def _user(value: str) -> str:
 
 
 def _ssh_alias(value: str) -> str:
-    if not value or value.startswith("-") or re.search(r"[\s\x00-\x1f\x7f]", value):
+    """OpenSSH's own rule for a host name (ssh.c valid_hostname, since 9.6, CVE-2023-51385):
+    ~/.ssh/config may hand it to a shell (`Match exec`, `%n`), so no shell metacharacter."""
+    if not value or value.startswith("-") or re.search(r"[\s\x00-\x1f\x7f'`\"$\\;&<>|(){}]", value):
         raise ValueError(
-            f"{value!r} is not a Host entry name of ~/.ssh/config; write the name as it "
-            "follows 'Host', without spaces and not starting with '-'"
+            f"{value!r} is not a Host entry name of ~/.ssh/config that OpenSSH accepts; write "
+            "the name as it follows 'Host', without spaces, quotes or shell characters "
+            "('`\"$\\;&<>|(){}) and not starting with '-'"
         )
     return value
 
@@ -201,6 +222,7 @@ def _env_name(value: str) -> str:
 RequirementStr = Annotated[str, AfterValidator(_requirement)]
 ProjectName = Annotated[str, AfterValidator(_project_name)]
 PathStr = Annotated[str, AfterValidator(_path)]
+ConfigPath = Annotated[str, AfterValidator(_path), AfterValidator(_config_path)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Listen = Annotated[str, AfterValidator(_listen)]
 Address = Annotated[str, AfterValidator(_address)]
@@ -267,7 +289,7 @@ class Mirror(_Model):
         "simple fetches the locked files over the simple API alone (any index, any proxy); "
         "auto probes the upstream once and picks.",
     )
-    directory: PathStr = Field(
+    directory: ConfigPath = Field(
         description="bandersnatch's [mirror] directory; the web root is <directory>/web."
     )
     upstream: HttpUrl | None = Field(
