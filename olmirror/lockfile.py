@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
+from typing_extensions import NotRequired, TypedDict
 
 from olmirror.errors import OlmirrorError
 from olmirror.requirement_sets import RequirementSet
@@ -24,6 +26,50 @@ LOCK_FORMAT = 1
 LOCK_RECIPE = 2
 # In `TargetLock.via`: the set asks for this requirement itself.
 REQUESTED = "(requested)"
+
+
+STRICT = ConfigDict(strict=True)
+
+
+@with_config(STRICT)
+class _FileShape(TypedDict):
+    filename: str
+    url: str
+    sha256: str
+    size: NotRequired[int | None]
+    requires_python: NotRequired[str | None]
+
+
+@with_config(STRICT)
+class _TargetShape(TypedDict):
+    python: str
+    platform: str
+    sets: dict[str, list[str]]
+    files: dict[str, _FileShape]
+    via: NotRequired[dict[str, dict[str, list[str]]]]
+
+
+@with_config(STRICT)
+class _LockShape(TypedDict):
+    """The lock file's JSON, checked before it is used: a damaged lock names its field."""
+
+    format: int
+    inputs: str
+    upstream: str
+    targets: dict[str, _TargetShape]
+    auto_engine: NotRequired[str | None]
+    auto_engine_why: NotRequired[str | None]
+    registries: NotRequired[dict[str, dict[str, Any]]]
+    failed: NotRequired[dict[str, str]]
+
+
+_SHAPE: TypeAdapter[_LockShape] = TypeAdapter(_LockShape)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "the top level"
+    return f"{where}: {error['msg']}"
 
 
 @dataclass(frozen=True)
@@ -71,7 +117,7 @@ class Lock:
     @classmethod
     def from_text(cls, text: str, source: Path) -> Lock:
         try:
-            raw: dict[str, Any] = json.loads(text)
+            raw: dict[str, Any] = dict(_SHAPE.validate_python(json.loads(text)))
             if raw.get("format") != LOCK_FORMAT:
                 raise ValueError(f"format {raw.get('format')!r}, expected {LOCK_FORMAT}")
             targets = {
@@ -93,6 +139,11 @@ class Lock:
                 registries=dict(raw.get("registries", {})),
                 failed=dict(raw.get("failed", {})),
             )
+        except ValidationError as exc:
+            raise OlmirrorError(
+                f"{source}: the lock file is damaged ({_first_error(exc)}); run `olmirror lock` "
+                "to write it again"
+            ) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise OlmirrorError(
                 f"{source}: the lock file is damaged ({exc}); run `olmirror lock` to write it again"

@@ -347,7 +347,7 @@ def recorded_registries(loaded: LoadedSpec, lock: Lock | None) -> dict[str, Regi
     def registry(worker: Worker) -> Registry:
         try:
             return Registry.from_json(recorded[worker.name])
-        except (KeyError, TypeError, ValueError):  # not recorded yet, or edited by hand
+        except (KeyError, TypeError, ValueError, AttributeError):  # not yet, or edited by hand
             return default_registry(worker)
 
     return {w.name: registry(w) for w in loaded.spec.workers}

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sshd import SshFarm, SshHost
 
 from olmirror.bandersnatch_config import render
 from olmirror.cli import main
-from olmirror.errors import OlmirrorError
+from olmirror.connection.ssh import SSHConnection
+from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.lockfile import Lock, LockedFile, TargetLock
 from olmirror.openlambda.worker import requirements_in
 from olmirror.requirement_sets import parse_requirements
+from olmirror.resolve import recorded_registries
+from olmirror.spec import Host, load_spec
 
 HEAD = "version: 1\nmirror:\n  directory: /srv/m\n  targets: [{python: '3.12', platform: any}]\n"
 SECRET = "s3cr3t-Pa55"
@@ -114,3 +118,64 @@ def test_a_password_in_a_url_is_never_printed_whatever_else_is_wrong(
         out = _run(tmp_path, capsys, spec, *command)
         assert SECRET not in out
         assert "carries a user name or password" in out
+
+
+# --- 6. tracebacks dressed as errors --------------------------------------------------
+
+
+def _connect(farm: SshFarm, host: SshHost, known_hosts: Path) -> None:
+    connection = SSHConnection.connect(host.name, Host.model_validate(host.spec(known_hosts)))
+    connection.close()
+
+
+def test_known_hosts_with_a_certificate_authority_and_a_damaged_line_still_connects(
+    farm: SshFarm,
+) -> None:
+    node = farm.host("ca")
+    known = farm.known_hosts(node)
+    ca = node.host_key.with_name(node.host_key.name + ".pub").read_text().split()[:2]
+    known.write_text(
+        f"@cert-authority *.example {' '.join(ca)}\n"
+        "[127.0.0.1]:1 ssh-ed25519 not-base64!!\n" + known.read_text()
+    )
+    _connect(farm, node, known)  # no "did not expect": the CA and the bad line are skipped
+
+
+def test_a_key_marked_revoked_in_known_hosts_is_refused(farm: SshFarm) -> None:
+    node = farm.host("revoked")
+    known = farm.known_hosts(node)
+    kind, blob = node.host_key.with_name(node.host_key.name + ".pub").read_text().split()[:2]
+    known.write_text(known.read_text() + f"@revoked * {kind} {blob}\n")
+    with pytest.raises(Unreachable, match="is marked @revoked in known_hosts"):
+        _connect(farm, node, known)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[]",
+        '{"format": 1}',
+        '{"format": 1, "inputs": "x", "upstream": "u", "targets": {"t": {"python": "3.12", '
+        '"platform": "any", "sets": "oops", "files": {}}}}',
+    ],
+)
+def test_a_lock_of_the_wrong_shape_names_its_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    spec = tmp_path / "olmirror.yaml"
+    spec.write_text(HEAD)
+    (tmp_path / "olmirror.lock").write_text(text)
+    capsys.readouterr()
+    code = main(["verify", "-f", str(spec)])
+    out = capsys.readouterr()
+    assert code == 1 and "the lock file is damaged (" in out.out + out.err
+    assert "did not expect" not in out.out + out.err and "Traceback" not in out.err
+
+
+def test_a_recorded_registry_of_the_wrong_shape_is_taken_as_not_recorded(tmp_path: Path) -> None:
+    spec = tmp_path / "olmirror.yaml"
+    spec.write_text(HEAD + "workers: [{name: w, path: w}]\n")
+    loaded = load_spec(str(spec))
+    lock = Lock(inputs="x", upstream="u", targets={})
+    lock.registries = {"w": {"folder": None, "elsewhere": None, "found": []}}
+    assert recorded_registries(loaded, lock)["w"].folder == str(tmp_path / "w" / "registry")

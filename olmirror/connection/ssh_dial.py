@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import paramiko
 
+from olmirror.connection import known_hosts
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.spec import Host
 
@@ -272,12 +273,12 @@ def _login(target: Target, sock: object) -> paramiko.SSHClient:
     """Handshake, verify the host key, authenticate; `sock` is closed on failure."""
     client = paramiko.SSHClient()
     keys = client.get_host_keys()
+    revoked: list[paramiko.PKey] = []
     try:
-        if os.path.exists(GLOBAL_KNOWN_HOSTS):
-            client.load_system_host_keys(GLOBAL_KNOWN_HOSTS)
-        if os.path.exists(target.known_hosts):
-            keys.load(target.known_hosts)
-    except (OSError, paramiko.SSHException, ValueError) as exc:
+        for path in (GLOBAL_KNOWN_HOSTS, target.known_hosts):
+            if os.path.exists(path):
+                revoked += known_hosts.load(keys, path)
+    except OSError as exc:
         raise Unreachable(f"cannot read known_hosts {target.known_hosts}: {exc}") from None
     client.set_missing_host_key_policy(_HostKeyPolicy(target))
     try:
@@ -301,6 +302,12 @@ def _login(target: Target, sock: object) -> paramiko.SSHClient:
         raise _failure(target, exc) from None
     transport = client.get_transport()
     assert transport is not None
+    if transport.get_remote_server_key() in revoked:
+        client.close()
+        raise Unreachable(
+            f"the host key of {target.key_name} is marked @revoked in known_hosts; olmirror "
+            "refuses it, as OpenSSH does"
+        )
     transport.set_keepalive(target.keepalive)
     return client
 
