@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from typing import Any, TextIO
@@ -18,6 +19,19 @@ MAX_DIFF_LINES = 60
 _MARKS = {"create": ("+", "green"), "update": ("~", "yellow"), "run": (">", "cyan")}
 
 
+# Control characters a host's file name or output may hold: shown escaped, so that
+# nothing a host sends moves the cursor or rewrites the terminal. Our own colours (SGR,
+# ESC [ ... m) pass.
+_CONTROL = re.compile(r"\x1b(?!\[[0-9;]*m)|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` fit for any terminal and any stdout encoding: control characters escaped,
+    and the undecodable bytes of a non-UTF-8 file name as \\xNN."""
+    text = _CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class Painter:
     def __init__(self, stream: TextIO, colour: bool | None = None) -> None:
         self.stream = stream
@@ -27,7 +41,7 @@ class Painter:
         return f"\033[{_COLOURS[style]}m{text}\033[0m" if self.colour else text
 
     def line(self, text: str = "") -> None:
-        self.stream.write(text + "\n")
+        self.stream.write(terminal_safe(text) + "\n")
 
 
 def plural(count: int, word: str) -> str:
@@ -118,7 +132,7 @@ class Progress:
                 self._clear()
                 self.paint.line(line)
             else:
-                self.paint.stream.write(f"\r\033[K{line}")
+                self.paint.stream.write(f"\r\033[K{terminal_safe(line)}")
                 self.paint.stream.flush()
                 self._transient = True
 

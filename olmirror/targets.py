@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from packaging import tags
+from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import (
@@ -133,7 +134,10 @@ class TargetEnv:
             "os_name": "nt" if system == "Windows" else "posix",
             "platform_machine": machine,
         }
-        return requirement.marker.evaluate(environment)
+        try:
+            return requirement.marker.evaluate(environment)
+        except (UndefinedComparison, UndefinedEnvironmentName) as exc:
+            raise ValueError(f"its marker cannot be evaluated ({exc})") from None
 
     def wheel_rank(self, filename: str) -> int | None:
         """How much this target prefers the wheel (lower is better), or None if it cannot use it."""

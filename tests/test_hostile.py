@@ -4,11 +4,17 @@ printed, a generated file that gains no line), not just that something failed.""
 from __future__ import annotations
 
 import configparser
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import IMAGE, STANDIN_OL, write_spec
+from packaging.requirements import Requirement
 from sshd import SshFarm, SshHost
+from upstream import Upstream
 
 from olmirror.bandersnatch_config import render
 from olmirror.cli import main
@@ -19,6 +25,7 @@ from olmirror.openlambda.worker import requirements_in
 from olmirror.requirement_sets import parse_requirements
 from olmirror.resolve import recorded_registries
 from olmirror.spec import Host, load_spec
+from olmirror.targets import TargetEnv
 
 HEAD = "version: 1\nmirror:\n  directory: /srv/m\n  targets: [{python: '3.12', platform: any}]\n"
 SECRET = "s3cr3t-Pa55"
@@ -179,3 +186,47 @@ def test_a_recorded_registry_of_the_wrong_shape_is_taken_as_not_recorded(tmp_pat
     lock = Lock(inputs="x", upstream="u", targets={})
     lock.registries = {"w": {"folder": None, "elsewhere": None, "found": []}}
     assert recorded_registries(loaded, lock)["w"].folder == str(tmp_path / "w" / "registry")
+
+
+def test_a_marker_packaging_cannot_evaluate_is_a_clear_error() -> None:
+    line = Requirement('omega==1.2; python_version ~= "3"')
+    with pytest.raises(ValueError, match="its marker cannot be evaluated"):
+        TargetEnv("3.11", "manylinux_2_17_x86_64").installs(line)
+
+
+def test_what_a_host_sends_is_printed_escaped_on_any_stdout(
+    tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    """A file name that is not UTF-8 and holds a terminal escape, left in the mirror, is
+    listed by the plan's prune, on a stdout that refuses what it cannot encode."""
+    spec = write_spec(tmp_path, clean_upstream, [], allowlist={"packages": ["omega==1.0"]})
+    env = {**clean_upstream.env(), "PYTHONIOENCODING": "utf-8:strict"}
+    run = [sys.executable, "-m", "olmirror"]
+    applied = subprocess.run(
+        [*run, "apply", "-f", str(spec), "--yes"], env=env, capture_output=True
+    )
+    assert applied.returncode == 0, applied.stderr
+    stray = tmp_path / "mirror" / "web" / "packages" / "ab"
+    stray.mkdir(parents=True)
+    name = b"x\xff\x1b]0;owned\x07.whl".decode("utf-8", "surrogateescape")
+    (stray / name).write_bytes(b"")
+    plan = subprocess.run([*run, "plan", "-f", str(spec)], env=env, capture_output=True)
+    out = plan.stdout.decode() + plan.stderr.decode()
+    assert plan.returncode == 0, out
+    assert "did not expect" not in out and b"\x1b]0" not in plan.stdout
+    assert "x\\xff\\x1b]0;owned\\x07.whl" in out
+
+
+def test_a_malformed_registry_url_with_a_secret_is_reported_without_it(
+    cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    worker = tmp_path / "w"
+    subprocess.run([str(STANDIN_OL), "worker", "init", "-p", str(worker), "-i", IMAGE], check=True,
+                   capture_output=True)  # fmt: skip
+    config = json.loads((worker / "config.json").read_text())
+    config["registry"] = f"s3://[key:{SECRET}@bucket/registry"
+    (worker / "config.json").write_text(json.dumps(config))
+    spec = write_spec(tmp_path, clean_upstream, [{"name": "w", "path": str(worker)}])
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert "did not expect" not in plan.out + plan.err and SECRET not in plan.out + plan.err
+    assert "registry 's3://(a malformed URL)' is not a local folder" in plan.out

@@ -206,7 +206,12 @@ class _Worker:
         for line, where in parsed.requirements:
             requirement = Requirement(line)
             listed.add(canonicalize_name(requirement.name))
-            if not self.target.installs(requirement):
+            try:
+                if not self.target.installs(requirement):
+                    continue
+            except ValueError as exc:
+                self.add(name, where, f"a worker cannot tell whether to install {line!r}: {exc}",
+                         "warning")  # fmt: skip
                 continue
             if not _exact(requirement):
                 kind = "loosely pinned" if requirement.specifier else "unpinned"

@@ -116,10 +116,14 @@ def is_lambda_name(name: str) -> bool:
 
 def _without_secrets(setting: str) -> str:
     """A registry URL without user, password, query or fragment: fit for a lock and a plan."""
-    parts = urlsplit(setting)
+    try:
+        parts = urlsplit(setting)
+        host = parts.hostname or ""
+    except ValueError:  # a malformed netloc ("s3://[bucket"): nothing of it is shown
+        scheme = setting.partition("://")[0] if "://" in setting else "?"
+        return f"{scheme}://(a malformed URL)"
     if not parts.scheme:
         return setting
-    host = parts.hostname or ""
     return f"{parts.scheme}://{host}{parts.path}"
 
 
