@@ -18,13 +18,17 @@ from upstream import Upstream
 
 from olmirror.bandersnatch_config import render
 from olmirror.cli import main
+from olmirror.connection import FactRequest, Facts, LocalConnection
 from olmirror.connection.ssh import SSHConnection
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.lockfile import Lock, LockedFile, TargetLock
+from olmirror.openlambda.registry import registry_from_probe
 from olmirror.openlambda.worker import requirements_in
 from olmirror.requirement_sets import parse_requirements
 from olmirror.resolve import recorded_registries
-from olmirror.spec import Host, load_spec
+from olmirror.resources import File, ResourceError
+from olmirror.resources.mirror_prune import PruneMirror
+from olmirror.spec import Host, Worker, load_spec
 from olmirror.targets import TargetEnv
 
 HEAD = "version: 1\nmirror:\n  directory: /srv/m\n  targets: [{python: '3.12', platform: any}]\n"
@@ -230,3 +234,81 @@ def test_a_malformed_registry_url_with_a_secret_is_reported_without_it(
     plan = cli("plan", "-f", str(spec), "--no-color")
     assert "did not expect" not in plan.out + plan.err and SECRET not in plan.out + plan.err
     assert "registry 's3://(a malformed URL)' is not a local folder" in plan.out
+
+
+# --- 2. links out of the folders the spec names ---------------------------------------
+
+
+def _gather(request: FactRequest) -> Facts:
+    return LocalConnection().gather(request)
+
+
+@pytest.mark.parametrize("link", ["packages", "web"])
+def test_the_prune_removes_nothing_through_a_link(tmp_path: Path, link: str) -> None:
+    outside = tmp_path / "outside"
+    (outside / "packages").mkdir(parents=True)
+    victim = outside / "packages" / "victim.whl"
+    victim.write_text("not the mirror's\n")
+    web = tmp_path / "mirror" / "web"
+    if link == "web":
+        web.parent.mkdir()
+        web.symlink_to(outside)
+    else:
+        web.mkdir(parents=True)
+        (web / "packages").symlink_to(outside / "packages")
+    prune = PruneMirror(str(web), projects=(), keep=())
+    with pytest.raises(ResourceError, match="is a symbolic link; olmirror removes nothing"):
+        prune.plan(_gather(prune.request()), frozenset())
+    with pytest.raises(ResourceError):
+        prune.apply(LocalConnection())
+    assert victim.exists()
+
+
+def _worker_with_registry(tmp_path: Path) -> tuple[Path, Path]:
+    home = tmp_path / "w"
+    home.mkdir()
+    (home / "config.json").write_text(json.dumps({"registry": f"file://{home}/registry"}))
+    return home, home / "registry"
+
+
+def test_a_registry_linked_out_of_the_worker_is_never_written(tmp_path: Path) -> None:
+    home, registry = _worker_with_registry(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    registry.symlink_to(elsewhere)
+    raw = _gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
+    found = registry_from_probe(Worker(name="w", path=str(home)), raw, discover=True)
+    assert found.folder is None and found.elsewhere is not None
+
+
+def test_a_sandbox_etc_linked_out_of_the_worker_gets_no_pip_conf(tmp_path: Path) -> None:
+    home, _ = _worker_with_registry(tmp_path)
+    (home / "lambda").mkdir()
+    (tmp_path / "etc").mkdir()
+    (home / "lambda" / "etc").symlink_to(tmp_path / "etc")
+    raw = _gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
+    assert registry_from_probe(Worker(name="w", path=str(home)), raw, False).sandbox is None
+
+
+def test_a_linked_file_in_a_registry_is_never_read_into_a_plan(tmp_path: Path) -> None:
+    home, registry = _worker_with_registry(tmp_path)
+    secret = tmp_path / "id_ed25519"
+    secret.write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET}\n")
+    (registry / "stolen").mkdir(parents=True)
+    (registry / "stolen" / "f.py").write_text("def f(e):\n    return e\n")
+    (registry / "stolen" / "requirements.txt").symlink_to(secret)
+    (registry / "requirements.txt").symlink_to(secret)
+    facts = _gather(
+        FactRequest(
+            registries=frozenset({str(home)}),
+            content=frozenset({str(registry / "requirements.txt")}),
+            paths=frozenset({str(registry)}),
+        )
+    )
+    lambdas = facts.registries[str(home)]["lambdas"]
+    assert "error" in lambdas["stolen"]["files"]["requirements.txt"]
+    assert SECRET not in json.dumps(facts.registries[str(home)])
+    wanted = File(str(registry / "requirements.txt"), "six==1.16.0\n")
+    with pytest.raises(ResourceError, match="not a regular file") as raised:
+        wanted.plan(facts, frozenset())
+    assert SECRET not in str(raised.value)

@@ -110,8 +110,9 @@ class Facts:
     urls: dict[str, str | None] = field(default_factory=dict)
     # worker folder -> what the probe found of its registry (see `probe._registry`)
     registries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # folder -> every file below it, relative to it (empty when the folder is missing)
-    trees: dict[str, list[str]] = field(default_factory=dict)
+    # folder -> every file below it, relative to it (empty when the folder is missing;
+    # None when it, or the folder above it, is a symbolic link)
+    trees: dict[str, list[str] | None] = field(default_factory=dict)
 
     @classmethod
     def from_probe(cls, raw: dict[str, Any]) -> Facts:

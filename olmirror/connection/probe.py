@@ -117,8 +117,8 @@ def _requirements_files(folder):
     for name in REQUIREMENTS_FILES:
         path = os.path.join(folder, name)
         try:
-            if not stat.S_ISREG(os.stat(path).st_mode):
-                found[name] = {"error": "not a regular file"}
+            if not stat.S_ISREG(os.lstat(path).st_mode):  # a link is not read: it points out
+                found[name] = {"error": "not a regular file (a link is not followed)"}
                 continue
             with open(path, "rb") as handle:
                 data = handle.read(MAX_REQUIREMENTS + 1)
@@ -225,6 +225,11 @@ def _registry(worker_path):
         return {"error": f"{config_path}: 'registry' is not a string"}
     folder = registry_folder(setting, worker_path)
     answer = {"setting": setting, "folder": folder, "lambdas": {}, "config": config is not None}
+    # Where the folders really are: a link inside the worker's folder may point anywhere.
+    answer["real"] = {
+        "home": os.path.realpath(worker_path),
+        "folder": os.path.realpath(folder) if folder else None,
+    }
     if config is not None:
         limits = config.get("limits")
         legacy = isinstance(limits, dict) and "installer_mem_mb" in limits
@@ -236,6 +241,8 @@ def _registry(worker_path):
             answer[key] = value if isinstance(value, str) and value else None
         port = config.get("worker_port")
         answer["port"] = port if isinstance(port, (str, int)) else None
+    sandbox = answer.get("sandbox") or os.path.join(worker_path, "lambda")
+    answer["real"]["sandbox"] = os.path.realpath(os.path.join(sandbox, "etc"))
     packages = answer.get("packages") or os.path.join(worker_path, "lambda", "packages")
     answer["installed"] = _installed(packages)
     try:
@@ -248,7 +255,10 @@ def _registry(worker_path):
 
 
 def _tree(folder):
-    """Every file below `folder`, as paths relative to it (symlinks not followed)."""
+    """Every file below `folder`, as paths relative to it (symlinks not followed); None
+    when `folder` or the folder above it is a symbolic link, whose files lie elsewhere."""
+    if os.path.islink(folder) or os.path.islink(os.path.dirname(folder)):
+        return None
     found = []
     for root, _, files in os.walk(folder):
         rel = os.path.relpath(root, folder)
@@ -267,7 +277,10 @@ def probe(request):
     paths = {}
     for path in [*request.get("paths", []), *hashes]:
         fact = _stat(path)
-        if fact["kind"] == "file" and path in hashes:
+        if path in hashes and os.path.islink(path):
+            # Never read through a link: it could show a private file in a plan's diff.
+            fact = {"kind": "link", "error": "a symbolic link, which olmirror does not follow"}
+        elif fact["kind"] == "file" and path in hashes:
             fact = _read(path, fact, path in content)
         paths[path] = fact
     programs = {name: shutil.which(name) for name in request.get("programs", [])}

@@ -143,14 +143,18 @@ def registry_from_probe(worker: Worker, raw: dict[str, Any], discover: bool) -> 
         generation = raw["generation"]
     sandbox = posixpath.normpath(raw.get("sandbox") or default.sandbox or home)
     packages = posixpath.normpath(raw.get("packages") or default.packages or home)
+    real = raw.get("real") or {}
+    real_home = real.get("home") or home
+    # Inside the worker's folder by name and, links resolved, in fact.
+    sandbox_inside = _inside(sandbox, home) and _inside(real.get("sandbox") or sandbox, real_home)
     place = {
         "generation": generation,
-        "sandbox": sandbox if _inside(sandbox, home) else None,
+        "sandbox": sandbox if sandbox_inside else None,
         "packages": packages,
     }
     folder = raw["folder"]
-    if not _inside(folder, home):
-        return Registry(None, elsewhere=_without_secrets(raw["setting"]), **place)
+    if not _inside(folder, home) or not _inside(real.get("folder") or folder, real_home):
+        return Registry(None, elsewhere=_without_secrets(raw["setting"] or folder or ""), **place)
     found = []
     for name, entry in sorted(raw.get("lambdas", {}).items()) if discover else ():
         files = entry["files"]

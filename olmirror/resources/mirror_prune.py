@@ -48,7 +48,15 @@ class PruneMirror(Resource):
         return FactRequest(trees=frozenset(self._root(name) for name in names))
 
     def _stale(self, facts: Facts) -> list[str]:
-        """Everything to remove, never a locked file nor a folder holding one."""
+        """Everything to remove, never a locked file nor a folder holding one, and nothing
+        through a symbolic link: a link at web/ or web/packages/ points elsewhere."""
+        linked = sorted(root for root, files in facts.trees.items() if files is None)
+        if linked:
+            raise ResourceError(
+                f"{linked[0]} (or the folder above it) is a symbolic link; olmirror removes "
+                "nothing through it, since the files it lists lie elsewhere. Replace the link "
+                "with a folder of the mirror"
+            )
         projects = set(self.projects)
         stale = []
         for name in PROJECT_FOLDERS:
