@@ -12,18 +12,29 @@ import os
 import ssl
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 CHUNK = 1 << 20
-TIMEOUT = 60
+TIMEOUT = 60  # seconds without a byte
+# A whole file may take this long at the least, and longer at no less than MIN_RATE.
+MIN_SECONDS = 300
+MIN_RATE = 50_000  # bytes a second
 WORKERS = 8
+
+
+def _check_url(url):
+    """Upstream data is not trusted: only http(s) is fetched (never file:// or ftp://)."""
+    scheme = url.partition(":")[0].lower()
+    if scheme not in ("http", "https") or "\0" in url or any(ord(c) < 32 for c in url):
+        raise ValueError("not an http(s) URL; the upstream's index named it, olmirror refuses it")
 
 
 def _fetch(item, context):
     """Fetch one file; returns (bytes written, None) or (0, reason)."""
-    path, url, sha256 = item["path"], item["url"], item["sha256"]
+    path, url, sha256, expected = item["path"], item["url"], item["sha256"], item.get("size")
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     name = os.path.basename(path)
@@ -31,13 +42,20 @@ def _fetch(item, context):
     request = urllib.request.Request(url, headers={"User-Agent": "olmirror"})
     digest = hashlib.sha256()
     size = 0
+    deadline = time.monotonic() + max(MIN_SECONDS, (expected or 0) / MIN_RATE)
     try:
+        _check_url(url)
         with os.fdopen(fd, "wb") as out:  # nested, not parenthesised: old host Pythons
             with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as reply:
-                for chunk in iter(lambda: reply.read(CHUNK), b""):
+                # read1: what has come, so a body that drips meets the deadline below
+                for chunk in iter(lambda: reply.read1(CHUNK), b""):
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
+                    if expected is not None and size > expected:
+                        raise ValueError(f"the upstream sent more than the lock's {expected} bytes")
+                    if time.monotonic() > deadline:
+                        raise ValueError("the download is too slow (or never ends); gave up")
             out.flush()
             os.fsync(out.fileno())
         if digest.hexdigest() != sha256:

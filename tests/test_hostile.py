@@ -4,9 +4,15 @@ printed, a generated file that gains no line), not just that something failed.""
 from __future__ import annotations
 
 import configparser
+import contextlib
 import json
+import ssl
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +22,7 @@ from packaging.requirements import Requirement
 from sshd import SshFarm, SshHost
 from upstream import Upstream
 
+from olmirror import fetch_files
 from olmirror.bandersnatch_config import render
 from olmirror.cli import main
 from olmirror.connection import FactRequest, Facts, LocalConnection
@@ -312,3 +319,66 @@ def test_a_linked_file_in_a_registry_is_never_read_into_a_plan(tmp_path: Path) -
     with pytest.raises(ResourceError, match="not a regular file") as raised:
         wanted.plan(facts, frozenset())
     assert SECRET not in str(raised.value)
+
+
+# --- 3. upstream data taken as data, 5. hangs that end ------------------------------------
+
+
+class _Hostile(BaseHTTPRequestHandler):
+    """An upstream that sends too much, forever, or a byte at a time."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            if self.path == "/big":
+                self.wfile.write(b"x" * 10_000)
+            elif self.path == "/endless":
+                while True:
+                    self.wfile.write(b"x" * 65536)
+            elif self.path == "/drip":
+                for _ in range(600):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.05)
+
+
+@pytest.fixture
+def hostile_upstream() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hostile)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def _fetch_one(tmp_path: Path, url: str, size: int | None = 100) -> tuple[int, str | None]:
+    item = {"path": str(tmp_path / "m" / "f.whl"), "url": url, "sha256": "0" * 64, "size": size}
+    return fetch_files._fetch(item, ssl.create_default_context())
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://127.0.0.1/f.whl", "http://x/\x00"])
+def test_only_http_urls_from_an_index_are_fetched(tmp_path: Path, url: str) -> None:
+    written, error = _fetch_one(tmp_path, url)
+    assert written == 0 and error and "not an http(s) URL" in error
+    assert not (tmp_path / "m" / "f.whl").exists()
+
+
+def test_a_download_never_exceeds_the_locked_size(tmp_path: Path, hostile_upstream: str) -> None:
+    written, error = _fetch_one(tmp_path, f"{hostile_upstream}/big", size=100)
+    assert written == 0 and error and "more than the lock's 100 bytes" in error
+    assert not list((tmp_path / "m").iterdir()), "no partial file is left"
+
+
+@pytest.mark.parametrize("path", ["/endless", "/drip"])
+def test_an_endless_or_dripping_download_ends_in_bounded_time(
+    tmp_path: Path, hostile_upstream: str, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    monkeypatch.setattr(fetch_files, "MIN_SECONDS", 1)
+    started = time.monotonic()
+    written, error = _fetch_one(tmp_path, f"{hostile_upstream}{path}", size=None)
+    assert written == 0 and error and "too slow (or never ends)" in error
+    assert time.monotonic() - started < 10

@@ -77,7 +77,7 @@ class FetchFiles(Resource):
         absent = missing(conn.gather(self.request()), self.files)
         request = {
             "ca_file": self.ca_file,
-            "files": [{"path": p, "url": u, "sha256": h} for p, u, h, _ in absent],
+            "files": [{"path": p, "url": u, "sha256": h, "size": s} for p, u, h, s in absent],
         }
 
         def on_line(line: str) -> None:
