@@ -30,6 +30,7 @@ from olmirror.render import (
     results_json,
 )
 from olmirror.resolve import current_lock, recorded_registries
+from olmirror.saved_plan import check_saved_plan
 from olmirror.schema import spec_schema_text
 from olmirror.spec import LOCAL, LoadedSpec, host_config, load_spec
 from olmirror.verify import Gap, verify_mirror
@@ -223,6 +224,7 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
     with Connections({}) as connections:
         if args.plan_file:
             plan = _load_plan(args.plan_file)
+            check_saved_plan(plan, args.plan_file)
             connections.inventory.update(plan.inventory)
             names = limit_hosts([h.host for h in plan.hosts], args.limit)
             plan.complete = plan.complete and len(names) == len(plan.hosts)

@@ -74,6 +74,9 @@ class Plan:
     # Every host of the spec is in the plan (no --limit left one out): only then may an
     # apply make the changes that wait for all hosts (`Resource.after_all_hosts`).
     complete: bool = True
+    # The target `target: detect` found for each such worker: a saved plan is checked
+    # against the resources the spec makes with them (`olmirror.saved_plan`).
+    detected: dict[str, dict[str, str]] = field(default_factory=dict)
     created: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
@@ -104,6 +107,7 @@ class Plan:
             },
             "findings": [f.to_json() for f in self.findings],
             "complete": self.complete,
+            "detected": self.detected,
             "hosts": [h.to_json() for h in self.hosts],
         }
 
@@ -123,6 +127,7 @@ class Plan:
                 mirror=raw["mirror"],
                 findings=[Finding.from_json(f) for f in raw.get("findings", [])],
                 complete=raw.get("complete", False),
+                detected=dict(raw.get("detected", {})),
                 created=raw["created"],
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -146,6 +146,11 @@ def plan_spec(
         )
     plan.findings = findings
     plan.complete = names == every and not undetected
+    plan.detected = {
+        w.name: w.target.model_dump()
+        for w, asked in zip(loaded.spec.workers, spec.workers, strict=True)
+        if asked.target == "detect" and w.target is not None and not isinstance(w.target, str)
+    }
     for host, exc in undetected.items():
         plan.hosts.append(HostPlan(host, error=str(exc), unreachable=isinstance(exc, Unreachable)))
     plan.hosts.sort(key=lambda h: h.host)

@@ -25,7 +25,7 @@ from upstream import Upstream
 from olmirror import fetch_files
 from olmirror.bandersnatch_config import render
 from olmirror.cli import main
-from olmirror.connection import FactRequest, Facts, LocalConnection
+from olmirror.connection import Connection, FactRequest, LocalConnection
 from olmirror.connection.ssh import SSHConnection
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.lockfile import Lock, LockedFile, TargetLock
@@ -246,12 +246,23 @@ def test_a_malformed_registry_url_with_a_secret_is_reported_without_it(
 # --- 2. links out of the folders the spec names ---------------------------------------
 
 
-def _gather(request: FactRequest) -> Facts:
-    return LocalConnection().gather(request)
+@pytest.fixture(params=["local", "ssh"])
+def conn(request: pytest.FixtureRequest) -> Iterator[Connection]:
+    """This machine, or the same files reached over a real loopback sshd."""
+    if request.param == "local":
+        yield LocalConnection()
+        return
+    farm: SshFarm = request.getfixturevalue("farm")
+    node = farm.host("files")
+    ssh = SSHConnection.connect(node.name, Host.model_validate(node.spec(farm.known_hosts(node))))
+    yield ssh
+    ssh.close()
 
 
 @pytest.mark.parametrize("link", ["packages", "web"])
-def test_the_prune_removes_nothing_through_a_link(tmp_path: Path, link: str) -> None:
+def test_the_prune_removes_nothing_through_a_link(
+    tmp_path: Path, link: str, conn: Connection
+) -> None:
     outside = tmp_path / "outside"
     (outside / "packages").mkdir(parents=True)
     victim = outside / "packages" / "victim.whl"
@@ -265,9 +276,9 @@ def test_the_prune_removes_nothing_through_a_link(tmp_path: Path, link: str) -> 
         (web / "packages").symlink_to(outside / "packages")
     prune = PruneMirror(str(web), projects=(), keep=())
     with pytest.raises(ResourceError, match="is a symbolic link; olmirror removes nothing"):
-        prune.plan(_gather(prune.request()), frozenset())
+        prune.plan(conn.gather(prune.request()), frozenset())
     with pytest.raises(ResourceError):
-        prune.apply(LocalConnection())
+        prune.apply(conn)
     assert victim.exists()
 
 
@@ -278,26 +289,32 @@ def _worker_with_registry(tmp_path: Path) -> tuple[Path, Path]:
     return home, home / "registry"
 
 
-def test_a_registry_linked_out_of_the_worker_is_never_written(tmp_path: Path) -> None:
+def test_a_registry_linked_out_of_the_worker_is_never_written(
+    tmp_path: Path, conn: Connection
+) -> None:
     home, registry = _worker_with_registry(tmp_path)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     registry.symlink_to(elsewhere)
-    raw = _gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
+    raw = conn.gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
     found = registry_from_probe(Worker(name="w", path=str(home)), raw, discover=True)
     assert found.folder is None and found.elsewhere is not None
 
 
-def test_a_sandbox_etc_linked_out_of_the_worker_gets_no_pip_conf(tmp_path: Path) -> None:
+def test_a_sandbox_etc_linked_out_of_the_worker_gets_no_pip_conf(
+    tmp_path: Path, conn: Connection
+) -> None:
     home, _ = _worker_with_registry(tmp_path)
     (home / "lambda").mkdir()
     (tmp_path / "etc").mkdir()
     (home / "lambda" / "etc").symlink_to(tmp_path / "etc")
-    raw = _gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
+    raw = conn.gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
     assert registry_from_probe(Worker(name="w", path=str(home)), raw, False).sandbox is None
 
 
-def test_a_linked_file_in_a_registry_is_never_read_into_a_plan(tmp_path: Path) -> None:
+def test_a_linked_file_in_a_registry_is_never_read_into_a_plan(
+    tmp_path: Path, conn: Connection
+) -> None:
     home, registry = _worker_with_registry(tmp_path)
     secret = tmp_path / "id_ed25519"
     secret.write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET}\n")
@@ -305,7 +322,7 @@ def test_a_linked_file_in_a_registry_is_never_read_into_a_plan(tmp_path: Path) -
     (registry / "stolen" / "f.py").write_text("def f(e):\n    return e\n")
     (registry / "stolen" / "requirements.txt").symlink_to(secret)
     (registry / "requirements.txt").symlink_to(secret)
-    facts = _gather(
+    facts = conn.gather(
         FactRequest(
             registries=frozenset({str(home)}),
             content=frozenset({str(registry / "requirements.txt")}),
@@ -382,3 +399,46 @@ def test_an_endless_or_dripping_download_ends_in_bounded_time(
     written, error = _fetch_one(tmp_path, f"{hostile_upstream}{path}", size=None)
     assert written == 0 and error and "too slow (or never ends)" in error
     assert time.monotonic() - started < 10
+
+
+# --- 7. saved plans are code ---------------------------------------------------------------
+
+
+@pytest.fixture
+def saved(cli, tmp_path: Path, clean_upstream: Upstream) -> tuple[Path, dict]:
+    spec = write_spec(tmp_path, clean_upstream, [{"name": "w", "path": str(tmp_path / "w")}])
+    plan = tmp_path / "plan.json"
+    assert cli("plan", "-f", str(spec), "--out", str(plan)).code == 0
+    return plan, json.loads(plan.read_text())
+
+
+def _command(raw: dict) -> dict:
+    return next(
+        c["resource"]
+        for h in raw["hosts"]
+        for c in h["changes"]
+        if c["resource"]["kind"] == "command"
+    )
+
+
+@pytest.mark.parametrize("edit", ["argv", "added", "inventory", "creates"])
+def test_an_edited_saved_plan_runs_nothing(
+    cli, tmp_path: Path, saved: tuple[Path, dict], edit: str
+) -> None:
+    plan, raw = saved
+    sentinel = tmp_path / "sentinel"
+    evil = ["sh", "-c", f"touch {sentinel}"]
+    if edit == "argv":
+        _command(raw)["argv"] = evil
+    elif edit == "added":
+        changes = raw["hosts"][0]["changes"]
+        changes.insert(0, {**changes[0], "resource": {**_command(raw), "argv": evil}})
+    elif edit == "inventory":
+        raw["inventory"]["local"]["ol"] = "/bin/sh"
+    else:
+        _command(raw)["creates"] = str(tmp_path / "never")
+    plan.write_text(json.dumps(raw))
+    applied = cli("apply", str(plan), "--no-color")
+    assert applied.code == 1
+    assert "refusing the saved plan" in applied.err
+    assert not sentinel.exists() and not (tmp_path / "w").exists()

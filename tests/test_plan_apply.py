@@ -145,14 +145,20 @@ def test_json_plan_is_the_same_plan(cli, local_spec: Path) -> None:
 def test_saved_plan_is_applied_exactly(cli, local_spec: Path, tmp_path: Path) -> None:
     saved = tmp_path / "plan.json"
     assert cli("plan", "-f", str(local_spec), "--out", str(saved)).code == 0
-    spec = yaml.safe_load(local_spec.read_text())
+    original = local_spec.read_text()
+    spec = yaml.safe_load(original)
     spec["workers"][0]["requirements"] = ["something-else==1.0"]
     local_spec.write_text(yaml.safe_dump(spec))
+    refused = cli("apply", str(saved), "--no-color")
+    assert refused.code == 1, "a saved plan is bound to the spec it was made from"
+    assert "changed since the plan was made" in refused.err
+    assert not (tmp_path / "alpha").exists()
 
+    local_spec.write_text(original)
     applied = cli("apply", str(saved), "--no-color")
     assert applied.code == 0, applied.err
     requirements = (tmp_path / "alpha" / "registry" / "requirements.in").read_text()
-    assert "omega==1.1" in requirements, "the saved plan, not the edited spec, is applied"
+    assert "omega==1.1" in requirements
     again = cli("apply", str(saved))
     assert again.code == 1
     assert "local  failed" in again.out
