@@ -442,3 +442,16 @@ def test_an_edited_saved_plan_runs_nothing(
     assert applied.code == 1
     assert "refusing the saved plan" in applied.err
     assert not sentinel.exists() and not (tmp_path / "w").exists()
+
+
+def test_a_stalled_remote_python_ends_in_the_hosts_facts_timeout(farm: SshFarm) -> None:
+    node = farm.host("stalled", extra_config=["ForceCommand sleep 60"])
+    host = Host.model_validate(node.spec(farm.known_hosts(node), facts_timeout=1))
+    ssh = SSHConnection.connect(node.name, host)
+    started = time.monotonic()
+    try:
+        with pytest.raises(OlmirrorError, match="gave no answer within 1 s while reading facts"):
+            ssh.gather(FactRequest(paths=frozenset({"/"})))
+    finally:
+        ssh.close()
+    assert time.monotonic() - started < 15

@@ -34,7 +34,6 @@ from olmirror.spec import Host
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 OPERATION_TIMEOUT = 120.0
-FACTS_TIMEOUT = 600.0
 PROBE_SOURCE = Path(probe.__file__).read_text()
 
 # Holds the apply lock for as long as its stdin stays open: when the connection dies, sshd
@@ -293,10 +292,16 @@ class SSHConnection(Connection):
             channel, early = self._open(argv)
             try:
                 stdin = json.dumps(request.as_json()).encode()
-                code, out, err = self._communicate(channel, stdin, FACTS_TIMEOUT)
+                code, out, err = self._communicate(channel, stdin, self.host.facts_timeout)
             finally:
                 channel.close()
         said = (early + err).decode(errors="replace").strip()[-800:] or "no output"
+        if code == 124:
+            raise OlmirrorError(
+                f"host {self.name!r}: python3 gave no answer within {self.host.facts_timeout:g} s "
+                f"while reading facts; olmirror stopped waiting. Check the host (a stalled disk "
+                f"or python3), or raise hosts.{self.name}.facts_timeout"
+            )
         if code == 127:
             raise OlmirrorError(
                 f"host {self.name!r}: python3 is not on the remote PATH; olmirror needs it there "

@@ -260,6 +260,13 @@ class Host(_Model):
         None,
         description="Folder for olmirror's lock on this host (default ~/.local/state/olmirror).",
     )
+    facts_timeout: float = Field(
+        600,
+        gt=0,
+        le=86400,
+        description="Seconds the host may take to answer olmirror's one fact-reading command "
+        "before it is reported as stalled.",
+    )
 
 
 class Target(_Model):
