@@ -32,7 +32,7 @@ def _check_url(url):
         raise ValueError("not an http(s) URL; the upstream's index named it, olmirror refuses it")
 
 
-def _fetch(item, context):
+def _fetch(item, context, min_seconds=MIN_SECONDS):
     """Fetch one file; returns (bytes written, None) or (0, reason)."""
     path, url, sha256, expected = item["path"], item["url"], item["sha256"], item.get("size")
     folder = os.path.dirname(path)
@@ -42,7 +42,7 @@ def _fetch(item, context):
     request = urllib.request.Request(url, headers={"User-Agent": "olmirror"})
     digest = hashlib.sha256()
     size = 0
-    deadline = time.monotonic() + max(MIN_SECONDS, (expected or 0) / MIN_RATE)
+    deadline = time.monotonic() + max(min_seconds, (expected or 0) / MIN_RATE)
     try:
         _check_url(url)
         with os.fdopen(fd, "wb") as out:  # nested, not parenthesised: old host Pythons
@@ -77,7 +77,8 @@ def fetch(request):
     total = len(request["files"])
     results = []
     with ThreadPoolExecutor(WORKERS) as pool:
-        for result in pool.map(lambda item: _fetch(item, context), request["files"]):
+        min_seconds = request.get("min_seconds", MIN_SECONDS)
+        for result in pool.map(lambda item: _fetch(item, context, min_seconds), request["files"]):
             results.append(result)
             sys.stderr.write(f"progress {len(results)} {total}\n")
             sys.stderr.flush()

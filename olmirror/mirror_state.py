@@ -43,7 +43,7 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
         pages = simple_pages.pages(web_dir(directory), lock)
         folders = sorted({posixpath.dirname(path) for path in pages})
         return [
-            FetchFiles(directory, stored, why, ca_file),
+            FetchFiles(directory, stored, why, ca_file, mirror.download_timeout),
             *(Directory(folder) for folder in folders),
             *(File(path, content) for path, content in pages.items()),
             prune,

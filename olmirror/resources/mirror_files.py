@@ -49,6 +49,7 @@ class FetchFiles(Resource):
     files: tuple[StoredFile, ...]
     why: str
     ca_file: str | None = None
+    min_seconds: float = 300.0  # mirror.download_timeout
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", tuple(tuple(f) for f in self.files))
@@ -77,6 +78,7 @@ class FetchFiles(Resource):
         absent = missing(conn.gather(self.request()), self.files)
         request = {
             "ca_file": self.ca_file,
+            "min_seconds": self.min_seconds,
             "files": [{"path": p, "url": u, "sha256": h, "size": s} for p, u, h, s in absent],
         }
 

@@ -309,6 +309,14 @@ class Mirror(_Model):
     )
     serve: Serve = Serve()
     targets: list[Target] = Field(min_length=1)
+    download_timeout: float = Field(
+        300,
+        gt=0,
+        le=86400,
+        description="Seconds one file's download may take before olmirror gives up on it "
+        "(engine simple); a larger file may take longer, at 50 kB/s, so that a body that "
+        "drips or never ends fails, not the apply.",
+    )
 
 
 class Allowlist(_Model):
