@@ -498,3 +498,26 @@ def test_what_a_remote_host_says_reaches_the_terminal_escaped(
     assert b"\x1b" not in out and b"\x00" not in out and b"did not expect" not in out
     assert node.name.encode() in out
     assert b"reading facts failed (exit 3): " in out, "what the host said is shown, escaped"
+
+
+def test_shell_characters_in_a_remote_workers_path_reach_no_shell(
+    cli, farm: SshFarm, tmp_path: Path
+) -> None:
+    node = farm.host("quoting")
+    sentinel = tmp_path / "sentinel"
+    path = str(node.root / f"w $(touch {sentinel}) `touch {sentinel}`; touch {sentinel} |x")
+    spec = tmp_path / "olmirror.yaml"
+    spec.write_text(
+        HEAD.replace("/srv/m", str(tmp_path / "m"))
+        + "  serve: {backend: http, listen: '127.0.0.1:9', url: 'http://127.0.0.1:9'}\n"
+        + yaml.safe_dump(
+            {
+                "hosts": {node.name: node.spec(farm.known_hosts(node))},
+                "workers": [{"name": "w", "host": node.name, "path": path, "state": "stopped"}],
+            }
+        )
+    )
+    plan = cli("plan", "-f", str(spec), "--limit", node.name, "--no-color")
+    assert plan.code == 0, plan.out + plan.err
+    assert "ol worker init -p" in plan.out
+    assert not sentinel.exists()
