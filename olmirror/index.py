@@ -6,9 +6,12 @@ Used on the machine running olmirror, to choose each target's file and record it
 from __future__ import annotations
 
 import configparser
+import http.client
 import importlib.resources
 import json
+import re
 import ssl
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -27,7 +30,9 @@ from olmirror.errors import OlmirrorError
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT")
 PEP691 = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{PEP691}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
-TIMEOUT = 30
+TIMEOUT = 30  # seconds without a byte
+PAGE_SECONDS = 120  # for a whole page, so that one that drips or never ends fails
+MAX_PAGE = 64 << 20  # bytes: a project page is far smaller
 FETCHERS = 16
 
 
@@ -88,18 +93,56 @@ def parse_simple_html(text: str, base: str) -> list[IndexFile]:
     return parser.files
 
 
-def _parse_json(page: dict, base: str) -> list[IndexFile]:
-    return [
-        IndexFile(
-            filename=f["filename"],
-            url=urljoin(base, f["url"]),
-            sha256=f.get("hashes", {}).get("sha256"),
-            requires_python=f.get("requires-python"),
-            yanked=bool(f.get("yanked")),
-            size=f.get("size"),
+def _parse_json(page: object, base: str) -> list[IndexFile]:
+    """The files of a PEP 691 page; ValueError when the page is not of that shape."""
+    files = page.get("files", []) if isinstance(page, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        raise ValueError("it is not a PEP 691 project page (no list of files)")
+    found = []
+    for f in files:
+        hashes, size = f.get("hashes", {}), f.get("size")
+        if not isinstance(f.get("filename"), str) or not isinstance(f.get("url"), str):
+            raise ValueError("a file without a filename or url string")
+        if not isinstance(hashes, dict) or (size is not None and not isinstance(size, int)):
+            raise ValueError(f"file {f['filename']!r} has hashes or a size of the wrong type")
+        requires = f.get("requires-python")
+        found.append(
+            IndexFile(
+                filename=f["filename"],
+                url=urljoin(base, f["url"]),
+                sha256=hashes.get("sha256") if isinstance(hashes.get("sha256"), str) else None,
+                requires_python=requires if isinstance(requires, str) else None,
+                yanked=bool(f.get("yanked")),
+                size=size,
+            )
         )
-        for f in page.get("files", [])
-    ]
+    return found
+
+
+def _checked(files: list[IndexFile]) -> list[IndexFile]:
+    """Upstream data is not trusted: every file is fetched over http(s), and its name is one
+    line without a path (it reaches configuration files and folders)."""
+    for file in files:
+        scheme = file.url.partition(":")[0].lower()
+        if scheme not in ("http", "https") or re.search(r"[\x00-\x1f\x7f]", file.url):
+            raise ValueError(f"it lists {file.filename!r} at {file.url!r}, not an http(s) URL")
+        if re.search(r"[\x00-\x1f\x7f/\\]", file.filename) or file.filename in ("", ".", ".."):
+            raise ValueError(f"it lists a file named {file.filename!r}, not a file name")
+    return files
+
+
+def _read_page(reply: object) -> bytes:
+    """The whole body, within PAGE_SECONDS and MAX_PAGE bytes."""
+    deadline = time.monotonic() + PAGE_SECONDS
+    chunks, size = [], 0
+    while chunk := reply.read1(1 << 16):  # type: ignore[attr-defined]
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_PAGE:
+            raise ValueError(f"the page is larger than {MAX_PAGE} bytes")
+        if time.monotonic() > deadline:
+            raise ValueError(f"the page took more than {PAGE_SECONDS} s to arrive")
+    return b"".join(chunks)
 
 
 class Index:
@@ -117,7 +160,7 @@ class Index:
         request = urllib.request.Request(url, headers={"Accept": ACCEPT})
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT, context=self.context) as reply:
-                body = reply.read()
+                body = _read_page(reply)
                 kind = reply.headers.get_content_type()
                 base = reply.geturl()
         except urllib.error.HTTPError as exc:
@@ -125,9 +168,16 @@ class Index:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise OlmirrorError(f"{url}: cannot reach the index ({reason})") from None
-        if kind == PEP691:
-            return _parse_json(json.loads(body), base)
-        return parse_simple_html(body.decode("utf-8", errors="replace"), base)
+        except http.client.HTTPException as exc:
+            raise OlmirrorError(f"{url}: the upstream does not answer HTTP ({exc!r})") from None
+        except ValueError as exc:
+            raise OlmirrorError(f"{url}: {exc}") from None
+        try:
+            if kind == PEP691:
+                return _checked(_parse_json(json.loads(body), base))
+            return _checked(parse_simple_html(body.decode("utf-8", errors="replace"), base))
+        except ValueError as exc:  # JSONDecodeError too
+            raise OlmirrorError(f"{url}: the index's page cannot be used: {exc}") from None
 
     def many(self, names: Iterable[str]) -> dict[str, list[IndexFile]]:
         """Files of every project in `names`, fetched in parallel."""

@@ -42,6 +42,8 @@ from olmirror.targets import TargetEnv, release_of, uv_platform
 
 RESOLVERS = 4
 # The box-drawing characters uv decorates its error reports with.
+# How long one uv resolution may take, whatever the upstream does.
+RESOLVE_SECONDS = 900
 _UV_DECORATION = " \u00d7\u2570\u2500\u25b6\u2502"
 _NO_SOLUTION = "No solution found"
 # Settings of this machine that would make uv consult another index than the upstream.
@@ -147,16 +149,25 @@ def _compile(
         "--color", "never",
     ]  # fmt: skip
     env = {k: v for k, v in tls_env(ca).items() if k not in _UV_INDEX_VARIABLES}
-    done = subprocess.run(
-        argv,
-        input="\n".join(requirements.requirements) + "\n",
-        capture_output=True,
-        text=True,
-        # Never fetch a Python build: the target's version is only used for markers and tags.
-        env=env | {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never"},
-        timeout=900,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            argv,
+            input="\n".join(requirements.requirements) + "\n",
+            capture_output=True,
+            text=True,
+            # Never fetch a Python build: the target's version is only used for markers and
+            # tags. A silent upstream costs one request timeout, not minutes.
+            env=env
+            | {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_HTTP_TIMEOUT": "30"},
+            timeout=RESOLVE_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise OlmirrorError(
+            f"resolving {requirements.origin} for target {target.key} against {upstream} took "
+            f"more than {RESOLVE_SECONDS} s and was stopped; the upstream may be silent or "
+            "dripping: check that it answers"
+        ) from None
     if done.returncode != 0:
         raise _resolve_error(requirements, target, upstream, done.stderr)
     pins, needed_by = [], {}

@@ -7,6 +7,7 @@ import configparser
 import contextlib
 import io
 import json
+import socket
 import subprocess
 import sys
 import tarfile
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -23,11 +25,13 @@ from packaging.requirements import Requirement
 from sshd import SshFarm, SshHost
 from upstream import Upstream
 
+from olmirror import index
 from olmirror.bandersnatch_config import render
 from olmirror.cli import main
 from olmirror.connection import Connection, FactRequest, LocalConnection
 from olmirror.connection.ssh import SSHConnection
 from olmirror.errors import OlmirrorError, Unreachable
+from olmirror.index import Index
 from olmirror.lockfile import Lock, LockedFile, TargetLock
 from olmirror.openlambda.registry import registry_from_probe
 from olmirror.openlambda.worker import requirements_in
@@ -348,7 +352,28 @@ class _Hostile(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    PAGES: ClassVar[dict[str, tuple[str, bytes]]] = {
+        "shape": ("application/vnd.pypi.simple.v1+json", b'{"files": "not a list"}'),
+        "types": ("application/vnd.pypi.simple.v1+json", b'{"files": [{"filename": 5}]}'),
+        "fileurl": (
+            "application/vnd.pypi.simple.v1+json",
+            b'{"files": [{"filename": "x-1.whl", "url": "file:///etc/passwd"}]}',
+        ),
+        "nul": ("text/html", b'<a href="http://h/x\x00-1.whl#sha256=00">x-1.whl</a>'),
+        "slash": ("text/html", b'<a href="http://h/x-1.whl">../../etc/x-1.whl</a>'),
+        "notjson": ("application/vnd.pypi.simple.v1+json", b"{not json"),
+    }
+
     def do_GET(self) -> None:
+        name = self.path.strip("/").rpartition("/")[2]
+        if name in self.PAGES:
+            kind, body = self.PAGES[name]
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.path = "/" + name
         self.send_response(200)
         self.end_headers()
         with contextlib.suppress(OSError):
@@ -521,3 +546,46 @@ def test_shell_characters_in_a_remote_workers_path_reach_no_shell(
     assert plan.code == 0, plan.out + plan.err
     assert "ol worker init -p" in plan.out
     assert not sentinel.exists()
+
+
+@pytest.mark.parametrize(
+    ("project", "says"),
+    [
+        ("shape", "not a PEP 691 project page"),
+        ("types", "without a filename or url string"),
+        ("fileurl", "not an http(s) URL"),
+        ("nul", "not an http(s) URL"),
+        ("slash", "not a file name"),
+        ("notjson", "cannot be used"),
+        ("endless", "the page is larger than"),
+        ("drip", "took more than 1 s"),
+    ],
+)
+def test_an_index_page_that_cannot_be_trusted_is_one_line_naming_its_url(
+    hostile_upstream: str, monkeypatch: pytest.MonkeyPatch, project: str, says: str
+) -> None:
+    monkeypatch.setattr(index, "PAGE_SECONDS", 1)
+    started = time.monotonic()
+    with pytest.raises(OlmirrorError) as raised:
+        Index(hostile_upstream, None).files(project)
+    message = str(raised.value)
+    assert message.startswith(f"{hostile_upstream}/simple/{project}/: ") and says in message
+    assert "\n" not in message and time.monotonic() - started < 10
+
+
+def test_an_upstream_that_does_not_speak_http_is_a_clear_error() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer() -> None:
+        connection, _ = listener.accept()
+        connection.recv(4096)
+        connection.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        connection.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    with pytest.raises(OlmirrorError, match="the upstream does not answer HTTP"):
+        Index(url, None).files("six")
+    listener.close()
