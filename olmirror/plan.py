@@ -130,7 +130,7 @@ class Plan:
                 detected=dict(raw.get("detected", {})),
                 created=raw["created"],
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise OlmirrorError(
                 f"{source}: the plan file is damaged ({type(exc).__name__}: {exc}); "
                 "make a new one with `olmirror plan --out FILE`"

@@ -589,3 +589,87 @@ def test_an_upstream_that_does_not_speak_http_is_a_clear_error() -> None:
     with pytest.raises(OlmirrorError, match="the upstream does not answer HTTP"):
         Index(url, None).files("six")
     listener.close()
+
+
+# --- 7. saved plans are code ---------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "ssh"])
+def saved(
+    request: pytest.FixtureRequest, cli, tmp_path: Path, clean_upstream: Upstream
+) -> tuple[Path, dict, str]:
+    """A saved plan for a worker on this machine, or on a host behind a real sshd."""
+    worker: dict[str, object] = {"name": "w", "path": str(tmp_path / "w")}
+    spec = write_spec(tmp_path, clean_upstream, [worker])
+    host = "local"
+    if request.param == "ssh":
+        farm: SshFarm = request.getfixturevalue("farm")
+        node = farm.host("planned")
+        host = node.name
+        data = yaml.safe_load(spec.read_text())
+        data["hosts"][host] = node.spec(farm.known_hosts(node))
+        data["workers"][0]["host"] = host
+        spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    plan = tmp_path / "plan.json"
+    assert cli("plan", "-f", str(spec), "--out", str(plan), "--limit", host).code == 0
+    return plan, json.loads(plan.read_text()), host
+
+
+def _command(raw: dict) -> dict:
+    return next(
+        c["resource"]
+        for h in raw["hosts"]
+        for c in h["changes"]
+        if c["resource"]["kind"] == "command"
+    )
+
+
+@pytest.mark.parametrize("edit", ["argv", "added", "inventory", "creates", "shape", "kind"])
+def test_an_edited_saved_plan_runs_nothing(
+    cli, tmp_path: Path, saved: tuple[Path, dict, str], edit: str
+) -> None:
+    plan, raw, host = saved
+    sentinel = tmp_path / "sentinel"
+    evil = ["sh", "-c", f"touch {sentinel}"]
+    if edit == "argv":
+        _command(raw)["argv"] = evil
+    elif edit == "added":
+        changes = raw["hosts"][0]["changes"]
+        changes.insert(0, {**changes[0], "resource": {**_command(raw), "argv": evil}})
+    elif edit == "inventory":
+        raw["inventory"][host]["ol"] = "/bin/sh"
+    elif edit == "creates":
+        _command(raw)["creates"] = str(tmp_path / "never")
+    elif edit == "shape":
+        raw["inventory"] = ["not", "a", "mapping"]
+    else:
+        _command(raw)["kind"] = "no_such_kind"
+    plan.write_text(json.dumps(raw))
+    applied = cli("apply", str(plan), "--no-color")
+    assert applied.code == 1
+    assert "did not expect" not in applied.err
+    refused = "refusing the saved plan" if edit not in ("shape", "kind") else "plan file is damaged"
+    assert refused in applied.err
+    assert not sentinel.exists() and not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("conn", ["ssh"], indirect=True)
+def test_a_huge_tarball_in_a_remote_registry_is_not_read(tmp_path: Path, conn: Connection) -> None:
+    home, registry = _worker_with_registry(tmp_path)
+    registry.mkdir()
+    with open(registry / "huge.tar.gz", "wb") as huge:
+        huge.truncate(65 << 20)  # sparse: a size, no bytes on disk
+    raw = conn.gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
+    assert "larger than" in raw["lambdas"]["huge"]["files"]["requirements.txt"]["error"]
+
+
+@pytest.mark.parametrize("conn", ["ssh"], indirect=True)
+def test_a_remote_lambda_named_with_a_line_break_is_ignored(
+    cli, tmp_path: Path, conn: Connection
+) -> None:
+    home, registry = _worker_with_registry(tmp_path)
+    (registry / "a\nb").mkdir(parents=True)
+    (registry / "a\nb" / "requirements.txt").write_text("six==1.16.0\n")
+    raw = conn.gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
+    found = registry_from_probe(Worker(name="w", path=str(home)), raw, discover=True)
+    assert found.found == (), "not a lambda name: never mirrored, nor written into a file"
