@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,14 +26,23 @@ MIN_RATE = 50_000  # bytes a second
 WORKERS = 8
 
 
-def _check_url(url):
-    """Upstream data is not trusted: only http(s) is fetched (never file:// or ftp://)."""
+def _origin(url):
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def _check_url(url, origins):
+    """Upstream data is not trusted: only http(s) is fetched (never file:// or ftp://), and
+    only from the origins allowed (None: any)."""
     scheme = url.partition(":")[0].lower()
     if scheme not in ("http", "https") or "\0" in url or any(ord(c) < 32 for c in url):
         raise ValueError("not an http(s) URL; the upstream's index named it, olmirror refuses it")
+    if origins is not None and _origin(url) not in origins:
+        raise ValueError("not on an origin the spec allows (the upstream's, mirror.file_origins)")
 
 
-def _fetch(item, context, min_seconds=MIN_SECONDS):
+def _fetch(item, context, min_seconds=MIN_SECONDS, origins=None):
     """Fetch one file; returns (bytes written, None) or (0, reason)."""
     path, url, sha256, expected = item["path"], item["url"], item["sha256"], item.get("size")
     folder = os.path.dirname(path)
@@ -44,7 +54,7 @@ def _fetch(item, context, min_seconds=MIN_SECONDS):
     size = 0
     deadline = time.monotonic() + max(min_seconds, (expected or 0) / MIN_RATE)
     try:
-        _check_url(url)
+        _check_url(url, origins)
         with os.fdopen(fd, "wb") as out:  # nested, not parenthesised: old host Pythons
             with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as reply:
                 # read1: what has come, so a body that drips meets the deadline below
@@ -78,7 +88,12 @@ def fetch(request):
     results = []
     with ThreadPoolExecutor(WORKERS) as pool:
         min_seconds = request.get("min_seconds", MIN_SECONDS)
-        for result in pool.map(lambda item: _fetch(item, context, min_seconds), request["files"]):
+        origins = request.get("origins")
+
+        def one(item):
+            return _fetch(item, context, min_seconds, origins)
+
+        for result in pool.map(one, request["files"]):
             results.append(result)
             sys.stderr.write(f"progress {len(results)} {total}\n")
             sys.stderr.flush()

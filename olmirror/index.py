@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from urllib.parse import urldefrag, urljoin
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 from packaging.utils import canonicalize_name
 
@@ -34,6 +34,22 @@ TIMEOUT = 30  # seconds without a byte
 PAGE_SECONDS = 120  # for a whole page, so that one that drips or never ends fails
 MAX_PAGE = 64 << 20  # bytes: a project page is far smaller
 FETCHERS = 16
+
+
+def origin(url: str) -> str:
+    """scheme://host:port of `url`, the port always written out."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def allowed_origins(upstream: str | None, file_origins: list[str]) -> list[str] | None:
+    """Where an upstream's pages may send olmirror for files: its own origin and those the
+    spec lists; None (any) for bandersnatch's default upstream, which serves its files from
+    another host."""
+    if upstream is None:
+        return None
+    return sorted({origin(upstream), *(origin(url) for url in file_origins)})
 
 
 def default_upstream() -> str:
@@ -119,13 +135,21 @@ def _parse_json(page: object, base: str) -> list[IndexFile]:
     return found
 
 
-def _checked(files: list[IndexFile]) -> list[IndexFile]:
-    """Upstream data is not trusted: every file is fetched over http(s), and its name is one
-    line without a path (it reaches configuration files and folders)."""
+def _checked(files: list[IndexFile], page: str, origins: list[str] | None) -> list[IndexFile]:
+    """Upstream data is not trusted: every file is fetched over http(s), from an allowed
+    origin, never over http from an https page, and its name is one line without a path
+    (it reaches configuration files and folders)."""
     for file in files:
         scheme = file.url.partition(":")[0].lower()
         if scheme not in ("http", "https") or re.search(r"[\x00-\x1f\x7f]", file.url):
             raise ValueError(f"it lists {file.filename!r} at {file.url!r}, not an http(s) URL")
+        if scheme == "http" and page.startswith("https:"):
+            raise ValueError(f"it lists {file.filename!r} over plain http: {file.url!r}")
+        if origins is not None and origin(file.url) not in origins:
+            raise ValueError(
+                f"it lists {file.filename!r} at {file.url!r}, on an origin that is not the "
+                "upstream's; if that host is yours, add it to mirror.file_origins"
+            )
         if re.search(r"[\x00-\x1f\x7f/\\]", file.filename) or file.filename in ("", ".", ".."):
             raise ValueError(f"it lists a file named {file.filename!r}, not a file name")
     return files
@@ -148,9 +172,10 @@ def _read_page(reply: object) -> bytes:
 class Index:
     """A simple-API index at `url` (the base URL, without /simple), verified with `ca_file`."""
 
-    def __init__(self, url: str, ca_file: str | None) -> None:
+    def __init__(self, url: str, ca_file: str | None, origins: list[str] | None = None) -> None:
         self.url = url.rstrip("/")
         self.context = ssl.create_default_context(cafile=ca_file)
+        self.origins = origins  # where files may be (see `allowed_origins`); None: anywhere
 
     def project_url(self, name: str) -> str:
         return f"{self.url}/simple/{canonicalize_name(name)}/"
@@ -174,8 +199,10 @@ class Index:
             raise OlmirrorError(f"{url}: {exc}") from None
         try:
             if kind == PEP691:
-                return _checked(_parse_json(json.loads(body), base))
-            return _checked(parse_simple_html(body.decode("utf-8", errors="replace"), base))
+                files = _parse_json(json.loads(body), base)
+            else:
+                files = parse_simple_html(body.decode("utf-8", errors="replace"), base)
+            return _checked(files, base, self.origins)
         except ValueError as exc:  # JSONDecodeError too
             raise OlmirrorError(f"{url}: the index's page cannot be used: {exc}") from None
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from olmirror import simple_pages
 from olmirror.bandersnatch_config import render, stored_path, web_dir
 from olmirror.engine import choose_engine
+from olmirror.index import allowed_origins
 from olmirror.lockfile import Lock
 from olmirror.resources import Directory, File, Resource
 from olmirror.resources.bandersnatch_sync import BandersnatchSync
@@ -39,11 +40,13 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
     projects = lock.projects()
     # Last on the mirror: what the lock no longer holds goes once the rest is in place.
     prune = PruneMirror(web_dir(directory), tuple(projects), tuple(sorted(p for p, *_ in stored)))
+    allowed = allowed_origins(mirror.upstream, list(mirror.file_origins))
+    origins = tuple(allowed) if allowed is not None else None
     if engine == "simple":
         pages = simple_pages.pages(web_dir(directory), lock)
         folders = sorted({posixpath.dirname(path) for path in pages})
         return [
-            FetchFiles(directory, stored, why, ca_file, mirror.download_timeout),
+            FetchFiles(directory, stored, why, ca_file, mirror.download_timeout, origins),
             *(Directory(folder) for folder in folders),
             *(File(path, content) for path, content in pages.items()),
             prune,

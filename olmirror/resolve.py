@@ -25,7 +25,7 @@ from uv import find_uv_bin
 
 from olmirror.engine import choose_engine
 from olmirror.errors import OlmirrorError
-from olmirror.index import CA_VARIABLES, Index, IndexFile, default_upstream
+from olmirror.index import CA_VARIABLES, Index, IndexFile, allowed_origins, default_upstream
 from olmirror.lockfile import (
     REQUESTED,
     Lock,
@@ -317,7 +317,9 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
         pin.partition("==")[0] for (name, _), r in resolutions.items() if name not in failed
         for pin in r.pins
     }  # fmt: skip
-    index_files = Index(upstream, ca).many(names)
+    mirror = loaded.spec.mirror
+    origins = allowed_origins(mirror.upstream, list(mirror.file_origins))
+    index_files = Index(upstream, ca, origins).many(names)
     chosen: dict[tuple[str, str], LockedFile] = {}  # (target key, pin) -> the file it installs
     for s in sets:
         try:

@@ -31,7 +31,7 @@ from olmirror.cli import main
 from olmirror.connection import Connection, FactRequest, LocalConnection
 from olmirror.connection.ssh import SSHConnection
 from olmirror.errors import OlmirrorError, Unreachable
-from olmirror.index import Index
+from olmirror.index import Index, IndexFile, allowed_origins
 from olmirror.lockfile import Lock, LockedFile, TargetLock
 from olmirror.openlambda.registry import registry_from_probe
 from olmirror.openlambda.worker import requirements_in
@@ -362,6 +362,10 @@ class _Hostile(BaseHTTPRequestHandler):
         "nul": ("text/html", b'<a href="http://h/x\x00-1.whl#sha256=00">x-1.whl</a>'),
         "slash": ("text/html", b'<a href="http://h/x-1.whl">../../etc/x-1.whl</a>'),
         "notjson": ("application/vnd.pypi.simple.v1+json", b"{not json"),
+        "elsewhere": (
+            "application/vnd.pypi.simple.v1+json",
+            b'{"files": [{"filename": "x-1.whl", "url": "http://10.9.9.9:80/x-1.whl"}]}',
+        ),
     }
 
     def do_GET(self) -> None:
@@ -673,3 +677,43 @@ def test_a_remote_lambda_named_with_a_line_break_is_ignored(
     raw = conn.gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
     found = registry_from_probe(Worker(name="w", path=str(home)), raw, discover=True)
     assert found.found == (), "not a lambda name: never mirrored, nor written into a file"
+
+
+def test_files_only_come_from_the_upstreams_origin_or_those_the_spec_allows(
+    hostile_upstream: str,
+) -> None:
+    own = allowed_origins(hostile_upstream, [])
+    with pytest.raises(OlmirrorError, match=r"add it to mirror\.file_origins"):
+        Index(hostile_upstream, None, own).files("elsewhere")
+    listed = allowed_origins(hostile_upstream, ["http://10.9.9.9"])
+    assert [f.filename for f in Index(hostile_upstream, None, listed).files("elsewhere")] == [
+        "x-1.whl"
+    ]
+    assert allowed_origins(None, []) is None, "bandersnatch's default upstream: any https"
+    plain = IndexFile("x-1.whl", "http://h/x-1.whl", None, None, False)
+    with pytest.raises(ValueError, match="over plain http"):
+        index._checked([plain], "https://u.example/simple/x/", None)
+
+
+def test_a_file_off_the_allowed_origins_is_not_fetched(
+    tmp_path: Path, hostile_upstream: str
+) -> None:
+    item = {"path": str(tmp_path / "f.whl"), "url": f"{hostile_upstream}/big", "sha256": "0" * 64}
+    request = {"ca_file": None, "origins": ["https://u.example:443"], "files": [item]}
+    done = LocalConnection().run(
+        ("python3", "-c", FETCH_SOURCE), stdin=json.dumps(request).encode()
+    )
+    assert "not on an origin the spec allows" in json.loads(done.stdout)["errors"][0]
+    assert not (tmp_path / "f.whl").exists()
+
+
+def test_a_link_inside_the_worker_is_shown_and_written_as_its_real_path(
+    tmp_path: Path, conn: Connection
+) -> None:
+    home, registry = _worker_with_registry(tmp_path)
+    (home / "lambdas").mkdir()
+    registry.symlink_to(home / "lambdas")
+    raw = conn.gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
+    assert registry_from_probe(Worker(name="w", path=str(home)), raw, False).folder == str(
+        home / "lambdas"
+    )

@@ -145,16 +145,25 @@ def registry_from_probe(worker: Worker, raw: dict[str, Any], discover: bool) -> 
     packages = posixpath.normpath(raw.get("packages") or default.packages or home)
     real = raw.get("real") or {}
     real_home = real.get("home") or home
-    # Inside the worker's folder by name and, links resolved, in fact.
-    sandbox_inside = _inside(sandbox, home) and _inside(real.get("sandbox") or sandbox, real_home)
+
+    def resolved(path: str, real_path: str | None) -> str | None:
+        """`path` with the links inside the worker's folder resolved, as the plan shows and
+        writes it; None when it lies outside, by name or in fact."""
+        real_path = real_path or path
+        if not _inside(path, home) or not _inside(real_path, real_home):
+            return None
+        return posixpath.normpath(posixpath.join(home, posixpath.relpath(real_path, real_home)))
+
+    real_etc = resolved(posixpath.join(sandbox, "etc"), real.get("sandbox"))
     place = {
         "generation": generation,
-        "sandbox": sandbox if sandbox_inside else None,
+        "sandbox": posixpath.dirname(real_etc) if real_etc else None,
         "packages": packages,
     }
-    folder = raw["folder"]
-    if not _inside(folder, home) or not _inside(real.get("folder") or folder, real_home):
-        return Registry(None, elsewhere=_without_secrets(raw["setting"] or folder or ""), **place)
+    folder = resolved(raw["folder"], real.get("folder")) if raw["folder"] else None
+    if folder is None:
+        shown = raw["setting"] or raw["folder"] or ""
+        return Registry(None, elsewhere=_without_secrets(shown), **place)
     found = []
     for name, entry in sorted(raw.get("lambdas", {}).items()) if discover else ():
         files = entry["files"]

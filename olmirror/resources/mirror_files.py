@@ -50,9 +50,12 @@ class FetchFiles(Resource):
     why: str
     ca_file: str | None = None
     min_seconds: float = 300.0  # mirror.download_timeout
+    origins: tuple[str, ...] | None = None  # where files may come from; None: anywhere
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", tuple(tuple(f) for f in self.files))
+        if self.origins is not None:
+            object.__setattr__(self, "origins", tuple(self.origins))
 
     @property
     def id(self) -> str:
@@ -79,6 +82,7 @@ class FetchFiles(Resource):
         request = {
             "ca_file": self.ca_file,
             "min_seconds": self.min_seconds,
+            "origins": list(self.origins) if self.origins is not None else None,
             "files": [{"path": p, "url": u, "sha256": h, "size": s} for p, u, h, s in absent],
         }
 

@@ -302,6 +302,13 @@ class Mirror(_Model):
     upstream: HttpUrl | None = Field(
         None, description="Index to mirror; null keeps bandersnatch's default."
     )
+    file_origins: list[HttpUrl] = Field(
+        [],
+        description="Origins (scheme://host[:port]) other than the upstream's from which "
+        "its pages may have files fetched. With an upstream set, a file elsewhere is refused "
+        "unless its origin is listed here; bandersnatch's default upstream keeps any https "
+        "origin.",
+    )
     ca_file: PathStr | None = Field(
         None,
         description="CA bundle (on this machine) that signs the upstream's certificate; "
