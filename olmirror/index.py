@@ -172,8 +172,15 @@ def _read_page(reply: object) -> bytes:
 class Index:
     """A simple-API index at `url` (the base URL, without /simple), verified with `ca_file`."""
 
-    def __init__(self, url: str, ca_file: str | None, origins: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        ca_file: str | None,
+        origins: list[str] | None = None,
+        timeout: float = TIMEOUT,
+    ) -> None:
         self.url = url.rstrip("/")
+        self.timeout = timeout  # seconds without a byte (mirror.index_timeout)
         self.context = ssl.create_default_context(cafile=ca_file)
         self.origins = origins  # where files may be (see `allowed_origins`); None: anywhere
 
@@ -184,7 +191,9 @@ class Index:
         url = self.project_url(name)
         request = urllib.request.Request(url, headers={"Accept": ACCEPT})
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT, context=self.context) as reply:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout, context=self.context
+            ) as reply:
                 body = _read_page(reply)
                 kind = reply.headers.get_content_type()
                 base = reply.geturl()

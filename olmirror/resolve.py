@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from math import ceil
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -131,7 +132,11 @@ def _resolve_error(
 
 
 def _compile(
-    requirements: RequirementSet, target: TargetEnv, upstream: str, ca: str | None
+    requirements: RequirementSet,
+    target: TargetEnv,
+    upstream: str,
+    ca: str | None,
+    index_timeout: float = 30,
 ) -> Resolution:
     platform = uv_platform(target.platform)
     if platform is None:
@@ -158,7 +163,11 @@ def _compile(
             # Never fetch a Python build: the target's version is only used for markers and
             # tags. A silent upstream costs one request timeout, not minutes.
             env=env
-            | {"UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_HTTP_TIMEOUT": "30"},
+            | {
+                "UV_NO_PROGRESS": "1",
+                "UV_PYTHON_DOWNLOADS": "never",
+                "UV_HTTP_TIMEOUT": str(ceil(index_timeout)),
+            },
             timeout=RESOLVE_SECONDS,
             check=False,
         )
@@ -292,7 +301,7 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
 
     def attempt(job: tuple[RequirementSet, TargetEnv]) -> Resolution | Unresolvable:
         try:
-            return _compile(*job, upstream, ca)
+            return _compile(*job, upstream, ca, loaded.spec.mirror.index_timeout)
         except Unresolvable as exc:
             if not job[0].discovered:
                 raise
@@ -319,7 +328,7 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
     }  # fmt: skip
     mirror = loaded.spec.mirror
     origins = allowed_origins(mirror.upstream, list(mirror.file_origins))
-    index_files = Index(upstream, ca, origins).many(names)
+    index_files = Index(upstream, ca, origins, mirror.index_timeout).many(names)
     chosen: dict[tuple[str, str], LockedFile] = {}  # (target key, pin) -> the file it installs
     for s in sets:
         try:

@@ -370,6 +370,9 @@ class _Hostile(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         name = self.path.strip("/").rpartition("/")[2]
+        if name == "silent":  # accepts, then says nothing
+            time.sleep(30)
+            return
         if name in self.PAGES:
             kind, body = self.PAGES[name]
             self.send_response(200)
@@ -717,3 +720,10 @@ def test_a_link_inside_the_worker_is_shown_and_written_as_its_real_path(
     assert registry_from_probe(Worker(name="w", path=str(home)), raw, False).folder == str(
         home / "lambdas"
     )
+
+
+def test_a_silent_upstream_fails_in_the_index_timeout(hostile_upstream: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(OlmirrorError, match="cannot reach the index"):
+        Index(hostile_upstream, None, None, timeout=1).files("silent")
+    assert time.monotonic() - started < 10

@@ -316,6 +316,13 @@ class Mirror(_Model):
     )
     serve: Serve = Serve()
     targets: list[Target] = Field(min_length=1)
+    index_timeout: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="Seconds the upstream may stay silent on one request while olmirror (and "
+        "uv) read its pages; a silent upstream then fails in this time, not minutes.",
+    )
     download_timeout: float = Field(
         300,
         gt=0,
