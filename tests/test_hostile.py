@@ -501,6 +501,18 @@ def test_a_registry_and_packages_are_read_without_leaving_them(
         assert "evil" not in raw["lambdas"]
 
 
+def _remote_worker_spec(farm: SshFarm, node: SshHost, folder: Path, worker: dict) -> Path:
+    """A spec with one worker `w` on `node` and an http mirror (never started here)."""
+    spec = folder / "olmirror.yaml"
+    hosts = {node.name: node.spec(farm.known_hosts(node))}
+    spec.write_text(
+        HEAD.replace("/srv/m", str(folder / "m"))
+        + "  serve: {backend: http, listen: '127.0.0.1:9', url: 'http://127.0.0.1:9'}\n"
+        + yaml.safe_dump({"hosts": hosts, "workers": [{"name": "w", "host": node.name, **worker}]})
+    )
+    return spec
+
+
 @pytest.mark.parametrize(
     "said",
     [r"\033]0;owned\007", r"\033[2J\033[H", r"nul\000byte", r"\377\376 not utf-8"],
@@ -509,17 +521,7 @@ def test_what_a_remote_host_says_reaches_the_terminal_escaped(
     farm: SshFarm, tmp_path: Path, said: str
 ) -> None:
     node = farm.host("chatty", extra_config=[f"ForceCommand printf '{said}' >&2; exit 3"])
-    spec = tmp_path / "olmirror.yaml"
-    spec.write_text(
-        HEAD.replace("/srv/m", str(tmp_path / "m"))
-        + "  serve: {backend: http, listen: '127.0.0.1:9', url: 'http://127.0.0.1:9'}\n"
-        + yaml.safe_dump(
-            {
-                "hosts": {node.name: node.spec(farm.known_hosts(node))},
-                "workers": [{"name": "w", "host": node.name, "path": "/opt/ol/w"}],
-            }
-        )
-    )
+    spec = _remote_worker_spec(farm, node, tmp_path, {"path": "/opt/ol/w"})
     env = {"PYTHONIOENCODING": "utf-8:strict", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-m", "olmirror", "plan", "-f", str(spec), "--limit", node.name],
@@ -538,17 +540,7 @@ def test_shell_characters_in_a_remote_workers_path_reach_no_shell(
     node = farm.host("quoting")
     sentinel = tmp_path / "sentinel"
     path = str(node.root / f"w $(touch {sentinel}) `touch {sentinel}`; touch {sentinel} |x")
-    spec = tmp_path / "olmirror.yaml"
-    spec.write_text(
-        HEAD.replace("/srv/m", str(tmp_path / "m"))
-        + "  serve: {backend: http, listen: '127.0.0.1:9', url: 'http://127.0.0.1:9'}\n"
-        + yaml.safe_dump(
-            {
-                "hosts": {node.name: node.spec(farm.known_hosts(node))},
-                "workers": [{"name": "w", "host": node.name, "path": path, "state": "stopped"}],
-            }
-        )
-    )
+    spec = _remote_worker_spec(farm, node, tmp_path, {"path": path, "state": "stopped"})
     plan = cli("plan", "-f", str(spec), "--limit", node.name, "--no-color")
     assert plan.code == 0, plan.out + plan.err
     assert "ol worker init -p" in plan.out
