@@ -33,6 +33,7 @@ from olmirror.connection.ssh import SSHConnection
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.index import Index, IndexFile, allowed_origins
 from olmirror.lockfile import Lock, LockedFile, TargetLock
+from olmirror.openlambda.packages_dir import stale_entries
 from olmirror.openlambda.registry import registry_from_probe
 from olmirror.openlambda.worker import requirements_in
 from olmirror.requirement_sets import parse_requirements
@@ -719,3 +720,13 @@ def test_a_silent_upstream_fails_in_the_index_timeout(hostile_upstream: str) -> 
     with pytest.raises(OlmirrorError, match="cannot reach the index"):
         Index(hostile_upstream, None, None, timeout=1).files("silent")
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("conn", ["ssh"], indirect=True)
+def test_a_remote_package_folder_left_empty_is_stale(tmp_path: Path, conn: Connection) -> None:
+    """A folder someone made by hand in Pkgs_dir would be reused by OpenLambda as installed."""
+    home, _ = _worker_with_registry(tmp_path)
+    (home / "lambda" / "packages" / "six==1.16.0").mkdir(parents=True)
+    raw = conn.gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
+    (stale,) = stale_entries(raw["installed"], {"six==1.16.0"})
+    assert (stale.entry, stale.why) == ("six==1.16.0", "holds no installed package, not six 1.16.0")
