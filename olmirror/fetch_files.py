@@ -26,20 +26,25 @@ MIN_RATE = 50_000  # bytes a second
 WORKERS = 8
 
 
-def _origin(url):
+def origin(url):
+    """scheme://host:port of `url`, the port always written out."""
     parts = urllib.parse.urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
-def _check_url(url, origins):
+def check_url(url, origins):
     """Upstream data is not trusted: only http(s) is fetched (never file:// or ftp://), and
-    only from the origins allowed (None: any)."""
+    only from the origins allowed (None: any). The index client checks a page's files with
+    it too, so a lock never holds a URL the fetch would refuse."""
     scheme = url.partition(":")[0].lower()
-    if scheme not in ("http", "https") or "\0" in url or any(ord(c) < 32 for c in url):
+    if scheme not in ("http", "https") or any(ord(c) < 32 or ord(c) == 127 for c in url):
         raise ValueError("not an http(s) URL; the upstream's index named it, olmirror refuses it")
-    if origins is not None and _origin(url) not in origins:
-        raise ValueError("not on an origin the spec allows (the upstream's, mirror.file_origins)")
+    if origins is not None and origin(url) not in origins:
+        raise ValueError(
+            "not on an origin the spec allows (the upstream's); if that host is yours, add it "
+            "to mirror.file_origins"
+        )
 
 
 def _fetch(item, context, min_seconds=MIN_SECONDS, origins=None):
@@ -54,7 +59,7 @@ def _fetch(item, context, min_seconds=MIN_SECONDS, origins=None):
     size = 0
     deadline = time.monotonic() + max(min_seconds, (expected or 0) / MIN_RATE)
     try:
-        _check_url(url, origins)
+        check_url(url, origins)
         with os.fdopen(fd, "wb") as out:  # nested, not parenthesised: old host Pythons
             with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as reply:
                 # read1: what has come, so a body that drips meets the deadline below

@@ -18,11 +18,12 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import urldefrag, urljoin
 
 from packaging.utils import canonicalize_name
 
 from olmirror.errors import OlmirrorError
+from olmirror.fetch_files import check_url, origin
 
 # The variables through which pip, uv, aiohttp (bandersnatch) and curl find their CA bundle;
 # set together for every child that must trust the upstream's CA, since the machine may set
@@ -34,13 +35,6 @@ TIMEOUT = 30  # seconds without a byte
 PAGE_SECONDS = 120  # for a whole page, so that one that drips or never ends fails
 MAX_PAGE = 64 << 20  # bytes: a project page is far smaller
 FETCHERS = 16
-
-
-def origin(url: str) -> str:
-    """scheme://host:port of `url`, the port always written out."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 def allowed_origins(upstream: str | None, file_origins: list[str]) -> list[str] | None:
@@ -140,16 +134,12 @@ def _checked(files: list[IndexFile], page: str, origins: list[str] | None) -> li
     origin, never over http from an https page, and its name is one line without a path
     (it reaches configuration files and folders)."""
     for file in files:
-        scheme = file.url.partition(":")[0].lower()
-        if scheme not in ("http", "https") or re.search(r"[\x00-\x1f\x7f]", file.url):
-            raise ValueError(f"it lists {file.filename!r} at {file.url!r}, not an http(s) URL")
-        if scheme == "http" and page.startswith("https:"):
+        try:
+            check_url(file.url, origins)
+        except ValueError as exc:
+            raise ValueError(f"it lists {file.filename!r} at {file.url!r}: {exc}") from None
+        if file.url.lower().startswith("http:") and page.startswith("https:"):
             raise ValueError(f"it lists {file.filename!r} over plain http: {file.url!r}")
-        if origins is not None and origin(file.url) not in origins:
-            raise ValueError(
-                f"it lists {file.filename!r} at {file.url!r}, on an origin that is not the "
-                "upstream's; if that host is yours, add it to mirror.file_origins"
-            )
         if re.search(r"[\x00-\x1f\x7f/\\]", file.filename) or file.filename in ("", ".", ".."):
             raise ValueError(f"it lists a file named {file.filename!r}, not a file name")
     return files
