@@ -10,7 +10,6 @@ mirror and no other index, so that nothing was installed from anywhere else.
 
 from __future__ import annotations
 
-import configparser
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from olmirror.errors import OlmirrorError
 from olmirror.hosts import Connections, in_parallel
 from olmirror.lockfile import Lock
 from olmirror.openlambda.packages_dir import entry_name, stale_entries
-from olmirror.openlambda.pip_conf import config_paths, index_options
+from olmirror.openlambda.pip_conf import config_paths, converge, index_options
 from olmirror.openlambda.registry import Registry, worker_dir
 from olmirror.openlambda.worker import sandbox_index, worker_target
 from olmirror.requirement_sets import lambda_set_name
@@ -44,22 +43,18 @@ class Called:
         return f"{name} (host {self.host}): {'ok' if self.ok else 'FAILED'}: {self.detail}"
 
 
-def _index_problem(pip_conf: str | None, expected: dict[str, str]) -> str | None:
-    """Why the sandbox's pip.conf does not point at the mirror alone, or None."""
+def _index_problem(pip_conf: str | None, expected: dict[str, str] | None) -> str | None:
+    """Why the sandbox's pip.conf does not point at the mirror alone, or None: its index
+    options must be exactly those olmirror writes (`pip_conf.converge` leaves it as it is)."""
     if pip_conf is None:
         return "the sandbox has no /etc/pip.conf, so its pip uses the public index"
-    parser = configparser.RawConfigParser(strict=False)
-    try:
-        parser.read_string(pip_conf)
-    except configparser.Error as exc:
-        return f"the sandbox's pip.conf cannot be read ({exc.message})"
-    found = parser.get("global", "index-url", fallback=None)
-    if found != expected["index-url"]:
-        return f"the sandbox's pip.conf names index {found!r}, not the mirror's"
-    extra = [
-        o for o in index_options(pip_conf) if o not in ("global.index-url", "global.trusted-host")
-    ]
-    return f"the sandbox's pip.conf also sets {', '.join(extra)}" if extra else None
+    if expected is None or converge(pip_conf, expected).rstrip() != pip_conf.rstrip():
+        found = ", ".join(index_options(pip_conf)) or "no index"
+        return (
+            f"the sandbox's pip.conf does not name the mirror alone as olmirror writes it (it "
+            f"sets {found}); run `olmirror apply`"
+        )
+    return None
 
 
 def _judge(
@@ -139,7 +134,7 @@ def call_lambdas(
             conf = facts.paths.get(confs.get(worker.name, ""))
             text = conf.content.decode(errors="replace") if conf and conf.content else None
             sandbox = sandboxes[worker.name]
-            expected = dict(sandbox_index(spec, worker, sandbox)) if sandbox else {"index-url": ""}
+            expected = dict(sandbox_index(spec, worker, sandbox)) if sandbox else None
             index = _index_problem(text, expected)
             installed = facts.registries[worker_dir(worker)].get("installed", {})
             for name, pinned in lambda_pins.items():
