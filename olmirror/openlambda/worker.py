@@ -62,6 +62,11 @@ def one_line(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", lambda m: f"\\x{ord(m[0]):02x}", text)
 
 
+def _source(loaded: LoadedSpec, file: str, what: str) -> str:
+    """Where a compiled requirements.txt comes from, for its header: one line."""
+    return one_line(f"{file} ({what} in {loaded.path.name})")
+
+
 def requirements_in(spec_name: str, lines: list[str], what: str) -> str:
     header = f"{MANAGED} {what} in {one_line(spec_name)}. Edits are overwritten.\n"
     return header + "".join(f"{line}\n" for line in lines)
@@ -148,12 +153,12 @@ def _lambda_files(loaded: LoadedSpec, lock: Lock, worker: Worker, name: str) -> 
     what = f"lambda {name} of worker {worker.name}"
     if item.source is not None:
         files = _source_files(Path(item.source), name)
-        folder_name = one_line(os.path.relpath(item.source, loaded.path.parent))
-        source = f"{folder_name}/{REQUIREMENTS_IN} ({what} in {one_line(loaded.path.name)})"
+        folder_name = os.path.relpath(item.source, loaded.path.parent)
+        source = _source(loaded, f"{folder_name}/{REQUIREMENTS_IN}", what)
     else:
         text = requirements_in(loaded.path.name, item.requirements, what)
         files = [(REQUIREMENTS_IN, text, 0o644)]
-        source = f"{REQUIREMENTS_IN} ({what} in {one_line(loaded.path.name)})"
+        source = _source(loaded, REQUIREMENTS_IN, what)
     set_name = lambda_set_name(worker.name, name)
     compiled = compiled_requirements(loaded, lock, worker, set_name, source)
     return [*files, (REQUIREMENTS_TXT, compiled, 0o644)]
@@ -207,7 +212,7 @@ def sandbox_index(spec: Spec, worker: Worker, sandbox: str) -> tuple[tuple[str, 
 def _registry_files(loaded: LoadedSpec, lock: Lock, worker: Worker, folder: str) -> list[Resource]:
     """The registry and its own requirements.in/.txt (the pip-mirror procedure's files)."""
     what = f"worker {worker.name}"
-    source = f"{REQUIREMENTS_IN} ({what} in {one_line(loaded.path.name)})"
+    source = _source(loaded, REQUIREMENTS_IN, what)
     compiled = compiled_requirements(loaded, lock, worker, worker_set_name(worker.name), source)
     return [
         Directory(folder),
