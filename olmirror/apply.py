@@ -21,6 +21,10 @@ class HostResult:
     applied: list[str] = field(default_factory=list)
     unchanged: int = 0
     error: str | None = None
+    retries: int = 0  # requests to the network that had to be tried again
+
+    def count_retries(self, count: int) -> None:
+        self.retries += count
 
 
 class StalePlan(OlmirrorError):
@@ -57,7 +61,10 @@ def apply_host(
             _check_fresh({r.id: r.observe(facts) for r in resources}, plan)
             for change in plan.pending:
                 try:
-                    with reporting_to(lambda text, final: on_event(plan.host, text, final)):
+                    with reporting_to(
+                        lambda text, final: on_event(plan.host, text, final),
+                        result.count_retries,
+                    ):
                         change.resource.apply(conn)
                 except Unreachable as exc:
                     raise Unreachable(f"{change.resource.id}: {exc}") from None
@@ -100,6 +107,7 @@ def _joined(first: HostResult, last: HostResult) -> HostResult:
         first.applied + last.applied,
         first.unchanged + last.unchanged,
         first.error or last.error,
+        first.retries + last.retries,
     )
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from olmirror import __version__
@@ -41,7 +43,11 @@ EXIT_CHANGES = 2
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks of errors, each retry, and what each network client did",
+    )
     common.add_argument("--no-color", action="store_true", help="never colour the output")
     spec = argparse.ArgumentParser(add_help=False)
     spec.add_argument("-f", "--file", default="olmirror.yaml", help="spec file (./olmirror.yaml)")
@@ -296,8 +302,32 @@ COMMANDS = {
 }
 
 
+@contextmanager
+def _debug_log(enabled: bool) -> Iterator[None]:
+    """With --debug, olmirror's own log on stderr: each retry, and what each network
+    client did (requests, connections, retries)."""
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("olmirror")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("debug: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with _debug_log(args.debug):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     out = Painter(sys.stdout, False if args.no_color else None)
     try:
         return COMMANDS[args.command](args, out)

@@ -2,7 +2,8 @@
 
 Plain standard library on purpose: like `connection/probe.py`, its source is sent
 to the mirror host's python3 and run there, so the files travel from the upstream
-to the mirror directly. Reads a JSON request on stdin, prints a JSON report.
+to the mirror directly; `upstream_http.py`'s source goes before it, for the client.
+Reads a JSON request on stdin, prints a JSON report.
 """
 
 import contextlib
@@ -13,10 +14,11 @@ import ssl
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+
+if __name__ != "__main__":  # on the mirror host, upstream_http's source comes first
+    from olmirror.upstream_http import Client, Retries, Transient, chunks
 
 CHUNK = 1 << 20
 TIMEOUT = 60  # seconds without a byte
@@ -47,48 +49,61 @@ def check_url(url, origins):
         )
 
 
-def _fetch(item, context, min_seconds=MIN_SECONDS, origins=None):
-    """Fetch one file; returns (bytes written, None) or (0, reason)."""
+def _fetch(item, client, min_seconds=MIN_SECONDS, origins=None):
+    """Fetch one file, tried again while it fails for a transient reason (a cut or changed
+    body among them); returns (bytes written, None) or (0, reason)."""
     path, url, sha256, expected = item["path"], item["url"], item["sha256"], item.get("size")
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     name = os.path.basename(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".olmirror-tmp", dir=folder)
-    request = urllib.request.Request(url, headers={"User-Agent": "olmirror"})
-    digest = hashlib.sha256()
-    size = 0
-    deadline = time.monotonic() + max(min_seconds, (expected or 0) / MIN_RATE)
     try:
         check_url(url, origins)
-        with os.fdopen(fd, "wb") as out:  # nested, not parenthesised: old host Pythons
-            with urllib.request.urlopen(request, timeout=TIMEOUT, context=context) as reply:
-                # read1: what has come, so a body that drips meets the deadline below
-                for chunk in iter(lambda: reply.read1(CHUNK), b""):
+        with os.fdopen(fd, "wb") as out:
+
+            def read(reply, final_url):
+                out.seek(0)
+                out.truncate()
+                digest, size = hashlib.sha256(), 0
+                deadline = time.monotonic() + max(min_seconds, (expected or 0) / MIN_RATE)
+                for chunk in chunks(reply, CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
                     size += len(chunk)
                     if expected is not None and size > expected:
-                        raise ValueError(f"the upstream sent more than the lock's {expected} bytes")
+                        raise Transient(f"the upstream sent more than the lock's {expected} bytes")
                     if time.monotonic() > deadline:
-                        raise ValueError("the download is too slow (or never ends); gave up")
+                        raise Transient("the download is too slow (or never ends)")
+                if digest.hexdigest() != sha256:
+                    raise Transient(
+                        f"its sha256 {digest.hexdigest()} is not the lock's {sha256} (a damaged "
+                        "download, or the upstream changed the file)"
+                    )
+                return size
+
+            size = client.get(url, read)
             out.flush()
             os.fsync(out.fileno())
-        if digest.hexdigest() != sha256:
-            raise ValueError(f"sha256 {digest.hexdigest()} does not match the lock's {sha256}")
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
         return size, None
     except Exception as exc:  # every failure is reported, per file
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(exc, urllib.error.HTTPError):
-            return 0, f"{url}: HTTP {exc.code} {exc.reason}"
-        return 0, f"{url}: {getattr(exc, 'reason', None) or exc}"
+        return 0, f"{url}: {exc}"
 
 
 def fetch(request):
-    """Fetch every file of the request in parallel; a progress line on stderr after each."""
+    """Fetch every file of the request in parallel over kept-alive connections; on stderr,
+    a progress line after each file and a retry line before each new try."""
     context = ssl.create_default_context(cafile=request.get("ca_file"))
+    retries = Retries(**request["retries"]) if request.get("retries") else Retries()
+
+    def on_retry(url, reason):
+        sys.stderr.write(f"retry {reason}\n")
+        sys.stderr.flush()
+
+    client = Client(context, TIMEOUT, retries, on_retry)
     total = len(request["files"])
     results = []
     with ThreadPoolExecutor(WORKERS) as pool:
@@ -96,16 +111,18 @@ def fetch(request):
         origins = request.get("origins")
 
         def one(item):
-            return _fetch(item, context, min_seconds, origins)
+            return _fetch(item, client, min_seconds, origins)
 
         for result in pool.map(one, request["files"]):
             results.append(result)
             sys.stderr.write(f"progress {len(results)} {total}\n")
             sys.stderr.flush()
+    client.close()
     return {
         "fetched": sum(1 for size, error in results if error is None),
         "bytes": sum(size for size, _ in results),
         "errors": [error for _, error in results if error],
+        "stats": client.stats,
     }
 
 

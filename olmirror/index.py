@@ -6,14 +6,12 @@ Used on the machine running olmirror, to choose each target's file and record it
 from __future__ import annotations
 
 import configparser
-import http.client
 import importlib.resources
 import json
+import logging
 import re
 import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +22,10 @@ from packaging.utils import canonicalize_name
 
 from olmirror.errors import OlmirrorError
 from olmirror.fetch_files import check_url, origin
+from olmirror.spec.models import Retries as RetriesSetting
+from olmirror.upstream_http import Client, Final, Retries, chunks
+
+log = logging.getLogger(__name__)
 
 # The variables through which pip, uv, aiohttp (bandersnatch) and curl find their CA bundle;
 # set together for every child that must trust the upstream's CA, since the machine may set
@@ -44,6 +46,11 @@ def allowed_origins(upstream: str | None, file_origins: list[str]) -> list[str] 
     if upstream is None:
         return None
     return sorted({origin(upstream), *(origin(url) for url in file_origins)})
+
+
+def retries_of(setting: RetriesSetting) -> Retries:
+    """The client's retry policy for the spec's `mirror.retries`."""
+    return Retries(setting.attempts, setting.backoff, setting.within)
 
 
 def default_upstream() -> str:
@@ -145,57 +152,55 @@ def _checked(files: list[IndexFile], page: str, origins: list[str] | None) -> li
     return files
 
 
-def _read_page(reply: object) -> bytes:
-    """The whole body, within PAGE_SECONDS and MAX_PAGE bytes."""
+def _read_page(reply: object, url: str) -> tuple[bytes, str, str]:
+    """(body, content type, final URL) of a page that arrives whole within PAGE_SECONDS and
+    MAX_PAGE bytes; one that does not is a Final answer (a page that drips or never ends
+    is the upstream's doing, not the network's)."""
     deadline = time.monotonic() + PAGE_SECONDS
-    chunks, size = [], 0
-    while chunk := reply.read1(1 << 16):  # type: ignore[attr-defined]
-        chunks.append(chunk)
+    parts, size = [], 0
+    for chunk in chunks(reply):
+        parts.append(chunk)
         size += len(chunk)
         if size > MAX_PAGE:
-            raise ValueError(f"the page is larger than {MAX_PAGE} bytes")
+            raise Final(f"the page is larger than {MAX_PAGE} bytes")
         if time.monotonic() > deadline:
-            raise ValueError(f"the page took more than {PAGE_SECONDS} s to arrive")
-    return b"".join(chunks)
+            raise Final(f"the page took more than {PAGE_SECONDS} s to arrive")
+    kind = reply.headers.get_content_type()  # type: ignore[attr-defined]
+    return b"".join(parts), kind, url
 
 
 class Index:
-    """A simple-API index at `url` (the base URL, without /simple), verified with `ca_file`."""
+    """A simple-API index at `url` (the base URL, without /simple), verified with `ca_file`,
+    read over kept-alive connections and tried again on transient failures (`retries`)."""
 
     def __init__(
         self,
         url: str,
         ca_file: str | None,
         origins: list[str] | None = None,
-        timeout: float = TIMEOUT,
+        timeout: float = TIMEOUT,  # seconds without a byte (mirror.index_timeout)
+        retries: Retries | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self.timeout = timeout  # seconds without a byte (mirror.index_timeout)
-        self.context = ssl.create_default_context(cafile=ca_file)
         self.origins = origins  # where files may be (see `allowed_origins`); None: anywhere
+        context = ssl.create_default_context(cafile=ca_file)
+        self.client = Client(context, timeout, retries, on_retry=self._retrying)
+
+    @staticmethod
+    def _retrying(url: str, reason: str) -> None:
+        log.debug("retrying %s: %s", url, reason)
 
     def project_url(self, name: str) -> str:
         return f"{self.url}/simple/{canonicalize_name(name)}/"
 
     def files(self, name: str) -> list[IndexFile]:
         url = self.project_url(name)
-        request = urllib.request.Request(url, headers={"Accept": ACCEPT})
         try:
-            with urllib.request.urlopen(
-                request, timeout=self.timeout, context=self.context
-            ) as reply:
-                body = _read_page(reply)
-                kind = reply.headers.get_content_type()
-                base = reply.geturl()
-        except urllib.error.HTTPError as exc:
-            raise OlmirrorError(f"{url}: the index answered HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise OlmirrorError(f"{url}: cannot reach the index ({reason})") from None
-        except http.client.HTTPException as exc:
-            raise OlmirrorError(f"{url}: the upstream does not answer HTTP ({exc!r})") from None
-        except ValueError as exc:
-            raise OlmirrorError(f"{url}: {exc}") from None
+            body, kind, base = self.client.get(url, _read_page, {"Accept": ACCEPT})
+        except Final as exc:
+            if exc.status is not None:
+                raise OlmirrorError(f"{url}: the index answered {exc}") from None
+            raise OlmirrorError(f"{url}: cannot reach the index ({exc})") from None
         try:
             if kind == PEP691:
                 files = _parse_json(json.loads(body), base)
@@ -208,5 +213,16 @@ class Index:
     def many(self, names: Iterable[str]) -> dict[str, list[IndexFile]]:
         """Files of every project in `names`, fetched in parallel."""
         wanted = sorted({canonicalize_name(n) for n in names})
-        with ThreadPoolExecutor(FETCHERS) as pool:
-            return dict(zip(wanted, pool.map(self.files, wanted), strict=True))
+        started = time.monotonic()
+        try:
+            with ThreadPoolExecutor(FETCHERS) as pool:
+                return dict(zip(wanted, pool.map(self.files, wanted), strict=True))
+        finally:
+            stats = self.client.stats
+            log.debug(
+                "upstream %s: %d pages in %.1f s: %d requests, %d connections (each one DNS "
+                "lookup and TLS handshake), %d retries",
+                self.url, len(wanted), time.monotonic() - started, stats["requests"],
+                stats["connections"], stats["retries"],
+            )  # fmt: skip
+            self.client.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 from olmirror import simple_pages
 from olmirror.bandersnatch_config import render, stored_path, web_dir
 from olmirror.engine import choose_engine
-from olmirror.index import allowed_origins
+from olmirror.index import allowed_origins, retries_of
 from olmirror.lockfile import Lock
 from olmirror.resources import Directory, File, Resource
 from olmirror.resources.bandersnatch_sync import BandersnatchSync
@@ -34,7 +34,7 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
     if mirror.engine == "auto" and lock.auto_engine and lock.auto_engine_why:
         engine, why = lock.auto_engine, lock.auto_engine_why
     else:
-        engine, why = choose_engine(mirror.engine, lock, mirror.ca_file)
+        engine, why = choose_engine(mirror.engine, lock, mirror.ca_file, retries_of(mirror.retries))
     files = lock.files()
     stored = tuple((stored_path(directory, f.url), f.url, f.sha256, f.size) for f in files.values())
     projects = lock.projects()
@@ -46,7 +46,15 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
         pages = simple_pages.pages(web_dir(directory), lock)
         folders = sorted({posixpath.dirname(path) for path in pages})
         return [
-            FetchFiles(directory, stored, why, ca_file, mirror.download_timeout, origins),
+            FetchFiles(
+                directory,
+                stored,
+                why,
+                ca_file,
+                mirror.download_timeout,
+                origins,
+                (mirror.retries.attempts, mirror.retries.backoff, mirror.retries.within),
+            ),
             *(Directory(folder) for folder in folders),
             *(File(path, content) for path, content in pages.items()),
             prune,

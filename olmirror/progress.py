@@ -13,6 +13,7 @@ from contextvars import ContextVar
 Reporter = Callable[[str, bool], None]
 
 _reporter: ContextVar[Reporter | None] = ContextVar("olmirror_reporter", default=None)
+_retries: ContextVar[Callable[[int], None] | None] = ContextVar("olmirror_retries", default=None)
 
 
 def report(text: str, *, final: bool = False) -> None:
@@ -22,10 +23,20 @@ def report(text: str, *, final: bool = False) -> None:
         reporter(text, final)
 
 
+def retried(count: int) -> None:
+    """Count requests a step had to try again, for the recap."""
+    counter = _retries.get()
+    if counter is not None and count:
+        counter(count)
+
+
 @contextmanager
-def reporting_to(reporter: Reporter) -> Iterator[None]:
-    token = _reporter.set(reporter)
+def reporting_to(
+    reporter: Reporter, on_retries: Callable[[int], None] | None = None
+) -> Iterator[None]:
+    token, count_token = _reporter.set(reporter), _retries.set(on_retries)
     try:
         yield
     finally:
         _reporter.reset(token)
+        _retries.reset(count_token)

@@ -154,6 +154,8 @@ def print_recap(results: list[HostResult], paint: Painter) -> None:
     for r in results:
         status = paint(f"{r.outcome:<11}", styles[r.outcome])
         line = f"  {r.host:<{width}}  {status} changed={len(r.applied)} unchanged={r.unchanged}"
+        if r.retries:
+            line += f" retried={r.retries}"
         paint.line(line)
         if r.error:
             paint.line(f"  {'':<{width}}  {paint(r.error, 'red')}")
@@ -170,6 +172,7 @@ def results_json(plan: Plan, results: list[HostResult], gaps: list[Gap]) -> dict
                 "applied": r.applied,
                 "unchanged": r.unchanged,
                 "error": r.error,
+                "retried": r.retries,
             }
             for r in results
         ],

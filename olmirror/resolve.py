@@ -9,10 +9,12 @@ platform, so olmirror uses `uv pip compile` for every target.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +28,14 @@ from uv import find_uv_bin
 
 from olmirror.engine import choose_engine
 from olmirror.errors import OlmirrorError
-from olmirror.index import CA_VARIABLES, Index, IndexFile, allowed_origins, default_upstream
+from olmirror.index import (
+    CA_VARIABLES,
+    Index,
+    IndexFile,
+    allowed_origins,
+    default_upstream,
+    retries_of,
+)
 from olmirror.lockfile import (
     REQUESTED,
     Lock,
@@ -40,6 +49,9 @@ from olmirror.openlambda.registry import Registry, default_registry
 from olmirror.requirement_sets import RequirementSet, requirement_sets
 from olmirror.spec import LoadedSpec, Worker
 from olmirror.targets import TargetEnv, release_of, uv_platform
+from olmirror.upstream_http import Retries
+
+log = logging.getLogger(__name__)
 
 RESOLVERS = 4
 # The box-drawing characters uv decorates its error reports with.
@@ -61,6 +73,31 @@ _UV_INDEX_VARIABLES = (
     "UV_BUILD_CONSTRAINT",
 )
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?", re.IGNORECASE)
+# uv's words for a download that arrived damaged or cut: its hash check, its wheel reader,
+# and its HTTP client when the body ends early (seen against tests/upstream.py's faults).
+_DAMAGED = (
+    "Hash mismatch",
+    "invalid package format",
+    "error decoding response body",
+    "close_notify",
+    "unexpected end of file",
+    "Failed to extract",
+    "invalid zip",
+)
+# ... and for a failure of the network or a server that uv already retried on its own.
+_BUSY = ("429 Too Many Requests", "408 Request Timeout")
+_FLAKY = (
+    "server error",
+    "error sending request",
+    "connection error",
+    "timed out",
+    "dns error",
+    "failed to lookup address",
+)
+# Failures that another run would only repeat: nothing listens, TLS is refused, a 4xx
+# (but `_BUSY`).
+_LASTING = ("Connection refused", "certificate", "client error (4")
+_URL = re.compile(r"https?://[^\s`'\")]+")
 
 
 def tls_env(ca_file: str | None) -> dict[str, str]:
@@ -111,14 +148,36 @@ class Unresolvable(OlmirrorError):
     reaching the upstream."""
 
 
+def _damaged(stderr: str) -> bool:
+    """Whether uv failed on a file or page that arrived damaged or cut."""
+    return any(sign in stderr for sign in _DAMAGED)
+
+
+def _transient(stderr: str) -> bool:
+    """Whether uv failed in a way another run may not meet (see `_DAMAGED`, `_FLAKY`)."""
+    if _NO_SOLUTION in stderr:
+        return False
+    if _damaged(stderr) or any(sign in stderr for sign in _BUSY):
+        return True
+    return not any(sign in stderr for sign in _LASTING) and any(s in stderr for s in _FLAKY)
+
+
 def _resolve_error(
-    requirements: RequirementSet, target: TargetEnv, upstream: str, stderr: str
+    requirements: RequirementSet, target: TargetEnv, upstream: str, stderr: str, tries: int = 1
 ) -> OlmirrorError:
     headline, causes = _uv_report(stderr)
     where = f"cannot resolve {requirements.origin} for target {target.key}"
+    runs = f" ({tries} tries)" if tries > 1 else ""
+    if _damaged(stderr):
+        url = _URL.search(stderr)
+        return OlmirrorError(
+            f"{where}: the upstream sent a damaged or cut file for "
+            f"{url[0] if url else upstream}{runs}, a network or proxy fault ({headline}); "
+            "try again later, or raise mirror.retries.attempts"
+        )
     if not headline.startswith(_NO_SOLUTION):
         return OlmirrorError(
-            f"{where}: the upstream {upstream} could not be read ({headline}"
+            f"{where}: the upstream {upstream} could not be read{runs} ({headline}"
             f"{': ' + causes if causes and causes != headline else ''}); check that it is "
             "reachable from this machine and that mirror.upstream and mirror.ca_file are right"
         )
@@ -137,6 +196,7 @@ def _compile(
     upstream: str,
     ca: str | None,
     index_timeout: float = 30,
+    retries: Retries | None = None,
 ) -> Resolution:
     platform = uv_platform(target.platform)
     if platform is None:
@@ -153,32 +213,47 @@ def _compile(
         "--no-header", "--annotation-style", "line", "--quiet", "--no-config",
         "--color", "never",
     ]  # fmt: skip
-    env = {k: v for k, v in tls_env(ca).items() if k not in _UV_INDEX_VARIABLES}
-    try:
-        done = subprocess.run(
-            argv,
-            input="\n".join(requirements.requirements) + "\n",
-            capture_output=True,
-            text=True,
-            # Never fetch a Python build: the target's version is only used for markers and
-            # tags. A silent upstream costs one request timeout, not minutes.
-            env=env
-            | {
-                "UV_NO_PROGRESS": "1",
-                "UV_PYTHON_DOWNLOADS": "never",
-                "UV_HTTP_TIMEOUT": str(ceil(index_timeout)),
-            },
-            timeout=RESOLVE_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise OlmirrorError(
-            f"resolving {requirements.origin} for target {target.key} against {upstream} took "
-            f"more than {RESOLVE_SECONDS} s and was stopped; the upstream may be silent or "
-            "dripping: check that it answers"
-        ) from None
-    if done.returncode != 0:
-        raise _resolve_error(requirements, target, upstream, done.stderr)
+    retries = retries or Retries()
+    env = {k: v for k, v in tls_env(ca).items() if k not in _UV_INDEX_VARIABLES} | {
+        # Never fetch a Python build: the target's version is only used for markers and
+        # tags. A silent upstream costs one request timeout, not minutes.
+        "UV_NO_PROGRESS": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_HTTP_TIMEOUT": str(ceil(index_timeout)),
+        "UV_HTTP_RETRIES": str(retries.attempts - 1),
+    }
+    started, tries = time.monotonic(), 0
+    while True:
+        tries += 1
+        try:
+            done = subprocess.run(
+                argv,
+                input="\n".join(requirements.requirements) + "\n",
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=RESOLVE_SECONDS,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise OlmirrorError(
+                f"resolving {requirements.origin} for target {target.key} against {upstream} "
+                f"took more than {RESOLVE_SECONDS} s and was stopped; the upstream may be silent "
+                "or dripping: check that it answers"
+            ) from None
+        if done.returncode == 0:
+            break
+        # uv retries each request itself, but not a file that arrives damaged: run it again
+        # (what it already read is in its cache), as long as the retries allow.
+        pause = retries.wait(tries)
+        if (
+            not _transient(done.stderr)
+            or tries >= retries.attempts
+            or time.monotonic() - started + pause > retries.within
+        ):
+            raise _resolve_error(requirements, target, upstream, done.stderr, tries)
+        log.debug("resolving %s for %s again: %s", requirements.origin, target.key, done.stderr)
+        time.sleep(pause)
     pins, needed_by = [], {}
     for raw in done.stdout.splitlines():
         line, _, comment = raw.partition("#")
@@ -299,9 +374,11 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
     upstream, ca, targets = upstream_of(loaded), loaded.spec.mirror.ca_file, targets_of(loaded)
     jobs = [(s, t) for t in targets for s in sets]
 
+    retries = retries_of(loaded.spec.mirror.retries)
+
     def attempt(job: tuple[RequirementSet, TargetEnv]) -> Resolution | Unresolvable:
         try:
-            return _compile(*job, upstream, ca, loaded.spec.mirror.index_timeout)
+            return _compile(*job, upstream, ca, loaded.spec.mirror.index_timeout, retries)
         except Unresolvable as exc:
             if not job[0].discovered:
                 raise
@@ -328,7 +405,7 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
     }  # fmt: skip
     mirror = loaded.spec.mirror
     origins = allowed_origins(mirror.upstream, list(mirror.file_origins))
-    index_files = Index(upstream, ca, origins, mirror.index_timeout).many(names)
+    index_files = Index(upstream, ca, origins, mirror.index_timeout, retries).many(names)
     chosen: dict[tuple[str, str], LockedFile] = {}  # (target key, pin) -> the file it installs
     for s in sets:
         try:
@@ -358,7 +435,7 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
         inputs=digest, upstream=upstream, targets=locked, failed=dict(sorted(failed.items()))
     )
     if loaded.spec.mirror.engine == "auto":
-        lock.auto_engine, lock.auto_engine_why = choose_engine("auto", lock, ca)
+        lock.auto_engine, lock.auto_engine_why = choose_engine("auto", lock, ca, retries)
     return lock
 
 

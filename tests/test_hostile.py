@@ -43,6 +43,7 @@ from olmirror.resources.mirror_files import FETCH_SOURCE
 from olmirror.resources.mirror_prune import PruneMirror
 from olmirror.spec import Host, Worker, load_spec
 from olmirror.targets import TargetEnv
+from olmirror.upstream_http import Retries
 
 HEAD = "version: 1\nmirror:\n  directory: /srv/m\n  targets: [{python: '3.12', platform: any}]\n"
 SECRET = "s3cr3t-Pa55"
@@ -717,8 +718,9 @@ def test_a_link_inside_the_worker_is_shown_and_written_as_its_real_path(
 
 def test_a_silent_upstream_fails_in_the_index_timeout(hostile_upstream: str) -> None:
     started = time.monotonic()
-    with pytest.raises(OlmirrorError, match="cannot reach the index"):
-        Index(hostile_upstream, None, None, timeout=1).files("silent")
+    with pytest.raises(OlmirrorError, match="cannot reach the index") as raised:
+        Index(hostile_upstream, None, None, 1, Retries(attempts=2, backoff=0.1)).files("silent")
+    assert "timed out" in str(raised.value) and "gave up after 2 tries" in str(raised.value)
     assert time.monotonic() - started < 10
 
 

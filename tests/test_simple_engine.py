@@ -161,9 +161,12 @@ def test_a_tampered_file_is_refused(cli, tmp_path: Path, clean_upstream: Upstrea
     clean_upstream.tamper("gamma-2.0-py3-none-any.whl")
     result = _apply(cli, spec)
     assert result.code == 1
-    assert "gamma-2.0-py3-none-any.whl: sha256" in result.out
-    assert "does not match the lock" in result.out
+    assert "gamma-2.0-py3-none-any.whl: its sha256" in result.out
+    assert "is not the lock's" in result.out and "gave up after 5 tries" in result.out
     assert "gamma-2.0-py3-none-any.whl" not in _stored(tmp_path)
+    hits = clean_upstream.counts.hits("/packages/")
+    tries = [h for h in hits if h.path.endswith("/gamma-2.0-py3-none-any.whl")]
+    assert len(tries) == 5, "a wrong sha256 is fetched again, as often as mirror.retries allows"
 
 
 def test_auto_decides_once_so_a_plan_neither_asks_nor_switches_when_the_upstream_is_down(

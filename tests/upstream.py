@@ -6,7 +6,8 @@ API in PEP 503 HTML and PEP 691 JSON, and files under `/packages/` with their di
 This module builds a small catalogue of real wheels and sdists (deterministic bytes, so
 hashes are stable), serves them from a background thread with PEP 658 metadata files as
 PyPI does, counts what was fetched, and can fail on demand (down, HTTP 500 after N files,
-no serial header and no JSON API, HTML-only simple pages, a tampered file).
+no serial header and no JSON API, HTML-only simple pages, a tampered file), or at random
+at set rates from a seed, as a flaky network does (`Faults`).
 
 Use it from a conftest with `from upstream import upstream_index` (session-scoped); call
 `upstream_index.reset()` in tests that switch failure modes, or use `clean_upstream`.
@@ -22,12 +23,16 @@ import html
 import io
 import json
 import os
+import random
 import re
 import socket
 import ssl
+import struct
 import tarfile
 import threading
+import time
 import zipfile
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -448,6 +453,7 @@ class Hit:
     bytes: int
     accept: str  # what the client asked for
     content_type: str  # what it got
+    fault: str = ""  # the fault injected into this answer (see `Faults`), if any
 
 
 @dataclass
@@ -501,8 +507,60 @@ class Counts:
         return [
             h.path.rsplit("/", 1)[1]
             for h in self.hits("/packages/")
-            if h.method == "GET" and h.status == 200
+            if h.method == "GET" and h.status == 200 and not h.fault
         ]
+
+    def faults(self) -> Counter[str]:
+        """How many times each fault fired."""
+        return Counter(h.fault for h in self.hits() if h.fault)
+
+
+# --------------------------------------------------------------------------------------
+# Faults at random, as a flaky network or proxy causes them
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Rates (0 to 1) at which each request meets a fault, drawn from a generator seeded
+    with `seed`: the same seed gives the same sequence of faults (which request meets
+    which one depends on the order the requests arrive in)."""
+
+    seed: int
+    unavailable: float = 0.0  # HTTP 503, on any request
+    cut: float = 0.0  # the body cut at half its Content-Length, the connection dropped
+    corrupt: float = 0.0  # a file under /packages/ sent with one byte changed, same size
+    reset: float = 0.0  # the connection reset (TCP RST) before any answer
+    slow: float = 0.0  # the answer starts only after `slow_seconds`
+    slow_seconds: float = 2.0
+
+    def kinds(self) -> tuple[tuple[str, float], ...]:
+        return (
+            ("unavailable", self.unavailable),
+            ("cut", self.cut),
+            ("corrupt", self.corrupt),
+            ("reset", self.reset),
+            ("slow", self.slow),
+        )
+
+
+class _FaultDraw:
+    """The seeded draw of one fault (or none) per request; thread-safe."""
+
+    def __init__(self, faults: Faults) -> None:
+        self.faults = faults
+        self._random = random.Random(faults.seed)
+        self._lock = threading.Lock()
+
+    def next(self, path: str) -> str:
+        with self._lock:
+            roll = self._random.random()
+        for kind, rate in self.faults.kinds():
+            if roll < rate:
+                # a changed byte is only a fault where a hash can catch it: in a file
+                return "" if kind == "corrupt" and not path.startswith("/packages/") else kind
+            roll -= rate
+        return ""
 
 
 # --------------------------------------------------------------------------------------
@@ -564,22 +622,40 @@ class _Handler(BaseHTTPRequestHandler):
             return
         parts = urlsplit(self.path)
         path = parts.path
-        status, headers, body = owner.respond(path, parse_qs(parts.query), self.headers)
+        accept = self.headers.get("Accept", "") or ""
+        fault = owner.draw_fault(path)
+        if fault == "reset":
+            # SO_LINGER 0: closing sends a TCP RST, as a dropped connection does
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            owner.counts.add(Hit(self.command, path, 0, 0, accept, "", fault))
+            return
+        if fault == "slow":
+            time.sleep(owner.faults.slow_seconds if owner.faults else 0)
+        if fault == "unavailable":
+            status, headers, body = _text(HTTPStatus.SERVICE_UNAVAILABLE, "injected 503\n")
+        else:
+            status, headers, body = owner.respond(path, parse_qs(parts.query), self.headers)
+        if status != 200 and fault in ("cut", "corrupt"):
+            fault = ""  # only a whole answer can be cut or changed
+        if fault == "corrupt" and body:
+            body = body[:-1] + bytes([body[-1] ^ 0xFF])
         self.send_response(status)
         headers.setdefault("Content-Length", str(len(body)))
         for key, value in headers.items():
             self.send_header(key, value)
-        if status >= 400:
+        if status >= 400 or fault == "cut":
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
         sent = 0
         if not head:
+            if fault == "cut":
+                body = body[: len(body) // 2]
             self.wfile.write(body)
             sent = len(body)
-        accept = self.headers.get("Accept", "") or ""
         kind = headers.get("Content-Type", "")
-        owner.counts.add(Hit(self.command, path, status, sent, accept, kind))
+        owner.counts.add(Hit(self.command, path, status, sent, accept, kind, fault))
 
 
 class _Server(ThreadingHTTPServer):
@@ -628,7 +704,8 @@ class Upstream:
     """The running index: `url`, `simple_url`, `ca_file`, `catalogue`, `counts`, `env()`.
 
     Failure modes, all undone by `reset()`: `down()`/`up()`, `fail_after(n)`,
-    `simple_only()`, `html_only()`, `tamper(filename)`, and the attributes below.
+    `simple_only()`, `html_only()`, `tamper(filename)`, `flaky(faults)`, and the
+    attributes below.
     """
 
     def __init__(self, folder: Path, projects: tuple[Project, ...] = PROJECTS) -> None:
@@ -649,6 +726,7 @@ class Upstream:
         self._fail_after: int | None = None
         self._served_files = 0
         self._tampered: set[str] = set()
+        self._draw: _FaultDraw | None = None
         self.serial_header = True  # send X-PyPI-Last-Serial (a proxy may strip it)
         self.json_api = True  # answer /pypi/NAME/json (Artifactory, Nexus, devpi do not)
         self.simple_json = True  # offer PEP 691 JSON; False: PEP 503 HTML only, as old indexes
@@ -716,8 +794,22 @@ class Upstream:
         with self._lock:
             (self._tampered.add if on else self._tampered.discard)(filename)
 
+    def flaky(self, faults: Faults | None) -> None:
+        """Meet requests with faults at random, at the rates of `faults`; None: never."""
+        self._draw = _FaultDraw(faults) if faults else None
+
+    @property
+    def faults(self) -> Faults | None:
+        return self._draw.faults if self._draw else None
+
+    def draw_fault(self, path: str) -> str:
+        """The fault for the request of `path` now: "" for none."""
+        draw = self._draw
+        return draw.next(path) if draw else ""
+
     def reset(self) -> None:
         """Back to a healthy, full-API upstream with zero counts (for a shared session)."""
+        self.flaky(None)
         self.fail_after(None)
         self.simple_only(False)
         self.html_only(False)

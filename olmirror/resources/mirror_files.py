@@ -13,11 +13,12 @@ import posixpath
 import time
 from dataclasses import dataclass
 
-from olmirror import fetch_files, progress
+from olmirror import fetch_files, progress, upstream_http
 from olmirror.connection.base import Connection, FactRequest, Facts
 from olmirror.resources.base import Change, Resource, ResourceError
 
-FETCH_SOURCE = inspect.getsource(fetch_files)
+# The client first: fetch_files uses it, and imports it only when it is not run this way.
+FETCH_SOURCE = inspect.getsource(upstream_http) + "\n\n" + inspect.getsource(fetch_files)
 
 # (stored path on the mirror host, url, sha256, size or None)
 StoredFile = tuple[str, str, str, int | None]
@@ -51,6 +52,7 @@ class FetchFiles(Resource):
     ca_file: str | None = None
     min_seconds: float = 300.0  # mirror.download_timeout
     origins: tuple[str, ...] | None = None  # where files may come from; None: anywhere
+    retries: tuple[int, float, float] = (5, 0.5, 120.0)  # mirror.retries: attempts, backoff, within
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", tuple(tuple(f) for f in self.files))
@@ -83,13 +85,23 @@ class FetchFiles(Resource):
             "ca_file": self.ca_file,
             "min_seconds": self.min_seconds,
             "origins": list(self.origins) if self.origins is not None else None,
+            "retries": dict(zip(("attempts", "backoff", "within"), self.retries, strict=True)),
             "files": [{"path": p, "url": u, "sha256": h, "size": s} for p, u, h, s in absent],
         }
+        state = {"done": "0", "retries": 0, "last": ""}
 
         def on_line(line: str) -> None:
             if line.startswith("progress "):
-                done, total = line.split()[1:]
-                progress.report(f"fetching files: {done} of {total}")
+                state["done"] = line.split()[1]
+            elif line.startswith("retry "):
+                state["retries"] += 1
+                state["last"] = line.removeprefix("retry ")
+            else:
+                return
+            retrying = (
+                f"; {state['retries']} retried, last: {state['last']}" if state["retries"] else ""
+            )
+            progress.report(f"fetching files: {state['done']} of {len(absent)}{retrying}")
 
         started = time.monotonic()
         result = conn.run(
@@ -103,14 +115,18 @@ class FetchFiles(Resource):
                 f"the fetch on the mirror host failed: {result.stderr.strip()[-800:]}"
             )
         report = json.loads(result.stdout)
+        stats = report["stats"]
+        progress.retried(stats["retries"])
         if report["errors"]:
             shown = "; ".join(report["errors"][:5])
             raise ResourceError(
                 f"fetched {report['fetched']} of {len(absent)} files, {len(report['errors'])} "
                 f"failed: {shown}; files already fetched are kept, the next apply fetches the rest"
             )
+        retried = f", {stats['retries']} requests retried" if stats["retries"] else ""
         progress.report(
             f"fetched {report['fetched']} files ({_size(report['bytes'])}) "
-            f"in {time.monotonic() - started:.1f} s",
+            f"in {time.monotonic() - started:.1f} s over {stats['connections']} connections"
+            f"{retried}",
             final=True,
         )

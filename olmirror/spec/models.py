@@ -288,6 +288,33 @@ class Serve(_Model):
     url: HttpUrl | None = Field(None, description="Base URL workers use, without /simple (http).")
 
 
+class Retries(_Model):
+    """How hard olmirror, uv and the mirror's fetcher try one request to the upstream."""
+
+    attempts: int = Field(
+        5,
+        ge=1,
+        le=50,
+        description="Tries of one request, the first included. A 429, a 5xx, a reset, cut or "
+        "timed-out connection, a failed DNS lookup, or a file whose sha256 is wrong is tried "
+        "again; a 404, 401 or 403 never is.",
+    )
+    backoff: float = Field(
+        0.5,
+        ge=0,
+        le=60,
+        description="Seconds before the second try; each later wait doubles (at most 30 s), "
+        "half of it drawn at random. A Retry-After from the upstream is honoured instead.",
+    )
+    within: float = Field(
+        120,
+        gt=0,
+        le=3600,
+        description="Seconds one request may spend on all its tries and waits: no new try "
+        "starts past it.",
+    )
+
+
 class Mirror(_Model):
     host: Name = LOCAL
     engine: Literal["auto", "bandersnatch", "simple"] = Field(
@@ -331,6 +358,7 @@ class Mirror(_Model):
         "(engine simple); a larger file may take longer, at 50 kB/s, so that a body that "
         "drips or never ends fails, not the apply.",
     )
+    retries: Retries = Retries()
 
 
 class Allowlist(_Model):

@@ -1,0 +1,266 @@
+"""GET from an upstream as a careful client does on a bad network.
+
+Connections are kept alive and reused per origin (one DNS lookup and one TLS handshake
+serve many requests); a transient failure (429, 5xx, a reset or cut connection, a
+timeout, a failed DNS lookup, a damaged body the caller detects) is tried again after a
+backoff with jitter, bounded by a count and a total time; a final answer (404, 401, 403,
+an untrusted certificate) is never retried. Proxies come from the environment, as
+urllib finds them.
+
+Plain standard library on purpose: `fetch_files.py` runs on the mirror host with this
+module's source placed before its own. The index client uses it on this machine.
+"""
+
+import base64
+import http.client
+import random
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+RETRY_STATUSES = (408, 425, 429, 500, 502, 503, 504)
+MAX_REDIRECTS = 5
+MAX_WAIT = 30.0  # seconds: the longest single wait between tries
+
+
+class Transient(Exception):
+    """A failure that another try may not meet; `wait`: the server's Retry-After."""
+
+    def __init__(self, reason, wait=None):
+        super().__init__(reason)
+        self.wait = wait
+
+
+class Final(Exception):
+    """An answer that another try would only repeat; `status`: its HTTP status, if any."""
+
+    def __init__(self, reason, status=None):
+        super().__init__(reason)
+        self.status = status
+
+
+class Retries:
+    """At most `attempts` tries of one request within `within` seconds; the first wait is
+    `backoff` seconds, and each later one doubles, half of it drawn at random so that many
+    clients do not retry in step."""
+
+    def __init__(self, attempts=5, backoff=0.5, within=120.0):
+        self.attempts = attempts
+        self.backoff = backoff
+        self.within = within
+
+    def wait(self, tries, hint=None):
+        if hint is not None:
+            return min(hint, MAX_WAIT)
+        step = min(self.backoff * 2 ** (tries - 1), MAX_WAIT)
+        return step / 2 + random.uniform(0, step / 2)
+
+
+def _retry_after(value):
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: back off as usual
+
+
+def _classify(exc, host):
+    """The Transient or Final that `exc`, raised while talking to `host`, amounts to."""
+    if isinstance(exc, (Transient, Final)):
+        return exc
+    if isinstance(exc, socket.gaierror):
+        return Transient(f"cannot look up host {host!r} ({exc.strerror or exc})")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return Final(
+            f"the TLS certificate of {host} is not trusted ({exc.verify_message}); set "
+            "mirror.ca_file to the CA that signs it"
+        )
+    if isinstance(exc, http.client.IncompleteRead):
+        return Transient(
+            f"the connection was cut after {len(exc.partial)} bytes of the body "
+            f"({exc.expected} more expected)"
+        )
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return Transient("no answer in time (timed out)")
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return Transient("the server closed the connection without answering")
+    if isinstance(exc, http.client.BadStatusLine):
+        return Final(f"the upstream does not answer HTTP ({exc!r})")
+    if isinstance(exc, ConnectionRefusedError):
+        return Transient(f"connection refused by {host}")
+    if isinstance(exc, (ConnectionError, ssl.SSLError)):
+        return Transient(f"the connection failed ({exc.__class__.__name__}: {exc})")
+    if isinstance(exc, http.client.HTTPException):
+        return Transient(f"a broken HTTP answer ({exc.__class__.__name__}: {exc})")
+    if isinstance(exc, OSError):
+        return Transient(f"cannot connect to {host} ({exc.strerror or exc})")
+    return None
+
+
+def _proxy_for(parts):
+    """(host, port, Proxy-Authorization header or None) of the proxy for a URL, or None."""
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy:
+        return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    p = urllib.parse.urlsplit(proxy)
+    auth = None
+    if p.username is not None:
+        user = urllib.parse.unquote(p.username) + ":" + urllib.parse.unquote(p.password or "")
+        auth = "Basic " + base64.b64encode(user.encode()).decode()
+    return p.hostname, p.port or 80, auth
+
+
+def chunks(reply, size=1 << 16):
+    """The body as it arrives (read1: a body that drips still yields); Transient when
+    the connection ends before the Content-Length the server announced."""
+    while True:
+        chunk = reply.read1(size)
+        if not chunk:
+            break
+        yield chunk
+    if reply.length:
+        raise Transient(f"the connection was cut with {reply.length} bytes of the body to come")
+
+
+class Client:
+    """GETs over kept-alive connections, shared by threads; counts what it does in `stats`
+    (requests, connections opened, each one DNS lookup and TLS handshake, and retries)."""
+
+    def __init__(self, context=None, timeout=30.0, retries=None, on_retry=None):
+        self.context = context or ssl.create_default_context()
+        self.timeout = timeout  # seconds without a byte
+        self.retries = retries or Retries()
+        self.on_retry = on_retry  # called with (url, reason) before each wait
+        self.stats = {"requests": 0, "connections": 0, "retries": 0}
+        self._idle = {}  # (scheme, host, port) -> [connection]
+        self._lock = threading.Lock()
+
+    def _count(self, key):
+        with self._lock:
+            self.stats[key] += 1
+
+    def _connection(self, parts, proxy):
+        """(pool key, connection, reused): an idle one of the origin if there is one."""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        key = (parts.scheme, parts.hostname, port)
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle:
+                return key, idle.pop(), True
+        host, connect_port = (proxy[0], proxy[1]) if proxy else (parts.hostname, port)
+        if parts.scheme == "https":
+            conn = http.client.HTTPSConnection(
+                host, connect_port, timeout=self.timeout, context=self.context
+            )
+            if proxy:
+                headers = {"Proxy-Authorization": proxy[2]} if proxy[2] else None
+                conn.set_tunnel(parts.hostname, port, headers=headers)
+        else:
+            conn = http.client.HTTPConnection(host, connect_port, timeout=self.timeout)
+        self._count("connections")
+        return key, conn, False
+
+    def _release(self, key, conn, reply):
+        if reply.will_close or not reply.isclosed():
+            conn.close()
+            return
+        with self._lock:
+            self._idle.setdefault(key, []).append(conn)
+
+    def close(self):
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+    def _once(self, url, headers, read):
+        """One try: the request, its redirects, and `read(reply, url)` of the answer."""
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urllib.parse.urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise Final(f"not an http(s) URL: {url!r}")
+            proxy = _proxy_for(parts)
+            key, conn, reused = self._connection(parts, proxy)
+            sent = dict(headers)
+            if proxy and parts.scheme == "http":  # through the proxy, by absolute URL
+                target = url
+                if proxy[2]:
+                    sent["Proxy-Authorization"] = proxy[2]
+            else:  # straight, or through the proxy's tunnel
+                target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+            try:
+                self._count("requests")
+                try:
+                    conn.request("GET", target, headers=sent)
+                    reply = conn.getresponse()
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                    if not reused:
+                        raise
+                    # the server closed a kept-alive connection while it was idle: not a
+                    # fault of the network, so try at once on a new one
+                    conn.close()
+                    key, conn, reused = self._connection(parts, proxy)
+                    self._count("requests")
+                    conn.request("GET", target, headers=sent)
+                    reply = conn.getresponse()
+                status = reply.status
+                if status in (301, 302, 303, 307, 308) and reply.getheader("Location"):
+                    reply.read()
+                    self._release(key, conn, reply)
+                    location = urllib.parse.urljoin(url, reply.getheader("Location"))
+                    if location.lower().startswith("http:") and url.lower().startswith("https:"):
+                        raise Final(f"it redirects from https to plain http ({location})")
+                    url = location
+                    continue
+                if status in RETRY_STATUSES:
+                    conn.close()
+                    wait = _retry_after(reply.getheader("Retry-After"))
+                    raise Transient(f"HTTP {status} {reply.reason}", wait)
+                if status >= 300:
+                    conn.close()
+                    raise Final(f"HTTP {status} {reply.reason}", status)
+                result = read(reply, url)
+                reply.read()  # whatever `read` left, so the connection can serve again
+                self._release(key, conn, reply)
+                return result
+            except BaseException:
+                conn.close()
+                raise
+        raise Final(f"more than {MAX_REDIRECTS} redirects")
+
+    def get(self, url, read, headers=None):
+        """`read(reply, final_url)`'s result for the answer to GET `url`, tried again on a
+        transient failure; `read` raises Transient for a body it finds damaged. Raises
+        Final with the last reason, and how many tries it took, when it gives up."""
+        headers = {"User-Agent": "olmirror", **(headers or {})}
+        host = urllib.parse.urlsplit(url).hostname
+        started = time.monotonic()
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return self._once(url, headers, read)
+            except Exception as exc:
+                failure = _classify(exc, host)
+                if failure is None:
+                    raise
+                if isinstance(failure, Final):
+                    raise failure from None
+                pause = self.retries.wait(tries, failure.wait)
+                spent = time.monotonic() - started
+                if tries >= self.retries.attempts or spent + pause > self.retries.within:
+                    raise Final(
+                        f"{failure} (gave up after {tries} tr{'y' if tries == 1 else 'ies'} "
+                        f"in {spent:.0f} s)"
+                    ) from None
+                self._count("retries")
+                if self.on_retry:
+                    self.on_retry(url, str(failure))
+                time.sleep(pause)
