@@ -63,7 +63,8 @@ def render(directory: str, lock: Lock) -> str:
         "hash-index = false",
         "simple-format = ALL",
         "compare-method = hash",
-        "stop-on-error = true",
+        # One package's failure must not stop the others: each synced package is kept.
+        "stop-on-error = false",
         f"workers = {WORKERS}",
         f"timeout = {TIMEOUT}",
         "global-timeout = 3600",

@@ -42,6 +42,7 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
     prune = PruneMirror(web_dir(directory), tuple(projects), tuple(sorted(p for p, *_ in stored)))
     allowed = allowed_origins(mirror.upstream, list(mirror.file_origins))
     origins = tuple(allowed) if allowed is not None else None
+    retries = (mirror.retries.attempts, mirror.retries.backoff, mirror.retries.within)
     if engine == "simple":
         pages = simple_pages.pages(web_dir(directory), lock)
         folders = sorted({posixpath.dirname(path) for path in pages})
@@ -53,7 +54,7 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
                 ca_file,
                 mirror.download_timeout,
                 origins,
-                (mirror.retries.attempts, mirror.retries.backoff, mirror.retries.within),
+                retries,
             ),
             *(Directory(folder) for folder in folders),
             *(File(path, content) for path, content in pages.items()),
@@ -67,11 +68,14 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
         BandersnatchSync(
             config=config,
             venv_program=posixpath.join(venv, "bin", "bandersnatch"),
-            files=tuple((path, size) for path, _, _, size in stored),
+            files=stored,
             pages=tuple(
                 posixpath.join(web_dir(directory), "simple", p, "index.html") for p in projects
             ),
             ca_file=ca_file,
+            min_seconds=mirror.download_timeout,
+            origins=origins,
+            retries=retries,
         ),
         prune,
     ]

@@ -1,8 +1,9 @@
 """A bandersnatch sync, run only when its config changed or locked files are missing.
 
-Plan checks each locked file's presence and size in the one fact round trip;
-after a sync every locked file must be there, or the apply fails with
-bandersnatch's own reason and the next apply resumes.
+Plan checks each locked file's presence and size in the one fact round trip. bandersnatch
+retries no request: one 503 or cut body costs it the whole package. So after its sync,
+what is still missing is repaired (see `BandersnatchSync.apply`); when even that fails,
+the apply fails with bandersnatch's own reason and the next apply resumes.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import time
 from dataclasses import dataclass
 
 from olmirror import progress
-from olmirror.connection.base import Connection, FactRequest, Facts
+from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts
 from olmirror.index import CA_VARIABLES
 from olmirror.resources.base import Change, Resource, ResourceError
-from olmirror.resources.mirror_files import absent
+from olmirror.resources.mirror_files import StoredFile, fetch_missing, missing
 from olmirror.resources.python_tool import locate
+from olmirror.targets import release_of
+from olmirror.upstream_http import Retries
 
 
 @dataclass(frozen=True)
@@ -25,42 +28,86 @@ class BandersnatchSync(Resource):
     kind = "bandersnatch_sync"
     config: str
     venv_program: str
-    # (stored path, size or None) of every locked file
-    files: tuple[tuple[str, int | None], ...]
-    pages: tuple[str, ...]
+    files: tuple[StoredFile, ...]  # every locked file
+    pages: tuple[str, ...]  # every locked project's <web>/simple/<project>/index.html
     ca_file: str | None = None
+    min_seconds: float = 300.0  # mirror.download_timeout, for the files fetched after a sync
+    origins: tuple[str, ...] | None = None  # where those may come from; None: anywhere
+    retries: tuple[int, float, float] = (5, 0.5, 120.0)  # mirror.retries: attempts, backoff, within
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "files", tuple((p, s) for p, s in self.files))
+        object.__setattr__(self, "files", tuple(tuple(f) for f in self.files))
         object.__setattr__(self, "pages", tuple(self.pages))
+        if self.origins is not None:
+            object.__setattr__(self, "origins", tuple(self.origins))
 
     @property
     def id(self) -> str:
         return f"bandersnatch sync {self.config}"
 
     def request(self) -> FactRequest:
-        return FactRequest(paths=frozenset([p for p, _ in self.files] + list(self.pages)))
+        return FactRequest(paths=frozenset([f[0] for f in self.files] + list(self.pages)))
 
     def _missing(self, facts: Facts) -> list[str]:
-        files = [path for path, size in self.files if absent(facts, path, size)]
+        files = [f[0] for f in missing(facts, self.files)]
         return files + [p for p in self.pages if facts.path(p).kind != "file"]
 
     def observe(self, facts: Facts) -> str:
         return ",".join(self._missing(facts))
 
     def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
-        missing = self._missing(facts)
-        if not missing and self.config not in pending:
+        gaps = self._missing(facts)
+        if not gaps and self.config not in pending:
             return self.unchanged(f"mirror holds all {len(self.files)} locked files")
-        reason = f"{len(missing)} missing" if missing else "configuration changed"
-        diff = tuple(f"+ {posixpath.relpath(p, posixpath.dirname(self.config))}" for p in missing)
+        reason = f"{len(gaps)} missing" if gaps else "configuration changed"
+        diff = tuple(f"+ {posixpath.relpath(p, posixpath.dirname(self.config))}" for p in gaps)
         return Change(self, "run", f"sync the mirror with bandersnatch ({reason})", diff)
 
     def apply(self, conn: Connection) -> None:
+        """A full sync; then, while locked files or pages are missing (a network fault cost
+        bandersnatch a package), olmirror's fetcher brings the files, with its retries,
+        and `bandersnatch sync` writes the pages of just those projects, at most
+        `attempts` runs of bandersnatch in all."""
         program = locate(conn, "bandersnatch", self.venv_program)
+        started = time.monotonic()
+        before = missing(conn.gather(self.request()), self.files)
+        result = self._run(conn, (program, "--config", self.config, "mirror", "--force-check"))
+        runs, fetched, pause = 1, 0, Retries(*self.retries)
+        while gaps := self._missing(conn.gather(self.request())):
+            if _lasting(result):
+                break  # the upstream lacks what bandersnatch needs: another run would fail too
+            lacking = [f for f in self.files if f[0] in gaps]
+            if lacking:
+                report = fetch_missing(
+                    conn, lacking, self.ca_file, self.min_seconds, self.origins, self.retries
+                )
+                fetched += report["fetched"]
+            if runs >= pause.attempts:
+                break
+            projects = sorted({_project(path) for path in gaps})
+            progress.report(
+                f"bandersnatch: run {runs + 1} of at most {pause.attempts}, for "
+                f"{len(projects)} projects it could not finish"
+            )
+            time.sleep(pause.wait(runs))
+            result = self._run(conn, (program, "--config", self.config, "sync", *projects))
+            runs += 1
+        else:
+            if runs > 1 or fetched or not result.ok:
+                self._remove_leftovers(conn)
+            size = sum(f[3] or 0 for f in before)
+            rest = f" (olmirror's fetcher brought {fetched} files)" if fetched else ""
+            again = f" in {runs} runs{rest}" if runs > 1 or fetched else ""
+            progress.report(
+                f"bandersnatch synced {len(self.pages)} projects{again}: {len(before)} files "
+                f"({size:,} bytes) fetched in {time.monotonic() - started:.1f} s",
+                final=True,
+            )
+            return
+        raise ResourceError(self._failure(gaps, result, runs))
+
+    def _run(self, conn: Connection, argv: tuple[str, ...]) -> CommandResult:
         env = dict.fromkeys(CA_VARIABLES, self.ca_file) if self.ca_file else None
-        files = {path for path, _ in self.files}
-        before = set(self._missing(conn.gather(self.request()))) & files
         counts = {"projects": 0, "files": 0}
 
         def on_line(line: str) -> None:
@@ -68,46 +115,53 @@ class BandersnatchSync(Resource):
                 counts["projects"] = int(match["count"])
             elif "Downloading: " in line:
                 counts["files"] += 1
-                progress.report(
-                    f"bandersnatch: {counts['files']} of {len(before)} files fetched "
-                    f"({counts['projects']} projects to sync)"
+                progress.report(f"bandersnatch: {counts['files']} files fetched")
+
+        return conn.run(argv, timeout=None, env=env, on_line=on_line)
+
+    def _remove_leftovers(self, conn: Connection) -> None:
+        """bandersnatch leaves its temporary file (`.<name>.<random>`, beside the file) when
+        a download fails; the package folders hold no hidden file otherwise."""
+        folders = sorted({posixpath.dirname(f[0]) for f in self.files})
+        for start in range(0, len(folders), BATCH):
+            batch = folders[start : start + BATCH]
+            argv = ("find", *batch, "-maxdepth", "1", "-type", "f", "-name", ".*", "-delete")
+            result = conn.run(argv, timeout=600)
+            if not result.ok:
+                raise ResourceError(
+                    f"cannot remove bandersnatch's unfinished downloads: {result.stderr[-800:]}"
                 )
 
-        started = time.monotonic()
-        result = conn.run(
-            (program, "--config", self.config, "mirror", "--force-check"),
-            timeout=None,
-            env=env,
-            on_line=on_line,
-        )
-        missing = self._missing(conn.gather(self.request()))
-        if result.ok and not missing:
-            fetched = sum(size or 0 for path, size in self.files if path in before)
-            progress.report(
-                f"bandersnatch synced {counts['projects']} projects: fetched {len(before)} files "
-                f"({fetched:,} bytes) in {time.monotonic() - started:.1f} s",
-                final=True,
-            )
-            return
-        missing_files = [posixpath.basename(p) for p in missing if p in files]
-        missing_pages = [p for p in missing if p not in files]
-        gaps = []
+    def _failure(self, gaps: list[str], result: CommandResult, runs: int) -> str:
+        files = {f[0] for f in self.files}
+        missing_files = [posixpath.basename(p) for p in gaps if p in files]
+        missing_pages = [p for p in gaps if p not in files]
+        parts = []
         if missing_files:
             shown = ", ".join(missing_files[:SHOWN])
             more = f" and {len(missing_files) - SHOWN} more" if len(missing_files) > SHOWN else ""
-            gaps.append(f"{len(missing_files)} of {len(files)} locked files ({shown}{more})")
+            parts.append(f"{len(missing_files)} of {len(files)} locked files ({shown}{more})")
         if missing_pages:
-            gaps.append(f"{len(missing_pages)} simple page{'s' if len(missing_pages) > 1 else ''}")
+            parts.append(f"{len(missing_pages)} simple page{'s' if len(missing_pages) > 1 else ''}")
         outcome = f"exited with code {result.returncode}" if not result.ok else "exited 0"
-        left = f", and {' and '.join(gaps)} are still missing" if gaps else ""
-        raise ResourceError(
-            f"bandersnatch mirror {outcome}{left}; bandersnatch said: "
+        return (
+            f"bandersnatch (run {runs} times) {outcome}, and {' and '.join(parts)} are still "
+            f"missing; bandersnatch said: "
             f"{bandersnatch_reason(result.stderr + chr(10) + result.stdout)}; the mirror keeps "
             "every file it has, and the next apply resumes once the cause is fixed"
         )
 
 
+def _project(path: str) -> str:
+    """The project of a missing page (<web>/simple/<project>/index.html) or file."""
+    if path.endswith("/index.html"):
+        return posixpath.basename(posixpath.dirname(path))
+    release = release_of(posixpath.basename(path))
+    return release[0] if release else posixpath.basename(path)
+
+
 SHOWN = 5
+BATCH = 200  # folders given to one `find`, well below any system's argument limit
 _TO_SYNC = re.compile(r"(?P<count>\d+) packages to sync")
 # "2024-01-01 00:00:00,123 ERROR: message (mirror.py:375)"
 _LOG_LINE = re.compile(
@@ -141,6 +195,11 @@ _HINTS = (
         "set mirror.engine to simple or auto",
     ),
 )
+
+
+def _lasting(result: CommandResult) -> bool:
+    """Whether bandersnatch failed for a reason of the upstream's design (see `_HINTS`)."""
+    return any(sign in result.stderr + result.stdout for sign, _ in _HINTS)
 
 
 def bandersnatch_reason(output: str) -> str:

@@ -12,6 +12,7 @@ import json
 import posixpath
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from olmirror import fetch_files, progress, upstream_http
 from olmirror.connection.base import Connection, FactRequest, Facts
@@ -81,48 +82,17 @@ class FetchFiles(Resource):
 
     def apply(self, conn: Connection) -> None:
         absent = missing(conn.gather(self.request()), self.files)
-        request = {
-            "ca_file": self.ca_file,
-            "min_seconds": self.min_seconds,
-            "origins": list(self.origins) if self.origins is not None else None,
-            "retries": dict(zip(("attempts", "backoff", "within"), self.retries, strict=True)),
-            "files": [{"path": p, "url": u, "sha256": h, "size": s} for p, u, h, s in absent],
-        }
-        state = {"done": "0", "retries": 0, "last": ""}
-
-        def on_line(line: str) -> None:
-            if line.startswith("progress "):
-                state["done"] = line.split()[1]
-            elif line.startswith("retry "):
-                state["retries"] += 1
-                state["last"] = line.removeprefix("retry ")
-            else:
-                return
-            retrying = (
-                f"; {state['retries']} retried, last: {state['last']}" if state["retries"] else ""
-            )
-            progress.report(f"fetching files: {state['done']} of {len(absent)}{retrying}")
-
         started = time.monotonic()
-        result = conn.run(
-            ("python3", "-c", FETCH_SOURCE),
-            stdin=json.dumps(request).encode(),
-            timeout=None,
-            on_line=on_line,
+        report = fetch_missing(
+            conn, absent, self.ca_file, self.min_seconds, self.origins, self.retries
         )
-        if not result.ok:
-            raise ResourceError(
-                f"the fetch on the mirror host failed: {result.stderr.strip()[-800:]}"
-            )
-        report = json.loads(result.stdout)
-        stats = report["stats"]
-        progress.retried(stats["retries"])
         if report["errors"]:
             shown = "; ".join(report["errors"][:5])
             raise ResourceError(
                 f"fetched {report['fetched']} of {len(absent)} files, {len(report['errors'])} "
                 f"failed: {shown}; files already fetched are kept, the next apply fetches the rest"
             )
+        stats = report["stats"]
         retried = f", {stats['retries']} requests retried" if stats["retries"] else ""
         progress.report(
             f"fetched {report['fetched']} files ({_size(report['bytes'])}) "
@@ -130,3 +100,46 @@ class FetchFiles(Resource):
             f"{retried}",
             final=True,
         )
+
+
+def fetch_missing(
+    conn: Connection,
+    files: list[StoredFile],
+    ca_file: str | None,
+    min_seconds: float,
+    origins: tuple[str, ...] | None,
+    retries: tuple[int, float, float],
+) -> dict[str, Any]:
+    """Fetch `files` on the mirror host; its report (fetched, bytes, errors, stats), with
+    the progress and retries reported as they happen."""
+    request = {
+        "ca_file": ca_file,
+        "min_seconds": min_seconds,
+        "origins": list(origins) if origins is not None else None,
+        "retries": dict(zip(("attempts", "backoff", "within"), retries, strict=True)),
+        "files": [{"path": p, "url": u, "sha256": h, "size": s} for p, u, h, s in files],
+    }
+    state = {"done": "0", "retries": 0, "last": ""}
+
+    def on_line(line: str) -> None:
+        if line.startswith("progress "):
+            state["done"] = line.split()[1]
+        elif line.startswith("retry "):
+            state["retries"] += 1
+            state["last"] = line.removeprefix("retry ")
+        else:
+            return
+        retried = f"; {state['retries']} retried, last: {state['last']}" if state["retries"] else ""
+        progress.report(f"fetching files: {state['done']} of {len(files)}{retried}")
+
+    result = conn.run(
+        ("python3", "-c", FETCH_SOURCE),
+        stdin=json.dumps(request).encode(),
+        timeout=None,
+        on_line=on_line,
+    )
+    if not result.ok:
+        raise ResourceError(f"the fetch on the mirror host failed: {result.stderr.strip()[-800:]}")
+    report: dict[str, Any] = json.loads(result.stdout)
+    progress.retried(report["stats"]["retries"])
+    return report
