@@ -177,6 +177,8 @@ def write_spec(folder: Path, upstream: Upstream, workers: list[dict], **extra: o
             "ca_file": str(upstream.ca_file),
             **({"serve": serve} if workers else {}),
             "targets": [TARGET],
+            # Tests of failures need not wait as long between tries as a real network does.
+            "retries": {"backoff": 0.05},
         },
         "workers": workers,
         **extra,

@@ -432,7 +432,8 @@ def test_upstream_failure_mid_sync_keeps_the_mirror_and_the_next_apply_completes
         if failure == "down"
         else "500, message='Internal Server Error'"
     )
-    assert "bandersnatch mirror exited with code 1" in result.out
+    # nothing can be had: bandersnatch ran as often as mirror.retries allows
+    assert "bandersnatch ran 5 times (the last run exited" in result.out
     assert reason in result.out
     assert "the next apply resumes" in result.out
     assert package_mtimes(tmp_path).items() >= kept.items(), "files already present are kept"

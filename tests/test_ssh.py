@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import secrets
 import shlex
+import socket
 import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -663,3 +666,56 @@ def test_become_answers_sudos_password_prompt_from_the_named_variable(
         capsys, "plan", "-f", str(spec), "--limit", node.name, "--detailed-exitcode"
     )
     assert code == 0, out
+
+
+class _DroppingForwarder:
+    """A TCP forwarder to `port` that closes its first `drops` connections before any
+    byte, as sshd does (MaxStartups) when many connections arrive at once."""
+
+    def __init__(self, port: int, drops: int) -> None:
+        self.target, self.drops, self.accepted = port, drops, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.accepted <= self.drops:
+                client.close()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+@pytest.mark.parametrize(("drops", "logged_in"), [(2, True), (3, False)])
+def test_a_connection_dropped_before_the_banner_is_tried_again(
+    farm: SshFarm, tmp_path: Path, drops: int, logged_in: bool
+) -> None:
+    node = farm.host("busy")
+    forwarder = _DroppingForwarder(node.port, drops)
+    known = tmp_path / "known_hosts"
+    known.write_text(node.known_hosts_line().replace(f":{node.port} ", f":{forwarder.port} "))
+    host = Host.model_validate({**node.spec(known), "port": forwarder.port})
+    if logged_in:
+        conn = SSHConnection.connect(node.name, host)
+        assert conn.run(["true"]).ok
+        conn.close()
+    else:
+        with pytest.raises(Unreachable, match=r"SSH handshake .* failed: .* \(3 tries\)"):
+            SSHConnection.connect(node.name, host)
+    assert forwarder.accepted == 3, "3 tries in all (ConnectionAttempts' default here)"
+    forwarder.listener.close()

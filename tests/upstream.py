@@ -790,7 +790,8 @@ class Upstream:
         self.simple_json = not on
 
     def tamper(self, filename: str, on: bool = True) -> None:
-        """Serve `filename` with one byte flipped (same size), so hash checks must catch it."""
+        """Serve `filename` (a `<wheel>.metadata` too) with one byte flipped (same size), so
+        hash checks must catch it."""
         with self._lock:
             (self._tampered.add if on else self._tampered.discard)(filename)
 
@@ -914,6 +915,8 @@ class Upstream:
                 and self.core_metadata
             ):
                 data = wheel.path.with_name(wheel.filename + ".metadata").read_bytes()
+                if wheel.filename + ".metadata" in self._tampered:
+                    data = data[:-1] + bytes([data[-1] ^ 0xFF])
                 return 200, {"Content-Type": "application/octet-stream"}, data
             return _not_found()
         with self._lock:

@@ -16,6 +16,7 @@ import os
 import shlex
 import socket
 import threading
+import time
 from dataclasses import dataclass, replace
 
 import paramiko
@@ -23,14 +24,20 @@ import paramiko
 from olmirror.connection import known_hosts
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.spec import Host
+from olmirror.upstream_http import Retries
 
 CONNECT_TIMEOUT = 20.0
+# OpenSSH tries once (ConnectionAttempts 1); olmirror fans out to many hosts at once, and
+# sshd's MaxStartups drops connections at random when many arrive together.
+CONNECT_ATTEMPTS = 3
+RETRY = Retries(backoff=0.5)
 KEEPALIVE_INTERVAL = 15
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 
 # paramiko logs transport errors itself; without a handler Python would print them on stderr
 # next to our own, clearer report of the same failure.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
+log = logging.getLogger(__name__)
 
 _RECORDING = threading.Lock()
 
@@ -49,6 +56,7 @@ class Target:
     proxy_command: str | None = None
     connect_timeout: float = CONNECT_TIMEOUT
     keepalive: int = KEEPALIVE_INTERVAL
+    attempts: int = CONNECT_ATTEMPTS  # tries of a connection whose failure may pass
 
     @property
     def label(self) -> str:
@@ -121,6 +129,7 @@ def resolve(name: str, host: Host, config: paramiko.SSHConfig) -> Target:
         proxy_command=_option(options, "proxycommand"),
         connect_timeout=_number(options, "connecttimeout", CONNECT_TIMEOUT),
         keepalive=int(_number(options, "serveraliveinterval", KEEPALIVE_INTERVAL)),
+        attempts=max(1, int(_number(options, "connectionattempts", CONNECT_ATTEMPTS))),
     )
 
 
@@ -242,14 +251,20 @@ def _auth_reason(target: Target, exc: paramiko.SSHException) -> str:
     )
 
 
+class _Passing(Unreachable):
+    """A failure another try may not meet: a DNS lookup that failed for now (EAI_AGAIN), a
+    connection reset or dropped before the SSH banner."""
+
+
 def _tcp(target: Target) -> socket.socket:
     where = f"{target.hostname}:{target.port}"
     try:
         sock = socket.create_connection((target.hostname, target.port), target.connect_timeout)
     except socket.gaierror as exc:
-        raise Unreachable(
-            f"cannot resolve host name {target.hostname!r} ({exc.strerror})"
-        ) from None
+        kind = _Passing if exc.errno == socket.EAI_AGAIN else Unreachable
+        raise kind(f"cannot resolve host name {target.hostname!r} ({exc.strerror})") from None
+    except ConnectionResetError:
+        raise _Passing(f"{where} reset the connection") from None
     except ConnectionRefusedError:
         raise Unreachable(
             f"connection refused by {where}: no SSH server listens there (sshd is down, "
@@ -325,7 +340,11 @@ def _failure(target: Target, exc: Exception) -> Exception:
             "into ssh-agent"
         )
     if isinstance(exc, (paramiko.SSHException, EOFError, OSError)):
-        return Unreachable(f"the SSH handshake with {target.label} failed: {exc or type(exc)}")
+        # A server that drops a connection before its banner is busy (sshd's MaxStartups
+        # refuses connections at random once many are unauthenticated): worth another try.
+        dropped = isinstance(exc, (EOFError, ConnectionResetError)) or "banner" in str(exc)
+        kind = _Passing if dropped else Unreachable
+        return kind(f"the SSH handshake with {target.label} failed: {exc or type(exc)}")
     return exc
 
 
@@ -370,7 +389,8 @@ def _next_socket(client: paramiko.SSHClient, hop: Target, after: Target) -> para
 
 
 def open_session(name: str, host: Host) -> Session:
-    """Log in to host `name`, through its jump hosts if it has any."""
+    """Log in to host `name`, through its jump hosts if it has any; a failure that may pass
+    is tried again, as often as ConnectionAttempts (~/.ssh/config) says, 3 by default."""
     try:
         config = load_ssh_config()
         target = resolve(name, host, config)
@@ -379,6 +399,24 @@ def open_session(name: str, host: Host) -> Session:
         raise
     except (ValueError, OlmirrorError) as exc:
         raise Unreachable(f"host {name!r}: {exc}") from None
+    via = f" via {', '.join(h.label for h in chain[:-1])}" if len(chain) > 1 else ""
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return _dial(target, chain)
+        except _Passing as exc:
+            if tries < target.attempts:
+                log.debug("host %s: %s; trying again", name, exc)
+                time.sleep(RETRY.wait(tries))
+                continue
+            reason = f"{exc} ({tries} tries)"
+        except Unreachable as exc:
+            reason = str(exc)
+        raise Unreachable(f"host {name!r} ({target.label}{via}): {reason}") from None
+
+
+def _dial(target: Target, chain: list[Target]) -> Session:
     hops: list[paramiko.SSHClient] = []
     try:
         sock = _first_socket(chain[0])
@@ -386,8 +424,7 @@ def open_session(name: str, host: Host) -> Session:
             hops.append(_login(hop, sock))
             sock = _next_socket(hops[-1], hop, after)
         return Session(_login(target, sock), target, hops)
-    except Unreachable as exc:
+    except Unreachable:
         for client in reversed(hops):
             client.close()
-        via = f" via {', '.join(h.label for h in chain[:-1])}" if len(chain) > 1 else ""
-        raise Unreachable(f"host {name!r} ({target.label}{via}): {exc}") from None
+        raise

@@ -91,6 +91,7 @@ class BandersnatchSync(Resource):
             )
             time.sleep(pause.wait(runs))
             result = self._run(conn, (program, "--config", self.config, "sync", *projects))
+            progress.retried(len(projects))
             runs += 1
         else:
             if runs > 1 or fetched or not result.ok:
@@ -143,10 +144,11 @@ class BandersnatchSync(Resource):
             parts.append(f"{len(missing_files)} of {len(files)} locked files ({shown}{more})")
         if missing_pages:
             parts.append(f"{len(missing_pages)} simple page{'s' if len(missing_pages) > 1 else ''}")
-        outcome = f"exited with code {result.returncode}" if not result.ok else "exited 0"
+        exit = f"exited with code {result.returncode}" if not result.ok else "exited 0"
+        outcome = f"ran {runs} times (the last run {exit})" if runs > 1 else f"mirror {exit}"
         return (
-            f"bandersnatch (run {runs} times) {outcome}, and {' and '.join(parts)} are still "
-            f"missing; bandersnatch said: "
+            f"bandersnatch {outcome}, and {' and '.join(parts)} are still missing; "
+            "bandersnatch said: "
             f"{bandersnatch_reason(result.stderr + chr(10) + result.stdout)}; the mirror keeps "
             "every file it has, and the next apply resumes once the cause is fixed"
         )
