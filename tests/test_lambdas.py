@@ -191,7 +191,8 @@ def test_a_remote_workers_lambdas_are_found_over_ssh_and_a_noop_plan_reads_it_on
     clean_upstream: Upstream,
 ) -> None:
     node = farm.host("lnode")
-    worker = node.root / "opt" / "ol" / "remote"
+    # short: the worker's ol.sock path must stay within a UNIX socket's 107 bytes
+    worker = node.root / "ol"
     registry = init_worker(worker)
     put_lambda(registry, "found", requirements_in="omega==1.0\n", requirements_txt="omega==1.0\n")
     spec = write_spec(

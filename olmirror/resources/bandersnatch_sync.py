@@ -73,17 +73,16 @@ class BandersnatchSync(Resource):
         before = missing(conn.gather(self.request()), self.files)
         result = self._run(conn, (program, "--config", self.config, "mirror", "--force-check"))
         runs, fetched, pause = 1, 0, Retries(*self.retries)
-        while gaps := self._missing(conn.gather(self.request())):
-            if _lasting(result):
-                break  # the upstream lacks what bandersnatch needs: another run would fail too
+        facts = conn.gather(self.request())
+        gaps = self._missing(facts)
+        # _lasting: the upstream lacks what bandersnatch needs, so another run would fail too
+        while gaps and runs < pause.attempts and not _lasting(result):
             lacking = [f for f in self.files if f[0] in gaps]
             if lacking:
                 report = fetch_missing(
                     conn, lacking, self.ca_file, self.min_seconds, self.origins, self.retries
                 )
                 fetched += report["fetched"]
-            if runs >= pause.attempts:
-                break
             projects = sorted({_project(path) for path in gaps})
             progress.report(
                 f"bandersnatch: run {runs + 1} of at most {pause.attempts}, for "
@@ -93,19 +92,20 @@ class BandersnatchSync(Resource):
             result = self._run(conn, (program, "--config", self.config, "sync", *projects))
             progress.retried(len(projects))
             runs += 1
-        else:
-            if runs > 1 or fetched or not result.ok:
-                self._remove_leftovers(conn)
-            size = sum(f[3] or 0 for f in before)
-            rest = f" (olmirror's fetcher brought {fetched} files)" if fetched else ""
-            again = f" in {runs} runs{rest}" if runs > 1 or fetched else ""
-            progress.report(
-                f"bandersnatch synced {len(self.pages)} projects{again}: {len(before)} files "
-                f"({size:,} bytes) fetched in {time.monotonic() - started:.1f} s",
-                final=True,
-            )
-            return
-        raise ResourceError(self._failure(gaps, result, runs))
+            facts = conn.gather(self.request())
+            gaps = self._missing(facts)
+        if runs > 1 or not result.ok:
+            self._remove_leftovers(conn, facts)
+        if gaps:
+            raise ResourceError(self._failure(gaps, result, runs))
+        size = sum(f[3] or 0 for f in before)
+        rest = f" (olmirror's fetcher brought {fetched} files)" if fetched else ""
+        again = f" in {runs} runs{rest}" if runs > 1 else ""
+        progress.report(
+            f"bandersnatch synced {len(self.pages)} projects{again}: fetched {len(before)} files "
+            f"({size:,} bytes) in {time.monotonic() - started:.1f} s",
+            final=True,
+        )
 
     def _run(self, conn: Connection, argv: tuple[str, ...]) -> CommandResult:
         env = dict.fromkeys(CA_VARIABLES, self.ca_file) if self.ca_file else None
@@ -120,10 +120,13 @@ class BandersnatchSync(Resource):
 
         return conn.run(argv, timeout=None, env=env, on_line=on_line)
 
-    def _remove_leftovers(self, conn: Connection) -> None:
+    def _remove_leftovers(self, conn: Connection, facts: Facts) -> None:
         """bandersnatch leaves its temporary file (`.<name>.<random>`, beside the file) when
-        a download fails; the package folders hold no hidden file otherwise."""
-        folders = sorted({posixpath.dirname(f[0]) for f in self.files})
+        a download fails; the package folders hold no hidden file otherwise. Only folders
+        that exist, those of the files present, are searched: what is left beside a file
+        still missing goes when a later run brings that file."""
+        present = [f for f in self.files if facts.path(f[0]).kind == "file"]
+        folders = sorted({posixpath.dirname(f[0]) for f in present})
         for start in range(0, len(folders), BATCH):
             batch = folders[start : start + BATCH]
             argv = ("find", *batch, "-maxdepth", "1", "-type", "f", "-name", ".*", "-delete")
