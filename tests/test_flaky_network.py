@@ -120,6 +120,35 @@ def test_a_resolve_on_a_flaky_upstream_gives_the_clean_lock(
     assert json.loads(spec.with_suffix(".lock").read_text()) == clean_runs["simple"][0]
 
 
+@pytest.mark.parametrize("engine", ["simple", "bandersnatch"])
+def test_every_kind_of_fault_from_resolve_to_a_served_mirror(
+    cli,
+    tmp_path: Path,
+    clean_upstream: Upstream,
+    clean_runs: dict,
+    monkeypatch: pytest.MonkeyPatch,
+    engine: str,
+) -> None:
+    """Resets and answers that start late too, from the first resolve on; a late answer
+    outlasts mirror.index_timeout, so the index reader and uv meet timeouts."""
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    spec = _spec(tmp_path, clean_upstream, engine)
+    data = yaml.safe_load(spec.read_text())
+    data["mirror"]["index_timeout"] = 1
+    spec.write_text(yaml.safe_dump(data))
+    # seed 4: a late answer and a reset come among its first five draws, so both fire
+    every = Faults(4, unavailable=0.05, cut=0.05, corrupt=0.05, reset=0.05, slow=0.05)
+    clean_upstream.flaky(every)
+    result = _apply(cli, spec)
+    faults = clean_upstream.counts.faults()
+    assert result.code == 0, f"{faults}\n{result.out}{result.err}"
+    assert {"reset", "slow"} <= set(faults), faults
+    clean_upstream.reset()
+    lock, mirror = clean_runs[engine]
+    assert json.loads(spec.with_suffix(".lock").read_text()) == lock
+    assert _mirror(tmp_path) == mirror
+
+
 def test_a_damaged_file_that_stays_damaged_is_named_as_a_network_fault(
     cli, tmp_path: Path, clean_upstream: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
