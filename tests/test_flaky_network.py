@@ -280,3 +280,57 @@ def test_a_503_and_a_cut_body_are_retried_then_given_up_with_the_cause(
     with pytest.raises(Final) as raised:
         _client().get(url, _body)
     assert str(raised.value).startswith("HTTP 503 Service Unavailable (gave up after 3 tries")
+
+
+class _Tunnel(BaseHTTPRequestHandler):
+    """An HTTP proxy's CONNECT, as squid answers it: a tunnel to the asked host."""
+
+    server: _TunnelProxy
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+    def do_CONNECT(self) -> None:
+        self.server.seen.append((self.path, self.headers.get("Proxy-Authorization")))
+        host, _, port = self.path.rpartition(":")
+        upstream = socket.create_connection((host, int(port)))
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+        threading.Thread(target=_pipe, args=(upstream, self.connection), daemon=True).start()
+        _pipe(self.connection, upstream)  # until the client closes its end
+        upstream.close()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+
+
+class _TunnelProxy(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Tunnel)
+        self.seen: list[tuple[str, str | None]] = []
+
+
+def test_https_goes_through_the_environments_proxy_with_its_credentials(
+    clean_upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = _TunnelProxy()
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", f"http://ops:p%40ss@127.0.0.1:{proxy.server_address[1]}")
+    client = Client(clean_upstream.ssl_context(), 5, Retries(attempts=2, backoff=0.01))
+    pages = [client.get(f"{clean_upstream.simple_url}{p}/", _body) for p in ("theta", "omega")]
+    assert b"theta" in pages[0] and b"omega" in pages[1]
+    assert proxy.seen == [(f"127.0.0.1:{clean_upstream.port}", "Basic b3BzOnBAc3M=")], (
+        "one tunnel for both pages, with the proxy's credentials (ops:p@ss)"
+    )
+    client.close()
+    proxy.shutdown()
