@@ -18,7 +18,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 if __name__ != "__main__":  # on the mirror host, upstream_http's source comes first
-    from olmirror.upstream_http import Client, Retries, Transient, chunks
+    from olmirror.upstream_http import Client, Final, Retries, Transient, chunks
 
 CHUNK = 1 << 20
 TIMEOUT = 60  # seconds without a byte
@@ -61,14 +61,24 @@ def _fetch(item, client, min_seconds=MIN_SECONDS, origins=None):
         check_url(url, origins)
         with os.fdopen(fd, "wb") as out:
 
+            def write(data, start=False):
+                """A full disk is this host's fault, not the network's: no try repairs it."""
+                try:
+                    if start:
+                        out.seek(0)
+                        out.truncate()
+                    out.write(data)
+                    out.flush()
+                except OSError as exc:
+                    raise Final(f"cannot write {path}: {exc.strerror or exc}") from None
+
             def read(reply, final_url):
-                out.seek(0)
-                out.truncate()
+                write(b"", start=True)
                 digest, size = hashlib.sha256(), 0
                 deadline = time.monotonic() + max(min_seconds, (expected or 0) / MIN_RATE)
                 for chunk in chunks(reply, CHUNK):
                     digest.update(chunk)
-                    out.write(chunk)
+                    write(chunk)
                     size += len(chunk)
                     if expected is not None and size > expected:
                         raise Transient(f"the upstream sent more than the lock's {expected} bytes")

@@ -155,11 +155,11 @@ def _damaged(stderr: str) -> bool:
 
 def _transient(stderr: str) -> bool:
     """Whether uv failed in a way another run may not meet (see `_DAMAGED`, `_FLAKY`)."""
-    if _NO_SOLUTION in stderr:
-        return False
     if _damaged(stderr) or any(sign in stderr for sign in _BUSY):
-        return True
-    return not any(sign in stderr for sign in _LASTING) and any(s in stderr for s in _FLAKY)
+        return True  # uv says "no solution" of a wheel that arrived cut, too
+    if _NO_SOLUTION in stderr or any(sign in stderr for sign in _LASTING):
+        return False
+    return any(sign in stderr for sign in _FLAKY)
 
 
 def _resolve_error(
@@ -168,7 +168,7 @@ def _resolve_error(
     headline, causes = _uv_report(stderr)
     where = f"cannot resolve {requirements.origin} for target {target.key}"
     runs = f" ({tries} tries)" if tries > 1 else ""
-    if _damaged(stderr):
+    if _damaged(stderr) and not headline.startswith(_NO_SOLUTION):
         url = _URL.search(stderr)
         return OlmirrorError(
             f"{where}: the upstream sent a damaged or cut file for "
@@ -184,9 +184,15 @@ def _resolve_error(
     asked = "; ".join(
         f"{line!r} from {requirements.source_of(line)}" for line in _mentioned(requirements, causes)
     )
+    damaged = (
+        f" (read{runs}: if that file is whole on the upstream, it arrived damaged, a network "
+        "or proxy fault)"
+        if _damaged(stderr)
+        else ""
+    )
     return Unresolvable(
-        f"{where}: {causes or headline}{' (asked for by ' + asked + ')' if asked else ''}; "
-        "fix the requirement, or add the missing release to the upstream"
+        f"{where}: {causes or headline}{' (asked for by ' + asked + ')' if asked else ''}"
+        f"{damaged}; fix the requirement, or add the missing release to the upstream"
     )
 
 

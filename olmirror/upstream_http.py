@@ -22,8 +22,11 @@ import urllib.parse
 import urllib.request
 
 RETRY_STATUSES = (408, 425, 429, 500, 502, 503, 504)
+# An untrusted certificate (Python 3.7+; older hosts' Pythons lack the class).
+_CERTIFICATE = getattr(ssl, "SSLCertVerificationError", ())
 MAX_REDIRECTS = 5
 MAX_WAIT = 30.0  # seconds: the longest single wait between tries
+DRAIN = 1 << 16  # bytes of an answer left unread that are read so its connection serves on
 
 
 class Transient(Exception):
@@ -72,11 +75,16 @@ def _classify(exc, host):
         return exc
     if isinstance(exc, socket.gaierror):
         return Transient(f"cannot look up host {host!r} ({exc.strerror or exc})")
-    if isinstance(exc, ssl.SSLCertVerificationError):
+    if isinstance(exc, OSError) and str(exc).startswith("Tunnel connection failed"):
+        return Final(f"the proxy refused the connection ({exc})")
+    if isinstance(exc, _CERTIFICATE):
         return Final(
-            f"the TLS certificate of {host} is not trusted ({exc.verify_message}); set "
+            f"the TLS certificate of {host} is not trusted ({exc}); set "
             "mirror.ca_file to the CA that signs it"
         )
+    # after the certificate check: SSLCertVerificationError is a ValueError too
+    if isinstance(exc, ValueError):  # http.client.InvalidURL and UnicodeError too
+        return Final(f"an unusable URL or answer ({exc.__class__.__name__}: {exc})")
     if isinstance(exc, http.client.IncompleteRead):
         return Transient(
             f"the connection was cut after {len(exc.partial)} bytes of the body "
@@ -113,7 +121,7 @@ def _proxy_for(parts):
     if p.username is not None:
         user = urllib.parse.unquote(p.username) + ":" + urllib.parse.unquote(p.password or "")
         auth = "Basic " + base64.b64encode(user.encode()).decode()
-    return p.hostname, p.port or 80, auth
+    return p.hostname, p.port or (443 if p.scheme == "https" else 80), auth
 
 
 def chunks(reply, size=1 << 16):
@@ -145,14 +153,18 @@ class Client:
         with self._lock:
             self.stats[key] += 1
 
-    def _connection(self, parts, proxy):
-        """(pool key, connection, reused): an idle one of the origin if there is one."""
+    def _connection(self, parts, proxy, fresh=False):
+        """(pool key, connection, reused): an idle one of the origin if there is one, and
+        a new one when `fresh` (the idle ones are then dropped: they outlived the server's
+        keep-alive as the last one did)."""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         key = (parts.scheme, parts.hostname, port)
         with self._lock:
-            idle = self._idle.get(key)
-            if idle:
+            idle = self._idle.pop(key, []) if fresh else self._idle.get(key)
+            if idle and not fresh:
                 return key, idle.pop(), True
+        for stale in idle or ():
+            stale.close()
         host, connect_port = (proxy[0], proxy[1]) if proxy else (parts.hostname, port)
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(
@@ -167,6 +179,10 @@ class Client:
         return key, conn, False
 
     def _release(self, key, conn, reply):
+        """Back to the pool once the answer is read whole; what `read` left is read when
+        short (DRAIN bytes), else the connection is closed rather than the rest fetched."""
+        if not reply.isclosed() and reply.length is not None and reply.length <= DRAIN:
+            reply.read()
         if reply.will_close or not reply.isclosed():
             conn.close()
             return
@@ -206,17 +222,17 @@ class Client:
                     # the server closed a kept-alive connection while it was idle: not a
                     # fault of the network, so try at once on a new one
                     conn.close()
-                    key, conn, reused = self._connection(parts, proxy)
+                    key, conn, reused = self._connection(parts, proxy, fresh=True)
                     self._count("requests")
                     conn.request("GET", target, headers=sent)
                     reply = conn.getresponse()
                 status = reply.status
                 if status in (301, 302, 303, 307, 308) and reply.getheader("Location"):
-                    reply.read()
-                    self._release(key, conn, reply)
                     location = urllib.parse.urljoin(url, reply.getheader("Location"))
+                    location = urllib.parse.urldefrag(location)[0]
                     if location.lower().startswith("http:") and url.lower().startswith("https:"):
                         raise Final(f"it redirects from https to plain http ({location})")
+                    self._release(key, conn, reply)
                     url = location
                     continue
                 if status in RETRY_STATUSES:
@@ -227,7 +243,6 @@ class Client:
                     conn.close()
                     raise Final(f"HTTP {status} {reply.reason}", status)
                 result = read(reply, url)
-                reply.read()  # whatever `read` left, so the connection can serve again
                 self._release(key, conn, reply)
                 return result
             except BaseException:
@@ -241,8 +256,8 @@ class Client:
         Final with the last reason, and how many tries it took, when it gives up."""
         headers = {"User-Agent": "olmirror", **(headers or {})}
         host = urllib.parse.urlsplit(url).hostname
-        started = time.monotonic()
-        tries = 0
+        failed = None  # when the first try failed: `within` counts from there, so a long
+        tries = 0  # download cut late still gets its next try
         while True:
             tries += 1
             try:
@@ -253,12 +268,12 @@ class Client:
                     raise
                 if isinstance(failure, Final):
                     raise failure from None
+                failed = failed or time.monotonic()
                 pause = self.retries.wait(tries, failure.wait)
-                spent = time.monotonic() - started
+                spent = time.monotonic() - failed
                 if tries >= self.retries.attempts or spent + pause > self.retries.within:
                     raise Final(
-                        f"{failure} (gave up after {tries} tr{'y' if tries == 1 else 'ies'} "
-                        f"in {spent:.0f} s)"
+                        f"{failure} (gave up after {tries} tr{'y' if tries == 1 else 'ies'})"
                     ) from None
                 self._count("retries")
                 if self.on_retry:

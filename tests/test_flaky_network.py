@@ -12,8 +12,12 @@ import json
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from upstream import Faults, Upstream
 
 from olmirror import index
 from olmirror.cli import main
+from olmirror.resources.mirror_files import FETCH_SOURCE
 from olmirror.upstream_http import Client, Final, Retries
 
 ALLOWLIST = ["alpha[fast]", "omega==1.1", "theta==1.0", "delta==1.0", "modernlib"]
@@ -205,12 +210,14 @@ class _Script(BaseHTTPRequestHandler):
     """Answers each request with the next of `server.answers`: a status, or "cut"."""
 
     protocol_version = "HTTP/1.1"
+    timeout = 0.3  # an idle kept-alive connection is closed after this, as servers do
     server: _ScriptServer
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet."""
 
     def do_GET(self) -> None:
+        time.sleep(self.server.delay)
         answer = self.server.answers.pop(0) if self.server.answers else 200
         self.server.seen.append((self.path, self.client_address[1]))
         body = b"x" * 100
@@ -231,6 +238,7 @@ class _ScriptServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Script)
         self.answers: list[object] = []
         self.seen: list[tuple[str, int]] = []
+        self.delay = 0.0
 
 
 @pytest.fixture
@@ -334,3 +342,36 @@ def test_https_goes_through_the_environments_proxy_with_its_credentials(
     )
     client.close()
     proxy.shutdown()
+
+
+def test_idle_connections_the_server_closed_are_dropped_not_retried(
+    scripted: _ScriptServer,
+) -> None:
+    url = f"http://127.0.0.1:{scripted.server_address[1]}"
+    client = _client()
+    scripted.delay = 0.1  # three requests at once: three connections, all kept
+    with ThreadPoolExecutor(3) as pool:
+        assert len(list(pool.map(lambda i: client.get(f"{url}/{i}", _body), range(3)))) == 3
+    assert client.stats["connections"] == 3
+    scripted.delay = 0.0
+    time.sleep(0.6)  # the server closes all three
+    assert client.get(f"{url}/again", _body) == b"x" * 100
+    assert client.stats["connections"] == 4 and client.stats["retries"] == 0
+
+
+def test_a_file_the_mirror_host_cannot_write_is_not_a_network_fault(
+    tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    wheel = clean_upstream.catalogue.file("omega-1.0-py3-none-any.whl")
+    folder = tmp_path / "m"
+    folder.mkdir()
+    item = {"path": str(folder / "f.whl"), "url": clean_upstream.file_url(wheel.filename),
+            "sha256": wheel.sha256, "size": wheel.size}  # fmt: skip
+    request = {"ca_file": str(clean_upstream.ca_file), "files": [item]}
+    done = subprocess.run(
+        ["prlimit", "--fsize=10", sys.executable, "-c", FETCH_SOURCE],
+        input=json.dumps(request), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    (error,) = json.loads(done.stdout)["errors"]
+    assert "cannot write" in error and "gave up" not in error
+    assert len(clean_upstream.counts.hits("/packages/")) == 1, "not fetched again"

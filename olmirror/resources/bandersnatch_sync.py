@@ -8,6 +8,7 @@ the apply fails with bandersnatch's own reason and the next apply resumes.
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import re
 import time
@@ -21,6 +22,8 @@ from olmirror.resources.mirror_files import StoredFile, fetch_missing, missing
 from olmirror.resources.python_tool import locate
 from olmirror.targets import release_of
 from olmirror.upstream_http import Retries
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,13 @@ class BandersnatchSync(Resource):
         while gaps and runs < pause.attempts and not _lasting(result):
             lacking = [f for f in self.files if f[0] in gaps]
             if lacking:
-                report = fetch_missing(
-                    conn, lacking, self.ca_file, self.min_seconds, self.origins, self.retries
-                )
-                fetched += report["fetched"]
+                try:
+                    report = fetch_missing(
+                        conn, lacking, self.ca_file, self.min_seconds, self.origins, self.retries
+                    )
+                    fetched += report["fetched"]
+                except ResourceError as exc:  # bandersnatch may still bring them
+                    log.warning("the fetch of %d missing files failed: %s", len(lacking), exc)
             projects = sorted({_project(path) for path in gaps})
             progress.report(
                 f"bandersnatch: run {runs + 1} of at most {pause.attempts}, for "
@@ -131,10 +137,8 @@ class BandersnatchSync(Resource):
             batch = folders[start : start + BATCH]
             argv = ("find", *batch, "-maxdepth", "1", "-type", "f", "-name", ".*", "-delete")
             result = conn.run(argv, timeout=600)
-            if not result.ok:
-                raise ResourceError(
-                    f"cannot remove bandersnatch's unfinished downloads: {result.stderr[-800:]}"
-                )
+            if not result.ok:  # not worth failing for: the prune removes them later
+                log.warning("cannot remove bandersnatch's unfinished downloads: %s", result.stderr)
 
     def _failure(self, gaps: list[str], result: CommandResult, runs: int) -> str:
         files = {f[0] for f in self.files}

@@ -310,8 +310,8 @@ class Retries(_Model):
         120,
         gt=0,
         le=3600,
-        description="Seconds one request may spend on all its tries and waits: no new try "
-        "starts past it.",
+        description="Seconds one request may go on trying after its first failure (its "
+        "waits and later tries): no new try starts past it.",
     )
 
 
