@@ -46,9 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--debug",
         action="store_true",
+        default=argparse.SUPPRESS,  # given before or after the command (see `_args`)
         help="show tracebacks of errors, each retry, and what each network client did",
     )
-    common.add_argument("--no-color", action="store_true", help="never colour the output")
+    common.add_argument(
+        "--no-color",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="never colour the output",
+    )
     spec = argparse.ArgumentParser(add_help=False)
     spec.add_argument("-f", "--file", default="olmirror.yaml", help="spec file (./olmirror.yaml)")
     hosts = argparse.ArgumentParser(add_help=False)
@@ -321,8 +327,17 @@ def _debug_log(enabled: bool) -> Iterator[None]:
         logger.setLevel(logging.NOTSET)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line; --debug and --no-color count before the command as after it
+    (argparse would let the command's own default, False, override the first)."""
     args = _parser().parse_args(argv)
+    args.debug = getattr(args, "debug", False)
+    args.no_color = getattr(args, "no_color", False)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _args(argv)
     with _debug_log(args.debug):
         return _run(args)
 

@@ -59,7 +59,8 @@ def _fetch(item, client, min_seconds=MIN_SECONDS, origins=None):
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".olmirror-tmp", dir=folder)
     try:
         check_url(url, origins)
-        with os.fdopen(fd, "wb") as out:
+        # unbuffered: a write that fails leaves nothing behind for close() to fail on again
+        with os.fdopen(fd, "wb", buffering=0) as out:
 
             def write(data, start=False):
                 """A full disk is this host's fault, not the network's: no try repairs it."""
@@ -67,8 +68,9 @@ def _fetch(item, client, min_seconds=MIN_SECONDS, origins=None):
                     if start:
                         out.seek(0)
                         out.truncate()
-                    out.write(data)
-                    out.flush()
+                    view = memoryview(data)
+                    while view:
+                        view = view[out.write(view) :]
                 except OSError as exc:
                     raise Final(f"cannot write {path}: {exc.strerror or exc}") from None
 
@@ -92,7 +94,6 @@ def _fetch(item, client, min_seconds=MIN_SECONDS, origins=None):
                 return size
 
             size = client.get(url, read)
-            out.flush()
             os.fsync(out.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)

@@ -191,7 +191,7 @@ def test_a_plan_whose_first_dns_lookup_fails_still_succeeds(
         return real(host, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket, "getaddrinfo", flaky_lookup)
-    result = cli("plan", "-f", str(spec), "--no-color", "--debug")
+    result = cli("--debug", "plan", "-f", str(spec), "--no-color")  # before the command too
     assert result.code == 0, result.out + result.err
     assert "cannot look up host 'localhost' (Temporary failure in name resolution)" in result.err
     pattern = r"(\d+) pages .*: (\d+) requests, (\d+) connections .* (\d+) retries"
@@ -233,6 +233,9 @@ class _Script(BaseHTTPRequestHandler):
 
 class _ScriptServer(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        """A client that went away is expected here; nothing to print."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Script)
