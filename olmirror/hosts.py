@@ -17,7 +17,7 @@ DEFAULT_FORKS = 20
 
 def _open(name: str, host: Host) -> Connection:
     if name == LOCAL:
-        return LocalConnection(name)
+        return LocalConnection(name, host.python)
     # Imported here so that runs on the local host alone never load paramiko.
     from olmirror.connection.ssh import SSHConnection
 

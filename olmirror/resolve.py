@@ -228,7 +228,8 @@ def _compile(
         "UV_HTTP_TIMEOUT": str(ceil(index_timeout)),
         "UV_HTTP_RETRIES": str(retries.attempts - 1),
     }
-    started, tries = time.monotonic(), 0
+    failed: float | None = None  # when the first run failed (mirror.retries.within)
+    tries = 0
     while True:
         tries += 1
         try:
@@ -252,10 +253,11 @@ def _compile(
         # uv retries each request itself, but not a file that arrives damaged: run it again
         # (what it already read is in its cache), as long as the retries allow.
         pause = retries.wait(tries)
+        failed = failed or time.monotonic()
         if (
             not _transient(done.stderr)
             or tries >= retries.attempts
-            or time.monotonic() - started + pause > retries.within
+            or time.monotonic() - failed + pause > retries.within
         ):
             raise _resolve_error(requirements, target, upstream, done.stderr, tries)
         log.debug("resolving %s for %s again: %s", requirements.origin, target.key, done.stderr)

@@ -46,9 +46,9 @@ class Final(Exception):
 
 
 class Retries:
-    """At most `attempts` tries of one request within `within` seconds; the first wait is
-    `backoff` seconds, and each later one doubles, half of it drawn at random so that many
-    clients do not retry in step."""
+    """At most `attempts` tries of one request, none started more than `within` seconds
+    after its first failure; the first wait is `backoff` seconds, and each later one
+    doubles, half of it drawn at random so that many clients do not retry in step."""
 
     def __init__(self, attempts=5, backoff=0.5, within=120.0):
         self.attempts = attempts

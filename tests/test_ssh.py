@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import os
 import secrets
 import shlex
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -719,3 +721,18 @@ def test_a_connection_dropped_before_the_banner_is_tried_again(
             SSHConnection.connect(node.name, host)
     assert forwarder.accepted == 3, "3 tries in all (ConnectionAttempts' default here)"
     forwarder.listener.close()
+
+
+def test_the_hosts_own_python_runs_the_probe_isolated(farm: SshFarm) -> None:
+    """hosts.X.python (an absolute path skips a shim on PATH), started with -I -S."""
+    node = farm.host("interp")
+    known = farm.known_hosts(node)
+    real = os.path.realpath(sys.executable)
+    conn = connect(node, known, python=real)
+    assert conn.script("print(1)") == (real, "-I", "-S", "-c", "print(1)")
+    assert conn.gather(FactRequest(paths=frozenset({"/"}))).path("/").kind == "dir"
+    conn.close()
+    missing = connect(node, known, python="/no/such/python3")
+    with pytest.raises(OlmirrorError, match=r"/no/such/python3 is not found.*hosts\.interp"):
+        missing.gather(FactRequest(paths=frozenset({"/"})))
+    missing.close()

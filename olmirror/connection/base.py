@@ -154,6 +154,14 @@ class Connection(ABC):
     """One host. Implementations: `LocalConnection`, and SSH for remote hosts."""
 
     name: str
+    python: str = "python3"  # hosts.<name>.python
+
+    def script(self, source: str, *args: str) -> tuple[str, ...]:
+        """The argv that runs one of olmirror's standard-library programs (`source`) with
+        this host's Python, isolated and without `site` (-I -S): no user site folder, no
+        PYTHON* variables, and no scan of the packages installed there, which costs a
+        host's CPU at every start."""
+        return (self.python, "-I", "-S", "-c", source, *args)
 
     @abstractmethod
     def run(

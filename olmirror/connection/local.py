@@ -81,8 +81,9 @@ def _stream(
 
 
 class LocalConnection(Connection):
-    def __init__(self, name: str = "local") -> None:
+    def __init__(self, name: str = "local", python: str = "python3") -> None:
         self.name = name
+        self.python = python
 
     def run(
         self,

@@ -57,6 +57,8 @@ def _read(path, fact, with_content):
 
 
 def _command(argv):
+    if argv and argv[0] == "python3":  # olmirror's own scripts: this interpreter, no shim
+        argv = [sys.executable, *argv[1:]]
     try:
         done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
     except OSError as exc:

@@ -55,6 +55,7 @@ class SSHConnection(Connection):
     def __init__(self, name: str, host: Host, session: Session) -> None:
         self.name = name
         self.host = host
+        self.python = host.python
         self.session = session
         self._sftp: paramiko.SFTPClient | None = None
 
@@ -287,7 +288,7 @@ class SSHConnection(Connection):
             sftp.chmod(path, mode)
 
     def gather(self, request: FactRequest) -> Facts:
-        argv = ["python3", "-c", PROBE_SOURCE]
+        argv = list(self.script(PROBE_SOURCE))
         with self._guard("reading facts"):
             channel, early = self._open(argv)
             try:
@@ -298,14 +299,16 @@ class SSHConnection(Connection):
         said = (early + err).decode(errors="replace").strip()[-800:] or "no output"
         if code == 124:
             raise OlmirrorError(
-                f"host {self.name!r}: python3 gave no answer within {self.host.facts_timeout:g} s "
+                f"host {self.name!r}: {self.python} gave no answer within "
+                f"{self.host.facts_timeout:g} s "
                 f"while reading facts; olmirror stopped waiting. Check the host (a stalled disk "
-                f"or python3), or raise hosts.{self.name}.facts_timeout"
+                f"or its Python), or raise hosts.{self.name}.facts_timeout"
             )
         if code == 127:
             raise OlmirrorError(
-                f"host {self.name!r}: python3 is not on the remote PATH; olmirror needs it there "
-                f"to read facts ({said})"
+                f"host {self.name!r}: {self.python} is not found there; olmirror needs a "
+                f"Python 3 to read facts: install python3, or set hosts.{self.name}.python to "
+                f"one ({said})"
             )
         if code != 0:
             raise OlmirrorError(f"host {self.name!r}: reading facts failed (exit {code}): {said}")
@@ -320,7 +323,7 @@ class SSHConnection(Connection):
     @contextmanager
     def lock(self, state_dir: str | None) -> Iterator[None]:
         holder = apply_lock.holder_name(os.getpid(), socket.gethostname())
-        argv = ["python3", "-c", LOCKER_SOURCE, state_dir or DEFAULT_STATE_DIR, holder]
+        argv = list(self.script(LOCKER_SOURCE, state_dir or DEFAULT_STATE_DIR, holder))
         with self._guard("taking the apply lock"):
             channel, _ = self._open(argv)
             try:

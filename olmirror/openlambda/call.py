@@ -108,7 +108,7 @@ def call_lambdas(
         payload = [{"worker": worker_dir(w), "lambdas": sorted(lp)} for w, lp in jobs]
         conn = connections.get(host)
         try:
-            done = conn.run(("python3", "-c", _SCRIPT), stdin=json.dumps(payload).encode(),
+            done = conn.run(conn.script(_SCRIPT), stdin=json.dumps(payload).encode(),
                             timeout=3600)  # fmt: skip
             answers = json.loads(done.stdout.strip().rsplit("\n", 1)[-1]) if done.ok else None
             why = done.stderr.strip()[-300:]

@@ -37,7 +37,8 @@ def _host_platforms(machine: str, libc: list[str]) -> list[str]:
 def _sandbox(worker: Worker, connections: Connections) -> dict:
     """The sandbox's facts: python, machine, libc (see sandbox_facts.py)."""
     path = worker_dir(worker)
-    result = connections.get(worker.host).run(("python3", "-c", _FACTS, path), timeout=60)
+    conn = connections.get(worker.host)
+    result = conn.run(conn.script(_FACTS, path), timeout=60)
     where = f"worker {worker.name!r}: cannot detect its target on host {worker.host!r}"
     if not result.ok:
         raise OlmirrorError(

@@ -65,7 +65,7 @@ class HttpCheck(Resource):
         return f"http check {self.url}"
 
     def _fetch(self, wait: float) -> tuple[str, ...]:
-        return ("python3", "-c", FETCH, self.url, str(wait))
+        return ("python3", "-I", "-S", "-c", FETCH, self.url, str(wait))
 
     def request(self) -> FactRequest:
         return FactRequest(commands=frozenset({self._fetch(0)}))

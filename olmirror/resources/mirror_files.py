@@ -133,7 +133,7 @@ def fetch_missing(
         progress.report(f"fetching files: {state['done']} of {len(files)}{retried}")
 
     result = conn.run(
-        ("python3", "-c", FETCH_SOURCE),
+        conn.script(FETCH_SOURCE),
         stdin=json.dumps(request).encode(),
         timeout=None,
         on_line=on_line,

@@ -83,7 +83,7 @@ class Nginx(Resource):
     @property
     def master_check(self) -> tuple[str, ...]:
         """The read-only command that prints the master's pid, or fails saying why not."""
-        return ("python3", "-c", MASTER, self.pid_file, self.conf)
+        return ("python3", "-I", "-S", "-c", MASTER, self.pid_file, self.conf)
 
     def _args(self) -> tuple[str, ...]:
         """Every nginx command names the config, prefix and log, so none reads /etc or /var."""

@@ -256,6 +256,13 @@ class Host(_Model):
         None, description="Environment variable holding the sudo password (never the password)."
     )
     ol: PathStr = Field("ol", description="The OpenLambda `ol` program on this host.")
+    python: PathStr = Field(
+        "python3",
+        description="The Python that runs olmirror's own programs on this host (its fact "
+        "probe, lock and fetcher; standard library only, any Python 3.7+), as Ansible's "
+        "ansible_python_interpreter. An absolute path such as /usr/bin/python3 skips a "
+        "version manager's shim on PATH (pyenv, asdf), which can cost more than the probe.",
+    )
     state_dir: PathStr | None = Field(
         None,
         description="Folder for olmirror's lock on this host (default ~/.local/state/olmirror).",
