@@ -146,6 +146,8 @@ class SshHost:
         authorized = self.home / "authorized_keys"
         authorized.write_text(self.client_key.with_name(self.client_key.name + ".pub").read_text())
         lines = [
+            # first: sshd keeps the first value a keyword gets, so these override the rest
+            *self.extra_config,
             f"Port {self.port}",
             "ListenAddress 127.0.0.1",
             f"HostKey {self.host_key}",
@@ -161,7 +163,6 @@ class SshHost:
             "SetEnv SHLVL=1",
             "MaxStartups 100",
             "LogLevel VERBOSE",
-            *self.extra_config,
         ]
         config = self.home / "sshd_config"
         config.write_text("\n".join(lines) + "\n")

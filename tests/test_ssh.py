@@ -5,12 +5,11 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
-import os
+import logging
 import secrets
 import shlex
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -723,16 +722,35 @@ def test_a_connection_dropped_before_the_banner_is_tried_again(
     forwarder.listener.close()
 
 
-def test_the_hosts_own_python_runs_the_probe_isolated(farm: SshFarm) -> None:
-    """hosts.X.python (an absolute path skips a shim on PATH), started with -I -S."""
-    node = farm.host("interp")
+def test_a_shim_on_path_is_passed_over_for_a_real_python_unless_named(
+    farm: SshFarm, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """python3 on PATH that is a script (as pyenv's shim is) costs every start; olmirror runs
+    /usr/bin/python3 instead, isolated (-I -S), and hosts.X.python still wins."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    marker = tmp_path / "shim-ran"
+    shim = shims / "python3"
+    shim.write_text(f'#!/bin/sh\ntouch {marker}\nexec /usr/bin/python3 "$@"\n')
+    shim.chmod(0o755)
+    node = farm.host("shimmed", extra_config=[f"SetEnv PATH={shims}:/usr/bin:/bin SHLVL=1"])
     known = farm.known_hosts(node)
-    real = os.path.realpath(sys.executable)
-    conn = connect(node, known, python=real)
-    assert conn.script("print(1)") == (real, "-I", "-S", "-c", "print(1)")
-    assert conn.gather(FactRequest(paths=frozenset({"/"}))).path("/").kind == "dir"
+    conn = connect(node, known)
+    assert conn.run(["sh", "-c", "command -v python3"]).stdout.strip() == str(shim)
+    with caplog.at_level(logging.DEBUG, logger="olmirror"):
+        assert conn.gather(FactRequest(paths=frozenset({"/"}))).path("/").kind == "dir"
     conn.close()
+    assert not marker.exists(), "the shim was not started"
+    assert f"python3 on PATH is a script ({shim})" in caplog.text
+    assert "run with /usr/bin/python3" in caplog.text
+
+    named = connect(node, known, python=str(shim))
+    assert named.script("pass") == (str(shim), "-I", "-S", "-c", "pass")
+    assert named.gather(FactRequest(paths=frozenset({"/"}))).path("/").kind == "dir"
+    named.close()
+    assert marker.exists(), "the interpreter the spec names is the one started"
+
     missing = connect(node, known, python="/no/such/python3")
-    with pytest.raises(OlmirrorError, match=r"/no/such/python3 is not found.*hosts\.interp"):
+    with pytest.raises(OlmirrorError, match=r"/no/such/python3 is not found.*hosts\.shimmed"):
         missing.gather(FactRequest(paths=frozenset({"/"})))
     missing.close()

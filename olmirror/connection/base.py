@@ -150,18 +150,33 @@ class Facts:
         return self.commands[argv]
 
 
+# python3 from PATH; when that is a script (pyenv's or asdf's shim, which costs a host
+# more CPU at every start than olmirror's probe), a real one at a standard path instead,
+# named in OLMIRROR_SHIM for the probe to report. Exit 127, as a shell's, without any.
+FIND_PYTHON = """
+p=$(command -v python3) || { echo "python3: not found" >&2; exit 127; }
+case $(head -c 2 -- "$p" 2>/dev/null) in
+'#!') for real in /usr/bin/python3 /usr/local/bin/python3; do
+        if [ -x "$real" ]; then OLMIRROR_SHIM=$p; export OLMIRROR_SHIM; p=$real; break; fi
+      done;;
+esac
+exec "$p" "$@"
+"""
+
+
 class Connection(ABC):
     """One host. Implementations: `LocalConnection`, and SSH for remote hosts."""
 
     name: str
-    python: str = "python3"  # hosts.<name>.python
+    python: str | None = None  # hosts.<name>.python; None: see FIND_PYTHON
 
     def script(self, source: str, *args: str) -> tuple[str, ...]:
         """The argv that runs one of olmirror's standard-library programs (`source`) with
         this host's Python, isolated and without `site` (-I -S): no user site folder, no
         PYTHON* variables, and no scan of the packages installed there, which costs a
         host's CPU at every start."""
-        return (self.python, "-I", "-S", "-c", source, *args)
+        python = ("sh", "-c", FIND_PYTHON, "sh") if self.python is None else (self.python,)
+        return (*python, "-I", "-S", "-c", source, *args)
 
     @abstractmethod
     def run(

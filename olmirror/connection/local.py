@@ -7,6 +7,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -81,9 +82,9 @@ def _stream(
 
 
 class LocalConnection(Connection):
-    def __init__(self, name: str = "local", python: str = "python3") -> None:
+    def __init__(self, name: str = "local", python: str | None = None) -> None:
         self.name = name
-        self.python = python
+        self.python = python or sys.executable  # olmirror's own: known, and no shim
 
     def run(
         self,

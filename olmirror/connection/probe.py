@@ -297,6 +297,8 @@ def probe(request):
         "commands": commands,
         "urls": urls,
         "registries": registries,
+        # which Python runs olmirror's programs here, and the script on PATH it replaced
+        "python": {"executable": sys.executable, "shim": os.environ.get("OLMIRROR_SHIM")},
     }
 
 

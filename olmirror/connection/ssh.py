@@ -8,6 +8,7 @@ apply lock are each one remote `python3` process, so a no-op plan costs one comm
 from __future__ import annotations
 
 import json
+import logging
 import os
 import posixpath
 import re
@@ -35,6 +36,7 @@ from olmirror.spec import Host
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 OPERATION_TIMEOUT = 120.0
 PROBE_SOURCE = Path(probe.__file__).read_text()
+log = logging.getLogger(__name__)
 
 # Holds the apply lock for as long as its stdin stays open: when the connection dies, sshd
 # closes that stdin, the process exits and the kernel drops the lock. Same file and flock
@@ -299,26 +301,35 @@ class SSHConnection(Connection):
         said = (early + err).decode(errors="replace").strip()[-800:] or "no output"
         if code == 124:
             raise OlmirrorError(
-                f"host {self.name!r}: {self.python} gave no answer within "
+                f"host {self.name!r}: {self.python or 'python3'} gave no answer within "
                 f"{self.host.facts_timeout:g} s "
                 f"while reading facts; olmirror stopped waiting. Check the host (a stalled disk "
                 f"or its Python), or raise hosts.{self.name}.facts_timeout"
             )
         if code == 127:
             raise OlmirrorError(
-                f"host {self.name!r}: {self.python} is not found there; olmirror needs a "
-                f"Python 3 to read facts: install python3, or set hosts.{self.name}.python to "
-                f"one ({said})"
+                f"host {self.name!r}: {self.python or 'python3'} is not found there; olmirror "
+                f"needs a Python 3 to read facts: install python3, or set "
+                f"hosts.{self.name}.python to one ({said})"
             )
         if code != 0:
             raise OlmirrorError(f"host {self.name!r}: reading facts failed (exit {code}): {said}")
         try:
             # The probe prints one line of JSON last; a chatty login shell may print before it.
-            return Facts.from_probe(json.loads(out.strip().rsplit(b"\n", 1)[-1]))
+            raw = json.loads(out.strip().rsplit(b"\n", 1)[-1])
+            facts = Facts.from_probe(raw)
         except (ValueError, KeyError, TypeError) as exc:
             raise OlmirrorError(
                 f"host {self.name!r}: the fact probe printed something unexpected ({exc}): {said}"
             ) from None
+        python = raw.get("python") if isinstance(raw, dict) else None
+        if isinstance(python, dict) and python.get("shim"):
+            log.debug(
+                "host %s: python3 on PATH is a script (%s), so olmirror's programs run with %s "
+                "(hosts.%s.python chooses)",
+                self.name, python["shim"], python.get("executable"), self.name,
+            )  # fmt: skip
+        return facts
 
     @contextmanager
     def lock(self, state_dir: str | None) -> Iterator[None]:

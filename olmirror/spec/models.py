@@ -256,12 +256,13 @@ class Host(_Model):
         None, description="Environment variable holding the sudo password (never the password)."
     )
     ol: PathStr = Field("ol", description="The OpenLambda `ol` program on this host.")
-    python: PathStr = Field(
-        "python3",
+    python: PathStr | None = Field(
+        None,
         description="The Python that runs olmirror's own programs on this host (its fact "
         "probe, lock and fetcher; standard library only, any Python 3.7+), as Ansible's "
-        "ansible_python_interpreter. An absolute path such as /usr/bin/python3 skips a "
-        "version manager's shim on PATH (pyenv, asdf), which can cost more than the probe.",
+        "ansible_python_interpreter. By default python3 from PATH, unless that is a script "
+        "(a version manager's shim: pyenv, asdf), which can cost more than the probe itself: "
+        "then /usr/bin/python3 or /usr/local/bin/python3 if there is one.",
     )
     state_dir: PathStr | None = Field(
         None,
