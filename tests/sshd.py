@@ -145,9 +145,14 @@ class SshHost:
     def _config(self) -> Path:
         authorized = self.home / "authorized_keys"
         authorized.write_text(self.client_key.with_name(self.client_key.name + ".pub").read_text())
+        # sshd keeps the first value a keyword gets, so extra lines go first and override
+        # the defaults; a Match block (to its end) must come last
+        match = next(
+            (i for i, line in enumerate(self.extra_config) if line.startswith("Match ")),
+            len(self.extra_config),
+        )
         lines = [
-            # first: sshd keeps the first value a keyword gets, so these override the rest
-            *self.extra_config,
+            *self.extra_config[:match],
             f"Port {self.port}",
             "ListenAddress 127.0.0.1",
             f"HostKey {self.host_key}",
@@ -163,6 +168,7 @@ class SshHost:
             "SetEnv SHLVL=1",
             "MaxStartups 100",
             "LogLevel VERBOSE",
+            *self.extra_config[match:],
         ]
         config = self.home / "sshd_config"
         config.write_text("\n".join(lines) + "\n")
