@@ -20,31 +20,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-from common import BENCH, TARGET, TESTS, base_env, timed
+from common import BENCH, TESTS, base_env, timed
+from mirror import write_spec
 
 sys.path.insert(0, str(TESTS))
 from upstream import Faults, Upstream
 
 ALLOWLIST = ["alpha[fast]", "omega==1.1", "theta==1.0", "delta==1.0", "modernlib"]
-
-
-def _spec(folder: Path, up: Upstream, engine: str) -> Path:
-    spec = {
-        "version": 1,
-        "hosts": {"local": {"state_dir": str(folder / "state")}},
-        "mirror": {
-            "directory": str(folder / "mirror"),
-            "upstream": up.url,
-            "ca_file": str(up.ca_file),
-            "engine": engine,
-            "targets": [TARGET],
-        },
-        "allowlist": {"packages": ALLOWLIST},
-    }
-    path = folder / "olmirror.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
 
 
 def _olmirror(env: dict[str, str], folder: Path, name: str, *args: str) -> Any:
@@ -56,7 +38,7 @@ def one_seed(work: Path, up: Upstream, engine: str, seed: int) -> dict[str, Any]
     folder = work / f"{engine}-{seed}"
     folder.mkdir(parents=True)
     env = up.env(base_env(work / "home")) | {"UV_CACHE_DIR": str(folder / "uv-cache")}
-    spec = _spec(folder, up, engine)
+    spec = write_spec(folder, up, engine, ALLOWLIST)
     up.reset()
     _olmirror(env, folder, "lock", "lock", "-f", str(spec)).check()
     up.flaky(Faults(seed, unavailable=0.10, cut=0.10, corrupt=0.05))
