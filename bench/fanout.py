@@ -116,7 +116,8 @@ def write_spec(setup: FanoutSetup, count: int) -> Path:
         "version": 1,
         "hosts": {
             "local": {"state_dir": str(setup.work / "local-state")},
-            **{h.name: h.spec(setup.known_hosts) for h in hosts},
+            # bench/ol: `ol worker status` as cheap as OpenLambda's Go binary
+            **{h.name: h.spec(setup.known_hosts, ol=str(BENCH / "ol")) for h in hosts},
         },
         "mirror": {
             "directory": str(setup.mirror_dir),
