@@ -18,7 +18,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 if __name__ != "__main__":  # on the mirror host, upstream_http's source comes first
-    from olmirror.upstream_http import Client, Final, Retries, Transient, chunks
+    from olmirror.upstream_http import Client, Final, Retries, Transient, chunks, port_of
 
 CHUNK = 1 << 20
 TIMEOUT = 60  # seconds without a byte
@@ -31,8 +31,7 @@ WORKERS = 8
 def origin(url):
     """scheme://host:port of `url`, the port always written out."""
     parts = urllib.parse.urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port_of(parts)}"
 
 
 def check_url(url, origins):

@@ -49,8 +49,8 @@ def allowed_origins(upstream: str | None, file_origins: list[str]) -> list[str] 
 
 
 def retries_of(setting: RetriesSetting) -> Retries:
-    """The client's retry policy for the spec's `mirror.retries`."""
-    return Retries(setting.attempts, setting.backoff, setting.within)
+    """The clients' retry policy for the spec's `mirror.retries`."""
+    return Retries(**setting.model_dump())
 
 
 def default_upstream() -> str:

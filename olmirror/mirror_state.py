@@ -42,7 +42,7 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
     prune = PruneMirror(web_dir(directory), tuple(projects), tuple(sorted(p for p, *_ in stored)))
     allowed = allowed_origins(mirror.upstream, list(mirror.file_origins))
     origins = tuple(allowed) if allowed is not None else None
-    retries = (mirror.retries.attempts, mirror.retries.backoff, mirror.retries.within)
+    retries = retries_of(mirror.retries)
     if engine == "simple":
         pages = simple_pages.pages(web_dir(directory), lock)
         folders = sorted({posixpath.dirname(path) for path in pages})

@@ -252,13 +252,9 @@ def _compile(
             break
         # uv retries each request itself, but not a file that arrives damaged: run it again
         # (what it already read is in its cache), as long as the retries allow.
-        pause = retries.wait(tries)
         failed = failed or time.monotonic()
-        if (
-            not _transient(done.stderr)
-            or tries >= retries.attempts
-            or time.monotonic() - failed + pause > retries.within
-        ):
+        pause = retries.pause(tries, failed)
+        if pause is None or not _transient(done.stderr):
             raise _resolve_error(requirements, target, upstream, done.stderr, tries)
         log.debug("resolving %s for %s again: %s", requirements.origin, target.key, done.stderr)
         time.sleep(pause)

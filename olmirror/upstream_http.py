@@ -12,6 +12,7 @@ module's source placed before its own. The index client uses it on this machine.
 """
 
 import base64
+import collections
 import http.client
 import random
 import socket
@@ -45,21 +46,31 @@ class Final(Exception):
         self.status = status
 
 
-class Retries:
+class Retries(collections.namedtuple("Retries", "attempts backoff within")):
     """At most `attempts` tries of one request, none started more than `within` seconds
     after its first failure; the first wait is `backoff` seconds, and each later one
-    doubles, half of it drawn at random so that many clients do not retry in step."""
+    doubles, half of it drawn at random so that many clients do not retry in step.
+    A tuple, so that a resource holding it is saved in a plan as it is."""
 
-    def __init__(self, attempts=5, backoff=0.5, within=120.0):
-        self.attempts = attempts
-        self.backoff = backoff
-        self.within = within
+    __slots__ = ()
 
     def wait(self, tries, hint=None):
         if hint is not None:
             return min(hint, MAX_WAIT)
         step = min(self.backoff * 2 ** (tries - 1), MAX_WAIT)
         return step / 2 + random.uniform(0, step / 2)
+
+    def pause(self, tries, failed, hint=None):
+        """Seconds to wait before another try after `tries` of them, the first failure at
+        `failed` (time.monotonic()); None when no other try may start."""
+        wait = self.wait(tries, hint)
+        if tries >= self.attempts or time.monotonic() - failed + wait > self.within:
+            return None
+        return wait
+
+
+Retries.__new__.__defaults__ = (5, 0.5, 120.0)  # `defaults=` needs Python 3.7
+DEFAULT_RETRIES = Retries()
 
 
 def _retry_after(value):
@@ -107,6 +118,11 @@ def _classify(exc, host):
     return None
 
 
+def port_of(parts):
+    """The port of a split URL, its scheme's default when none is written."""
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def _proxy_for(parts):
     """(host, port, Proxy-Authorization header or None) of the proxy for a URL, or None."""
     if urllib.request.proxy_bypass(parts.hostname or ""):
@@ -121,7 +137,7 @@ def _proxy_for(parts):
     if p.username is not None:
         user = urllib.parse.unquote(p.username) + ":" + urllib.parse.unquote(p.password or "")
         auth = "Basic " + base64.b64encode(user.encode()).decode()
-    return p.hostname, p.port or (443 if p.scheme == "https" else 80), auth
+    return p.hostname, port_of(p), auth
 
 
 def chunks(reply, size=1 << 16):
@@ -143,7 +159,7 @@ class Client:
     def __init__(self, context=None, timeout=30.0, retries=None, on_retry=None):
         self.context = context or ssl.create_default_context()
         self.timeout = timeout  # seconds without a byte
-        self.retries = retries or Retries()
+        self.retries = retries or DEFAULT_RETRIES
         self.on_retry = on_retry  # called with (url, reason) before each wait
         self.stats = {"requests": 0, "connections": 0, "retries": 0}
         self._idle = {}  # (scheme, host, port) -> [connection]
@@ -157,7 +173,7 @@ class Client:
         """(pool key, connection, reused): an idle one of the origin if there is one, and
         a new one when `fresh` (the idle ones are then dropped: they outlived the server's
         keep-alive as the last one did)."""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = port_of(parts)
         key = (parts.scheme, parts.hostname, port)
         with self._lock:
             idle = self._idle.pop(key, []) if fresh else self._idle.get(key)
@@ -269,9 +285,8 @@ class Client:
                 if isinstance(failure, Final):
                     raise failure from None
                 failed = failed or time.monotonic()
-                pause = self.retries.wait(tries, failure.wait)
-                spent = time.monotonic() - failed
-                if tries >= self.retries.attempts or spent + pause > self.retries.within:
+                pause = self.retries.pause(tries, failed, failure.wait)
+                if pause is None:
                     raise Final(
                         f"{failure} (gave up after {tries} tr{'y' if tries == 1 else 'ies'})"
                     ) from None

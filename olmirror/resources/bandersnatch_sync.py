@@ -21,7 +21,7 @@ from olmirror.resources.base import Change, Resource, ResourceError
 from olmirror.resources.mirror_files import StoredFile, fetch_missing, missing
 from olmirror.resources.python_tool import locate
 from olmirror.targets import release_of
-from olmirror.upstream_http import Retries
+from olmirror.upstream_http import DEFAULT_RETRIES, Retries
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,12 @@ class BandersnatchSync(Resource):
     ca_file: str | None = None
     min_seconds: float = 300.0  # mirror.download_timeout, for the files fetched after a sync
     origins: tuple[str, ...] | None = None  # where those may come from; None: anywhere
-    retries: tuple[int, float, float] = (5, 0.5, 120.0)  # mirror.retries: attempts, backoff, within
+    retries: Retries = DEFAULT_RETRIES  # mirror.retries
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", tuple(tuple(f) for f in self.files))
         object.__setattr__(self, "pages", tuple(self.pages))
+        object.__setattr__(self, "retries", Retries(*self.retries))  # a list in a saved plan
         if self.origins is not None:
             object.__setattr__(self, "origins", tuple(self.origins))
 
@@ -75,11 +76,11 @@ class BandersnatchSync(Resource):
         started = time.monotonic()
         before = missing(conn.gather(self.request()), self.files)
         result = self._run(conn, (program, "--config", self.config, "mirror", "--force-check"))
-        runs, fetched, pause = 1, 0, Retries(*self.retries)
+        runs, fetched = 1, 0
         facts = conn.gather(self.request())
         gaps = self._missing(facts)
         # _lasting: the upstream lacks what bandersnatch needs, so another run would fail too
-        while gaps and runs < pause.attempts and not _lasting(result):
+        while gaps and runs < self.retries.attempts and not _lasting(result):
             lacking = [f for f in self.files if f[0] in gaps]
             if lacking:
                 try:
@@ -91,10 +92,10 @@ class BandersnatchSync(Resource):
                     log.warning("the fetch of %d missing files failed: %s", len(lacking), exc)
             projects = sorted({_project(path) for path in gaps})
             progress.report(
-                f"bandersnatch: run {runs + 1} of at most {pause.attempts}, for "
+                f"bandersnatch: run {runs + 1} of at most {self.retries.attempts}, for "
                 f"{len(projects)} projects it could not finish"
             )
-            time.sleep(pause.wait(runs))
+            time.sleep(self.retries.wait(runs))
             result = self._run(conn, (program, "--config", self.config, "sync", *projects))
             progress.retried(len(projects))
             runs += 1

@@ -17,6 +17,7 @@ from typing import Any
 from olmirror import fetch_files, progress, upstream_http
 from olmirror.connection.base import Connection, FactRequest, Facts
 from olmirror.resources.base import Change, Resource, ResourceError
+from olmirror.upstream_http import DEFAULT_RETRIES, Retries
 
 # The client first: fetch_files uses it, and imports it only when it is not run this way.
 FETCH_SOURCE = inspect.getsource(upstream_http) + "\n\n" + inspect.getsource(fetch_files)
@@ -53,10 +54,11 @@ class FetchFiles(Resource):
     ca_file: str | None = None
     min_seconds: float = 300.0  # mirror.download_timeout
     origins: tuple[str, ...] | None = None  # where files may come from; None: anywhere
-    retries: tuple[int, float, float] = (5, 0.5, 120.0)  # mirror.retries: attempts, backoff, within
+    retries: Retries = DEFAULT_RETRIES  # mirror.retries
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "files", tuple(tuple(f) for f in self.files))
+        object.__setattr__(self, "retries", Retries(*self.retries))  # a list in a saved plan
         if self.origins is not None:
             object.__setattr__(self, "origins", tuple(self.origins))
 
@@ -108,7 +110,7 @@ def fetch_missing(
     ca_file: str | None,
     min_seconds: float,
     origins: tuple[str, ...] | None,
-    retries: tuple[int, float, float],
+    retries: Retries,
 ) -> dict[str, Any]:
     """Fetch `files` on the mirror host; its report (fetched, bytes, errors, stats), with
     the progress and retries reported as they happen."""
@@ -116,7 +118,7 @@ def fetch_missing(
         "ca_file": ca_file,
         "min_seconds": min_seconds,
         "origins": list(origins) if origins is not None else None,
-        "retries": dict(zip(("attempts", "backoff", "within"), retries, strict=True)),
+        "retries": retries._asdict(),
         "files": [{"path": p, "url": u, "sha256": h, "size": s} for p, u, h, s in files],
     }
     state = {"done": "0", "retries": 0, "last": ""}
