@@ -647,15 +647,21 @@ class _Handler(BaseHTTPRequestHandler):
         if status >= 400 or fault == "cut":
             self.send_header("Connection", "close")
             self.close_connection = True
-        self.end_headers()
         sent = 0
-        if not head:
-            if fault == "cut":
-                body = body[: len(body) // 2]
-            self.wfile.write(body)
-            sent = len(body)
-        kind = headers.get("Content-Type", "")
-        owner.counts.add(Hit(self.command, path, status, sent, accept, kind, fault))
+        try:
+            self.end_headers()
+            if not head:
+                if fault == "cut":
+                    body = body[: len(body) // 2]
+                self.wfile.write(body)
+                sent = len(body)
+        except OSError:
+            # the client gave up first (a late answer outlasts its timeout): the fault
+            # still fired, so it is counted, with nothing sent
+            self.close_connection = True
+        finally:
+            kind = headers.get("Content-Type", "")
+            owner.counts.add(Hit(self.command, path, status, sent, accept, kind, fault))
 
 
 class _Server(ThreadingHTTPServer):
