@@ -15,6 +15,10 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 TESTS = REPO / "tests"
 VENV = BENCH / ".venv"
+# pyinfra 3.x pins paramiko<5 where olmirror allows <6: its own venv keeps olmirror (and the
+# floor) on the paramiko the project resolves to, not one downgraded for a peer.
+PYINFRA_VENV = BENCH / ".venv-pyinfra"
+PYINFRA = ("pyinfra>=3,<4",)
 STANDIN_OL = TESTS / "standin" / "ol"
 # The bench's own tools, beside olmirror's dependencies (read from pyproject.toml).
 BENCH_TOOLS = ("ansible-core>=2.16", "pyinstrument>=4.6", "py-spy>=0.3")
@@ -38,31 +42,40 @@ def in_bench_venv() -> bool:
 
 
 def ensure_venv(argv: list[str]) -> None:
-    """Re-run this script inside bench/.venv, creating or updating it first.
+    """Re-run this script inside bench/.venv, creating or updating it and pyinfra's first.
 
     The venv holds olmirror's dependencies, ansible-core, pyinstrument and py-spy; olmirror
     itself runs from this checkout (PYTHONPATH), so nothing is installed outside bench/.
+    This is the only place the bench reaches a package index.
     """
     if in_bench_venv():
         return
+    _install(VENV, _requirements())
+    _install(PYINFRA_VENV, list(PYINFRA))
     python = VENV / "bin" / "python"
-    stamp = VENV / ".bench-requirements"
-    wanted = "\n".join(_requirements()) + "\n"
-    if not python.exists() or not stamp.exists() or stamp.read_text() != wanted:
-        print(f"bench: installing {len(_requirements())} packages into {VENV} ...", flush=True)
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             *_requirements()],
-            check=True,
-        )  # fmt: skip
-        stamp.write_text(wanted)
     os.execv(str(python), [str(python), *argv])
 
 
-def venv_bin(program: str) -> str:
-    found = VENV / "bin" / program
+def _install(venv: Path, requirements: list[str]) -> None:
+    """Create `venv` or bring it up to `requirements`; a stamp file skips an unchanged one."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".bench-requirements"
+    wanted = "\n".join(requirements) + "\n"
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return
+    print(f"bench: installing {len(requirements)} packages into {venv} ...", flush=True)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         *requirements],
+        check=True,
+    )  # fmt: skip
+    stamp.write_text(wanted)
+
+
+def venv_bin(program: str, venv: Path = VENV) -> str:
+    found = venv / "bin" / program
     return str(found) if found.exists() else (shutil.which(program) or program)
 
 

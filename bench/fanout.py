@@ -1,4 +1,5 @@
-"""Fan-out: the same worker convergence on N real sshd hosts, by olmirror, Ansible and the floor.
+"""Fan-out: the same worker convergence on N real sshd hosts, by olmirror, pyinfra, Ansible and
+the floor, with or without network latency (relay.py), counting each tool's SSH sessions.
 
 Every host is a real OpenSSH sshd on 127.0.0.1 (tests/sshd.py) with an OpenLambda worker
 directory that `ol worker init` wrote (the stand-in `ol`). The convergence: the registry
@@ -6,6 +7,9 @@ directory, registry/requirements.in and registry/requirements.txt, and the `pip_
 `mirror_host` keys merged into the worker's config.json. The mirror is olmirror's nginx on
 this machine, applied once before the measurements (`apply --limit local`), so every
 measured run touches the worker hosts only.
+
+Each host's sshd logs at VERBOSE, one line per login and per session it starts: what a tool
+did on each host is counted from there, not assumed.
 """
 
 from __future__ import annotations
@@ -26,14 +30,31 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import BENCH, STANDIN_OL, TARGET, TARGET_KEY, TESTS, Timed, base_env, timed, venv_bin
+from common import (
+    BENCH,
+    PYINFRA_VENV,
+    STANDIN_OL,
+    TARGET,
+    TARGET_KEY,
+    TESTS,
+    Timed,
+    base_env,
+    timed,
+    venv_bin,
+)
 
 sys.path.insert(0, str(TESTS))
 from sshd import SshFarm, SshHost, free_port, keygen
 
 OLMIRROR_ACTIONS = ("apply_fresh", "apply_noop", "plan_noop")
 ANSIBLE_ACTIONS = ("first_run", "noop_run", "check_noop")
+PYINFRA_ACTIONS = ("first_run", "noop_run", "dry_noop")
 PLAYBOOK = BENCH / "ansible" / "playbook.yml"
+DEPLOY = BENCH / "pyinfra" / "deploy.py"
+# What sshd's VERBOSE log says per login and per session (OpenSSH 9.2's auth.c, session.c).
+LOGIN = re.compile(r"^Accepted publickey for ", re.M)
+SESSION = re.compile(r"^Starting session: (?P<what>.*?) for ", re.M)
+SFTP = "subsystem 'sftp'"
 
 
 @dataclass
@@ -50,8 +71,16 @@ class FanoutSetup:
     env: dict[str, str]
     specs: dict[int, Path] = field(default_factory=dict)
     inventories: dict[int, Path] = field(default_factory=dict)
+    pyinfra_inventories: dict[int, Path] = field(default_factory=dict)
     ansible_cfg: Path | None = None
     nginx_pid_file: Path | None = None
+    latency_ms: float = 0.0
+    relay: subprocess.Popen[str] | None = None
+    relay_ports: dict[str, int] = field(default_factory=dict)
+
+    def port(self, host: SshHost) -> int:
+        """The port every tool dials for `host`: the relay's when latency is on, else sshd's."""
+        return self.relay_ports.get(host.name, host.port)
 
     def worker_path(self, host: SshHost) -> Path:
         return host.root / "opt" / "ol" / "w"
@@ -117,7 +146,10 @@ def write_spec(setup: FanoutSetup, count: int) -> Path:
         "hosts": {
             "local": {"state_dir": str(setup.work / "local-state")},
             # bench/ol: `ol worker status` as cheap as OpenLambda's Go binary
-            **{h.name: h.spec(setup.known_hosts, ol=str(BENCH / "ol")) for h in hosts},
+            **{
+                h.name: h.spec(setup.known_hosts, ol=str(BENCH / "ol"), port=setup.port(h))
+                for h in hosts
+            },
         },
         "mirror": {
             "directory": str(setup.mirror_dir),
@@ -152,7 +184,7 @@ def write_ansible(setup: FanoutSetup, count: int) -> Path:
                     "hosts": {
                         h.name: {
                             "ansible_host": "127.0.0.1",
-                            "ansible_port": h.port,
+                            "ansible_port": setup.port(h),
                             "worker_path": str(setup.worker_path(h)),
                         }
                         for h in hosts
@@ -192,26 +224,115 @@ def write_ansible(setup: FanoutSetup, count: int) -> Path:
     return path
 
 
+def write_pyinfra(setup: FanoutSetup, count: int) -> Path:
+    """A pyinfra inventory with Ansible's SSH settings: user, key, port, the same known_hosts
+    checked strictly, no agent and no other keys."""
+    hosts = [
+        (
+            h.name,
+            {
+                "ssh_hostname": "127.0.0.1",
+                "ssh_port": setup.port(h),
+                "ssh_user": getpass.getuser(),
+                "ssh_key": str(setup.farm.client_key),
+                "ssh_known_hosts_file": str(setup.known_hosts),
+                "ssh_strict_host_key_checking": "yes",
+                "ssh_allow_agent": False,
+                "ssh_look_for_keys": False,
+                "worker_path": str(setup.worker_path(h)),
+                "pip_mirror": setup.mirror_url,
+                "mirror_host": "127.0.0.1",
+                "target": TARGET_KEY,
+            },
+        )
+        for h in setup.hosts[:count]
+    ]
+    path = setup.work / "pyinfra" / f"inventory_n{count}.py"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"workers = {hosts!r}\n")
+    setup.pyinfra_inventories[count] = path
+    return path
+
+
+def write_configs(setup: FanoutSetup, counts: tuple[int, ...]) -> None:
+    """Every tool's spec or inventory, for the ports the tools dial now."""
+    for count in counts:
+        write_spec(setup, count)
+        write_ansible(setup, count)
+        write_pyinfra(setup, count)
+
+
 def prepare(setup: FanoutSetup, counts: tuple[int, ...]) -> None:
     """Write every spec and inventory; build and serve the mirror once (not measured)."""
     # nginx's workers (nobody, under root) must reach the web root: run.py makes the
     # temporary work folder searchable by others, and this one is made so too.
     setup.work.chmod(0o755)
     setup.nginx_pid_file = setup.mirror_dir / ".olmirror" / "nginx" / "nginx.pid"
+    write_configs(setup, counts)
     for count in counts:
-        spec = write_spec(setup, count)
-        write_ansible(setup, count)
+        spec = setup.specs[count]
         olmirror(setup, spec, "apply", ["--limit", "local"], setup.work / "out" / "prep").check()
 
 
+def route(setup: FanoutSetup, latency_ms: float, counts: tuple[int, ...]) -> None:
+    """Send every tool through a relay delaying each direction by `latency_ms` (none at 0).
+
+    known_hosts carries each host key under the relay's port too, so host keys are checked
+    as strictly through the relay as without it.
+    """
+    _stop_relay(setup)
+    if latency_ms:
+        ports = [str(h.port) for h in setup.hosts]
+        argv = [sys.executable, str(BENCH / "relay.py"), "--delay-ms", str(latency_ms), *ports]
+        setup.relay = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+        assert setup.relay.stdout is not None
+        listening = json.loads(setup.relay.stdout.readline() or "{}")
+        if len(listening) != len(ports):
+            raise RuntimeError(f"relay.py did not start: {listening}")
+        setup.relay_ports = {h.name: listening[str(h.port)] for h in setup.hosts}
+    setup.latency_ms = latency_ms
+    lines = (
+        line
+        for h in setup.hosts
+        for line in (h.known_hosts_line(), h.known_hosts_line(setup.port(h)))
+    )
+    setup.known_hosts.write_text("".join(dict.fromkeys(lines)))
+    write_configs(setup, counts)
+
+
+def _stop_relay(setup: FanoutSetup) -> None:
+    if setup.relay is not None:
+        setup.relay.terminate()
+        setup.relay.wait(10)
+    setup.relay, setup.relay_ports, setup.latency_ms = None, {}, 0.0
+
+
 def stop(setup: FanoutSetup) -> None:
-    """Stop the sshds and olmirror's nginx, each by its own pid."""
+    """Stop the relay, the sshds and olmirror's nginx, each by its own pid."""
+    _stop_relay(setup)
     setup.farm.stop()
     pid_file = setup.nginx_pid_file
     if pid_file is not None and pid_file.exists():
         pid = int(pid_file.read_text().split()[0])
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGQUIT)  # nginx's graceful shutdown
+
+
+def versions() -> dict[str, str]:
+    """The peers' versions and each venv's paramiko: pyinfra's pins an older one."""
+    from importlib.metadata import version
+
+    ask = "import importlib.metadata as m; print(m.version('pyinfra'), m.version('paramiko'))"
+    python = PYINFRA_VENV / "bin" / "python"
+    pyinfra, paramiko = subprocess.run(
+        [str(python), "-c", ask], check=True, capture_output=True, text=True
+    ).stdout.split()
+    return {
+        "paramiko (bench/.venv: olmirror, the floor)": version("paramiko"),
+        "ansible-core": version("ansible-core"),
+        "pyinfra": pyinfra,
+        "paramiko (pyinfra's venv)": paramiko,
+    }
 
 
 def olmirror(setup: FanoutSetup, spec: Path, command: str, extra: list[str], out: Path) -> Timed:
@@ -293,10 +414,50 @@ def _close_masters(control: Path) -> None:
     shutil.rmtree(control, ignore_errors=True)
 
 
+def pyinfra_action(setup: FanoutSetup, count: int, action: str, out: Path) -> Timed:
+    """pyinfra with parallelism N: `-y` runs without its change-detecting pass first, as
+    Ansible and olmirror's apply run; `--dry` only reports."""
+    argv = [venv_bin("pyinfra", PYINFRA_VENV), "--parallel", str(count),
+            "--dry" if action == "dry_noop" else "-y",
+            str(setup.pyinfra_inventories[count]), str(DEPLOY)]  # fmt: skip
+    done = timed(argv, setup.env, setup.work, out).check()
+    report = done.err  # pyinfra logs to stderr
+    hosts = set(re.findall(r"^\s+\[(\S+)\] Ready: ", report, re.M))
+    if len(hosts) != count:
+        raise RuntimeError(f"pyinfra {action}: {len(hosts)} hosts ready:\n{report}")
+    if action == "dry_noop":
+        planned = _pyinfra_planned(report)
+        if not planned or any(planned.values()):
+            raise RuntimeError(f"pyinfra {action}: detected changes {planned}:\n{report}")
+        return done
+    changed = _pyinfra_changed(report, hosts)
+    fresh = action == "first_run"
+    if any((c > 0) != fresh for c in changed.values()):
+        raise RuntimeError(f"pyinfra {action}: unexpected changed counts {changed}:\n{report}")
+    return done
+
+
+def _pyinfra_changed(report: str, hosts: set[str]) -> dict[str, int]:
+    """Operations that changed each host: its `[host] Success` lines (unchanged ones say
+    `No changes`), once the run reached its results."""
+    if "--> Results:" not in report:
+        raise RuntimeError(f"pyinfra: no results:\n{report}")
+    done = re.findall(r"^\s+\[(\S+)\] Success$", report, re.M)
+    return {host: done.count(host) for host in hosts}
+
+
+def _pyinfra_planned(report: str) -> dict[str, int]:
+    """Hosts each operation would change, from `--dry`'s "Detected changes" table (the
+    Change and Conditional Change columns)."""
+    table = report.partition("--> Detected changes:\n")[2].split("\n\n")[0].splitlines()[1:]
+    rows = (re.match(r"^\s+(?P<op>.*?)\s+(?P<now>-|\d+)\s+(?P<maybe>-|\d+)\s*$", r) for r in table)
+    return {m["op"]: sum(int(n) for n in (m["now"], m["maybe"]) if n != "-") for m in rows if m}
+
+
 def floor_action(setup: FanoutSetup, count: int, out: Path) -> Timed:
     hosts = [
         {
-            "port": h.port,
+            "port": setup.port(h),
             "user": getpass.getuser(),
             "key": str(setup.farm.client_key),
             "known_hosts": str(setup.known_hosts),
@@ -321,44 +482,76 @@ def verify_converged(setup: FanoutSetup, count: int, who: str) -> None:
             assert (path / "registry" / name).is_file(), (who, host.name, name)
 
 
+Runner = Callable[[FanoutSetup, int, str, Path], Timed]
+# Each tool's actions, the first on freshly reset hosts and checked for convergence.
+CONVERGERS: tuple[tuple[str, tuple[str, ...], Runner], ...] = (
+    ("olmirror", OLMIRROR_ACTIONS, olmirror_action),
+    ("pyinfra", PYINFRA_ACTIONS, pyinfra_action),
+    ("ansible", ANSIBLE_ACTIONS, ansible_action),
+)
+
+
+def log_sizes(hosts: list[SshHost]) -> list[int]:
+    return [h.log.stat().st_size for h in hosts]
+
+
+def sessions(hosts: list[SshHost], since: list[int]) -> dict[str, list[int]]:
+    """Per host, from its sshd log after `since`: logins, commands run and sftp sessions.
+
+    A session's line is logged when sshd starts it, before the tool can see its result, so
+    every session of a finished run is in the log when the run ends.
+    """
+    found: dict[str, list[int]] = {"logins": [], "commands": [], "sftp": []}
+    for host, size in zip(hosts, since, strict=True):
+        with host.log.open(errors="replace") as log:
+            log.seek(size)
+            text = log.read()
+        started = [m["what"] for m in SESSION.finditer(text)]
+        found["logins"].append(len(LOGIN.findall(text)))
+        found["sftp"].append(started.count(SFTP))
+        found["commands"].append(len(started) - started.count(SFTP))
+    return found
+
+
 def measure(
     setup: FanoutSetup,
     counts: tuple[int, ...],
     runs: int,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    """Seconds of every action, `runs` times each, per host count."""
+    """Seconds and SSH sessions per host of every action, `runs` times each, per host count."""
     results: dict[str, Any] = {}
     for count in counts:
         hosts = setup.hosts[:count]
         seconds: dict[str, list[float]] = {}
+        counted: dict[str, list[dict[str, list[int]]]] = {}
         rss: list[int] = []
         load: list[float] = []
         for run in range(runs):
-            out = setup.work / "out" / f"n{count}" / f"run{run}"
+            out = setup.work / "out" / f"lat{setup.latency_ms:g}" / f"n{count}" / f"run{run}"
             load.append(os.getloadavg()[0])
-            reset(setup, hosts)
-            for action in OLMIRROR_ACTIONS:
-                done = olmirror_action(setup, count, action, out / f"olmirror-{action}")
-                seconds.setdefault(f"olmirror_{action}", []).append(done.seconds)
-                if action == "plan_noop":
-                    rss.append(done.max_rss_kib)
-                if action == "apply_fresh":
-                    verify_converged(setup, count, "olmirror")
-            reset(setup, hosts)
-            for action in ANSIBLE_ACTIONS:
-                done = ansible_action(setup, count, action, out / f"ansible-{action}")
-                seconds.setdefault(f"ansible_{action}", []).append(done.seconds)
-                if action == "first_run":
-                    verify_converged(setup, count, "ansible")
+            for tool, actions, runner in CONVERGERS:
+                reset(setup, hosts)
+                for action in actions:
+                    since = log_sizes(hosts)
+                    done = runner(setup, count, action, out / f"{tool}-{action}")
+                    counted.setdefault(f"{tool}_{action}", []).append(sessions(hosts, since))
+                    seconds.setdefault(f"{tool}_{action}", []).append(done.seconds)
+                    if action == actions[0]:
+                        verify_converged(setup, count, tool)
+                    if (tool, action) == ("olmirror", "plan_noop"):
+                        rss.append(done.max_rss_kib)
+            since = log_sizes(hosts)
             done = floor_action(setup, count, out / "floor")
+            counted.setdefault("floor", []).append(sessions(hosts, since))
             seconds.setdefault("floor", []).append(done.seconds)
             log(
-                f"  n={count} run {run + 1}/{runs}: "
+                f"  latency {setup.latency_ms:g} ms, n={count} run {run + 1}/{runs}: "
                 + ", ".join(f"{k}={v[-1]:.2f}s" for k, v in seconds.items())
             )
         results[str(count)] = {
             "seconds": seconds,
+            "sessions_per_host": counted,
             "plan_noop_max_rss_kib": rss,
             "load_average_1min_at_start": load,
         }

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""olmirror's benchmarks: fan-out against Ansible and the SSH floor, mirror footprint against
-plain bandersnatch, and olmirror's peak memory. Prints a table and writes it as JSON.
+"""olmirror's benchmarks: fan-out against pyinfra, Ansible and the SSH floor (with and without
+network latency, with each tool's SSH sessions per host), mirror footprint against plain
+bandersnatch, and olmirror's peak memory. Prints a table and writes it as JSON.
 
     python3 bench/run.py                      # everything; results in bench/results.json
     python3 bench/run.py --hosts 1,10 --runs 3 --out /tmp/results.json
+    python3 bench/run.py --only fanout --latency-ms 0,10
     python3 bench/run.py --only mirror
 
 The first run creates bench/.venv with olmirror's dependencies, ansible-core, pyinstrument
-and py-spy (from the package index); the measurements never leave 127.0.0.1.
+and py-spy, and bench/.venv-pyinfra with pyinfra 3 (from the package index); the
+measurements never leave 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -42,29 +45,46 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
+# olmirror's action against each peer's: (name in the JSON, olmirror's, the peer's).
+RATIOS = (
+    ("apply_fresh/pyinfra_first_run", "olmirror_apply_fresh", "pyinfra_first_run"),
+    ("apply_noop/pyinfra_noop_run", "olmirror_apply_noop", "pyinfra_noop_run"),
+    ("plan_noop/pyinfra_dry_noop", "olmirror_plan_noop", "pyinfra_dry_noop"),
+    ("apply_fresh/ansible_first_run", "olmirror_apply_fresh", "ansible_first_run"),
+    ("apply_noop/ansible_noop_run", "olmirror_apply_noop", "ansible_noop_run"),
+    ("plan_noop/ansible_check_noop", "olmirror_plan_noop", "ansible_check_noop"),
+    ("plan_noop/floor", "olmirror_plan_noop", "floor"),
+    ("apply_noop/floor", "olmirror_apply_noop", "floor"),
+    ("apply_fresh/floor", "olmirror_apply_fresh", "floor"),
+)
+
+
+def _latency_key(latency_ms: float) -> str:
+    return f"{latency_ms:g}"
+
+
 def summarise_fanout(raw: dict[str, Any]) -> dict[str, Any]:
+    """Medians, ratios and SSH sessions per host of one latency's fan-out runs."""
     rows: dict[str, Any] = {}
     for count, data in raw.items():
         med = {name: median(values) for name, values in data["seconds"].items()}
         rows[count] = {
             "median_seconds": med,
-            "ratios": {
-                "apply_fresh/ansible_first_run": _ratio(
-                    med["olmirror_apply_fresh"], med["ansible_first_run"]
-                ),
-                "apply_noop/ansible_noop_run": _ratio(
-                    med["olmirror_apply_noop"], med["ansible_noop_run"]
-                ),
-                "plan_noop/ansible_check_noop": _ratio(
-                    med["olmirror_plan_noop"], med["ansible_check_noop"]
-                ),
-                "plan_noop/floor": _ratio(med["olmirror_plan_noop"], med["floor"]),
-                "apply_noop/floor": _ratio(med["olmirror_apply_noop"], med["floor"]),
-                "apply_fresh/floor": _ratio(med["olmirror_apply_fresh"], med["floor"]),
+            "ratios": {name: _ratio(med[ours], med[theirs]) for name, ours, theirs in RATIOS},
+            "sessions_per_host": {
+                action: _session_range(per_run)
+                for action, per_run in data["sessions_per_host"].items()
             },
             "plan_noop_max_rss_mib": max(data["plan_noop_max_rss_kib"], default=0) / 1024,
         }
     return rows
+
+
+def _session_range(per_run: list[dict[str, list[int]]]) -> dict[str, list[int]]:
+    """[fewest, most] of each kind of session on one host, over hosts and runs."""
+    kinds = per_run[0].keys()
+    every = {kind: [n for run in per_run for n in run[kind]] for kind in kinds}
+    return {kind: [min(values), max(values)] for kind, values in every.items()}
 
 
 def goals(fanout: dict[str, Any] | None, mirror: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -75,7 +95,7 @@ def goals(fanout: dict[str, Any] | None, mirror: dict[str, Any] | None) -> list[
             {"goal": name, "value": value, "limit": limit, "unit": unit, "pass": value <= limit}
         )
 
-    if fanout and "30" in fanout:
+    if fanout and "30" in fanout:  # the loopback figures: the goals predate the relay
         r = fanout["30"]["ratios"]
         goal("no-op plan, 30 hosts / floor", r["plan_noop/floor"], GOAL_PLAN_FLOOR)
         goal(
@@ -112,36 +132,77 @@ def goals(fanout: dict[str, Any] | None, mirror: dict[str, Any] | None) -> list[
     return out
 
 
+SECONDS_COLUMNS = (
+    ("olm apply", "olmirror_apply_fresh"), ("olm no-op", "olmirror_apply_noop"),
+    ("olm plan", "olmirror_plan_noop"), ("pyi first", "pyinfra_first_run"),
+    ("pyi no-op", "pyinfra_noop_run"), ("pyi dry", "pyinfra_dry_noop"),
+    ("ans first", "ansible_first_run"), ("ans no-op", "ansible_noop_run"),
+    ("ans check", "ansible_check_noop"), ("floor", "floor"),
+)  # fmt: skip
+RATIO_COLUMNS = (
+    ("apply/pyi", "apply_fresh/pyinfra_first_run"), ("no-op/pyi", "apply_noop/pyinfra_noop_run"),
+    ("plan/dry", "plan_noop/pyinfra_dry_noop"), ("apply/ans", "apply_fresh/ansible_first_run"),
+    ("no-op/ans", "apply_noop/ansible_noop_run"), ("plan/chk", "plan_noop/ansible_check_noop"),
+    ("plan/floor", "plan_noop/floor"),
+)  # fmt: skip
+
+
+def _row(cells: list[str] | tuple[str, ...], first: int = 10) -> str:
+    return f"{cells[0]:>{first}} " + " ".join(f"{c:>10}" for c in cells[1:])
+
+
+def _span(low_high: list[int]) -> str:
+    low, high = low_high
+    return str(low) if low == high else f"{low}-{high}"
+
+
+def fanout_table(
+    summary: dict[str, Any], raw: dict[str, Any], latency_ms: float, runs: int
+) -> list[str]:
+    """One latency's fan-out: seconds, ratios to the peers, and SSH sessions per host."""
+    where = (
+        f"latency {latency_ms:g} ms each way ({2 * latency_ms:g} ms round trip, bench/relay.py)"
+        if latency_ms
+        else "no added latency (loopback)"
+    )
+    lines = [f"Fan-out, {where}: median of {runs} runs, seconds, wall clock"]
+    lines.append(_row(("hosts", *(label for label, _ in SECONDS_COLUMNS), "RSS MiB")))
+    for count, row in summary.items():
+        m = row["median_seconds"]
+        seconds = (f"{m[key]:.2f}" for _, key in SECONDS_COLUMNS)
+        lines.append(_row((count, *seconds, f"{row['plan_noop_max_rss_mib']:.0f}")))
+    lines.append("olmirror / peer (olmirror's apply fresh, apply no-op, no-op plan)")
+    lines.append(_row(("hosts", *(label for label, _ in RATIO_COLUMNS))))
+    for count, row in summary.items():
+        lines.append(_row((count, *(f"{row['ratios'][key]:.3f}" for _, key in RATIO_COLUMNS))))
+    lines.append(
+        "SSH per host, from sshd's logs: commands + sftp sessions / logins "
+        "(a-b: fewest-most over hosts and runs)"
+    )
+    lines.append(_row(("action", *(f"n={count}" for count in summary)), first=22))
+    for action in next(iter(summary.values()))["sessions_per_host"]:
+        cells = [
+            "{}+{}/{}".format(*(_span(s[kind]) for kind in ("commands", "sftp", "logins")))
+            for s in (row["sessions_per_host"][action] for row in summary.values())
+        ]
+        lines.append(_row((action.replace("_", " "), *cells), first=22))
+    loads = {
+        count: ", ".join(f"{x:.1f}" for x in data["load_average_1min_at_start"])
+        for count, data in raw.items()
+    }
+    lines.append(
+        f"load average (1 min) at the start of each run, {os.cpu_count()} CPUs: "
+        + "; ".join(f"n={count}: {text}" for count, text in loads.items())
+    )
+    lines.append("")
+    return lines
+
+
 def table(results: dict[str, Any]) -> str:
     lines: list[str] = []
-    fanout = results.get("fanout_summary")
-    if fanout:
-        lines.append(f"Fan-out (median of {results['runs']} runs, seconds, wall clock)")
-        head = ("hosts", "olm apply", "olm no-op", "olm plan", "ans first", "ans no-op",
-                "ans check", "floor", "apply/ans", "plan/chk", "plan/floor", "RSS MiB")  # fmt: skip
-        lines.append(" ".join(f"{h:>10}" for h in head))
-        for count, row in fanout.items():
-            m, r = row["median_seconds"], row["ratios"]
-            cells = [
-                count,
-                *(f"{m[k]:.2f}" for k in (
-                    "olmirror_apply_fresh", "olmirror_apply_noop", "olmirror_plan_noop",
-                    "ansible_first_run", "ansible_noop_run", "ansible_check_noop", "floor")),
-                f"{r['apply_fresh/ansible_first_run']:.3f}",
-                f"{r['plan_noop/ansible_check_noop']:.3f}",
-                f"{r['plan_noop/floor']:.2f}",
-                f"{row['plan_noop_max_rss_mib']:.0f}",
-            ]  # fmt: skip
-            lines.append(" ".join(f"{c:>10}" for c in cells))
-        loads = {
-            count: ", ".join(f"{x:.1f}" for x in data.get("load_average_1min_at_start", []))
-            for count, data in results.get("fanout", {}).items()
-        }
-        lines.append(
-            f"load average (1 min) at the start of each run, {os.cpu_count()} CPUs: "
-            + "; ".join(f"n={count}: {text}" for count, text in loads.items())
-        )
-        lines.append("")
+    for latency, summary in results.get("fanout_summary", {}).items():
+        raw = results["fanout"][latency]
+        lines += fanout_table(summary, raw, float(latency), results["runs"])
     mirror = results.get("mirror")
     if mirror:
         need = mirror["need"]
@@ -259,6 +320,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--profiles", default=str(BENCH / "profiles"), help="folder for profiles of misses"
     )
+    parser.add_argument(
+        "--latency-ms",
+        default="0",
+        help="fan-out latency each way through bench/relay.py, one run per value: 0,10 "
+        "(default 0: no relay)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     args = parser.parse_args(argv)
 
@@ -267,6 +334,7 @@ def main(argv: list[str]) -> int:
     import profiling
 
     counts = tuple(int(n) for n in args.hosts.split(","))
+    latencies = tuple(float(ms) for ms in args.latency_ms.split(","))
     work = Path(tempfile.mkdtemp(prefix="olbench-"))
     work.chmod(0o755)  # olmirror's nginx, started as root, serves through `nobody`
     started = time.time()
@@ -289,17 +357,24 @@ def main(argv: list[str]) -> int:
             log(f"fan-out: starting {max(counts)} sshd hosts")
             setup = fanout.start(work / "fanout", max(counts))
             fanout.prepare(setup, counts)
-            raw = fanout.measure(setup, counts, args.runs, log)
-            results["fanout"] = raw
-            results["fanout_summary"] = summarise_fanout(raw)
+            results["fanout_versions"] = fanout.versions()
+            results["fanout"], results["fanout_summary"] = {}, {}
+            for latency in latencies:
+                log(f"fan-out: latency {latency:g} ms each way")
+                fanout.route(setup, latency, counts)
+                raw = fanout.measure(setup, counts, args.runs, log)
+                results["fanout"][_latency_key(latency)] = raw
+                results["fanout_summary"][_latency_key(latency)] = summarise_fanout(raw)
         if args.only == "profile":
             log("profile: starting 30 sshd hosts")
             setup = fanout.start(work / "fanout", 30)
             fanout.prepare(setup, (30,))
             fanout.olmirror_action(setup, 30, "apply_fresh", work / "converge")
             counts = (30,)
-        results["goals"] = goals(results.get("fanout_summary"), results.get("mirror"))
+        loopback = results.get("fanout_summary", {}).get(_latency_key(0))
+        results["goals"] = goals(loopback, results.get("mirror"))
         if setup is not None and 30 in counts and not args.no_profile:
+            fanout.route(setup, 0, counts)  # profiles and their pieces: straight to sshd
             profiles = profile_misses(
                 results, setup, Path(args.profiles), fanout, profiling, args.only == "profile"
             )

@@ -125,9 +125,11 @@ class SshHost:
     def fingerprint(self) -> str:
         return fingerprint(self.host_key.with_name(self.host_key.name + ".pub"))
 
-    def known_hosts_line(self) -> str:
+    def known_hosts_line(self, port: int | None = None) -> str:
+        """This host's key for known_hosts, under its port or another that leads to it
+        (a relay's, say)."""
         kind, blob = self.host_key.with_name(self.host_key.name + ".pub").read_text().split()[:2]
-        return f"[127.0.0.1]:{self.port} {kind} {blob}\n"
+        return f"[127.0.0.1]:{port or self.port} {kind} {blob}\n"
 
     def spec(self, known_hosts: Path, **extra: Any) -> dict[str, Any]:
         """This host's entry under `hosts:` in a spec."""
