@@ -422,7 +422,7 @@ def pyinfra_action(setup: FanoutSetup, count: int, action: str, out: Path) -> Ti
             str(setup.pyinfra_inventories[count]), str(DEPLOY)]  # fmt: skip
     done = timed(argv, setup.env, setup.work, out).check()
     report = done.err  # pyinfra logs to stderr
-    hosts = set(re.findall(r"^\s+\[(\S+)\] Ready: ", report, re.M))
+    hosts = set(re.findall(r"^\s+\[(\S+)\] +Ready: ", report, re.M))
     if len(hosts) != count:
         raise RuntimeError(f"pyinfra {action}: {len(hosts)} hosts ready:\n{report}")
     if action == "dry_noop":
@@ -439,10 +439,10 @@ def pyinfra_action(setup: FanoutSetup, count: int, action: str, out: Path) -> Ti
 
 def _pyinfra_changed(report: str, hosts: set[str]) -> dict[str, int]:
     """Operations that changed each host: its `[host] Success` lines (unchanged ones say
-    `No changes`), once the run reached its results."""
+    `No changes`; names are padded to the longest), once the run reached its results."""
     if "--> Results:" not in report:
         raise RuntimeError(f"pyinfra: no results:\n{report}")
-    done = re.findall(r"^\s+\[(\S+)\] Success$", report, re.M)
+    done = re.findall(r"^\s+\[(\S+)\] +Success$", report, re.M)
     return {host: done.count(host) for host in hosts}
 
 
