@@ -22,7 +22,7 @@ from common import REPO, Timed, median, timed
 
 def write_requests(spec: str, out_dir: str, hosts: list[str]) -> None:
     sys.path.insert(0, str(REPO))
-    from olmirror.connection.ssh import PROBE_SOURCE
+    from olmirror.connection.ssh import HOST_PROGRAM
     from olmirror.desired import desired_state
     from olmirror.lockfile import lock_path, read_lock
     from olmirror.plan import fact_request
@@ -35,12 +35,16 @@ def write_requests(spec: str, out_dir: str, hosts: list[str]) -> None:
     desired = desired_state(loaded, current_lock(loaded, registries), registries, every)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "probe-command").write_text(shlex.join(["python3", "-c", PROBE_SOURCE]))
-    (folder / "probe.py").write_text(PROBE_SOURCE)
+    (folder / "probe-command").write_text(shlex.join(["python3", "-I", "-S", "-c", HOST_PROGRAM]))
+    (folder / "probe.py").write_text(HOST_PROGRAM)
+
+    def facts(request: dict[str, Any]) -> str:  # the host program's one request of a plan
+        return json.dumps({"op": "facts", "request": request}) + "\n"
+
     for host in hosts:
         request = fact_request(desired[host]).as_json()
-        (folder / f"{host}.json").write_text(json.dumps(request))
-        (folder / f"{host}.paths-only.json").write_text(json.dumps({**request, "commands": []}))
+        (folder / f"{host}.json").write_text(facts(request))
+        (folder / f"{host}.paths-only.json").write_text(facts({**request, "commands": []}))
         (folder / f"{host}.commands.json").write_text(json.dumps(request["commands"]))
 
 

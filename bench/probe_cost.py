@@ -24,7 +24,8 @@ from pathlib import Path
 
 from common import REPO, STANDIN_OL
 
-PROBE = (REPO / "olmirror" / "connection" / "probe.py").read_text()
+sys.path.insert(0, str(REPO))
+from olmirror.connection.ssh import HOST_PROGRAM as PROBE
 
 
 def _request(worker: Path) -> dict[str, object]:
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> int:
         for label, command in ways.items():
             cells = []
             for request in (alone, full):
-                stdin = json.dumps(request).encode()
+                stdin = json.dumps({"op": "facts", "request": request}).encode() + b"\n"
                 runs = [_one(command, stdin) for _ in range(args.runs)]
                 cells += [statistics.median(r[i] for r in runs) * 1000 for i in (0, 1)]
             print(f"{label:<52} " + " ".join(f"{c:7.1f}" for c in cells))

@@ -6,10 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from olmirror.connection import Connection, Facts
+from olmirror.connection.batched import Batched, Deferred
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.hosts import Connections, in_parallel
 from olmirror.plan import HostPlan, Plan, fact_request
 from olmirror.progress import reporting_to
+from olmirror.resources import Change
 
 Outcome = Literal["ok", "changed", "failed", "unreachable"]
 
@@ -41,12 +44,72 @@ def _check_fresh(observed: dict[str, str], plan: HostPlan) -> None:
         )
 
 
+def _named(owner: str, exc: Exception) -> Exception:
+    """`exc` said of the resource `owner` names; other kinds of error stay as they are."""
+    if isinstance(exc, Unreachable):
+        return Unreachable(f"{owner}: {exc}")
+    if isinstance(exc, OlmirrorError):
+        return OlmirrorError(f"{owner}: {exc}")
+    if isinstance(exc, OSError):
+        return OlmirrorError(f"{owner}: {exc.strerror or exc} ({exc.filename or 'no file'})")
+    return exc
+
+
+def _converge(
+    plan: HostPlan,
+    conn: Connection,
+    facts: Facts | None,
+    result: HostResult,
+    on_event: Callable[[str, str, bool], None],
+) -> None:
+    """Apply the pending changes in order; each is told done once what it wrote reached the
+    host (writes wait to go together, see `Batched`)."""
+    finished: list[Change] = []
+
+    def settle() -> None:
+        while finished and finished[0].resource.id not in batched.waiting:
+            change = finished.pop(0)
+            result.applied.append(change.summary)
+            on_event(plan.host, change.summary, True)
+
+    batched = Batched(conn, facts, settle)
+    try:
+        for change in plan.pending:
+            owner = batched.owner = change.resource.id
+            try:
+                with reporting_to(
+                    lambda text, final: on_event(plan.host, text, final), result.count_retries
+                ):
+                    change.resource.apply(batched)
+            except Deferred:
+                raise
+            except Exception as exc:
+                try:
+                    batched.flush()  # what the changes before it made still goes
+                except Deferred as sent:
+                    if sent.owner != owner:
+                        raise
+                raise _named(owner, exc) from None
+            finished.append(change)
+            settle()
+        batched.flush()
+    except Deferred as exc:
+        raise _named(exc.owner, exc.cause) from None
+
+
 def apply_host(
     plan: HostPlan,
     connections: Connections,
     on_event: Callable[[str, str, bool], None],
+    recheck: bool,
+    facts: Facts | None = None,
 ) -> HostResult:
-    """Converge one host to `plan`; a failure stops this host only."""
+    """Converge one host to `plan` under its apply lock; a failure stops this host only.
+
+    `recheck`: gather the facts again and refuse a host that moved since the plan; else the
+    plan was made in this run, under the lock `connections` took, and `facts` (when given)
+    are still the host's.
+    """
     result = HostResult(plan.host, "ok", unchanged=len(plan.unchanged))
     if plan.error:
         result.outcome = "unreachable" if plan.unreachable else "failed"
@@ -55,27 +118,11 @@ def apply_host(
     resources = [c.resource for c in plan.changes]
     try:
         conn = connections.get(plan.host)
-        state_dir = connections.inventory[plan.host].state_dir
-        with conn.lock(state_dir):
+        conn.hold_lock(connections.inventory[plan.host].state_dir)
+        if recheck:
             facts = conn.gather(fact_request(resources))
             _check_fresh({r.id: r.observe(facts) for r in resources}, plan)
-            for change in plan.pending:
-                try:
-                    with reporting_to(
-                        lambda text, final: on_event(plan.host, text, final),
-                        result.count_retries,
-                    ):
-                        change.resource.apply(conn)
-                except Unreachable as exc:
-                    raise Unreachable(f"{change.resource.id}: {exc}") from None
-                except OlmirrorError as exc:
-                    raise OlmirrorError(f"{change.resource.id}: {exc}") from None
-                except OSError as exc:
-                    raise OlmirrorError(
-                        f"{change.resource.id}: {exc.strerror or exc} ({exc.filename or 'no file'})"
-                    ) from None
-                result.applied.append(change.summary)
-                on_event(plan.host, change.summary, True)
+        _converge(plan, conn, facts, result, on_event)
     except Unreachable as exc:
         result.outcome, result.error = "unreachable", str(exc)
         return result
@@ -116,8 +163,12 @@ def apply_plan(
     connections: Connections,
     forks: int,
     on_event: Callable[[str, str, bool], None] = lambda host, text, final: None,
+    recheck: bool = True,
 ) -> list[HostResult]:
     """Apply every host's changes in parallel; `on_event(host, text, final)` tells the progress.
+
+    `recheck`: as `apply_host`'s (False only for a plan made in this run with `connections`
+    holding every host's lock from the start).
 
     The mirror host goes first (workers elsewhere check that it answers), then the other
     hosts, then, only when the plan is complete and every host converged, the changes
@@ -130,7 +181,9 @@ def apply_plan(
     results: dict[str, HostResult] = {}
     for phase in phases:
         results |= in_parallel(
-            phase, lambda h: apply_host(by_host[h], connections, on_event), forks
+            phase,
+            lambda h: apply_host(by_host[h], connections, on_event, recheck, by_host[h].facts),
+            forks,
         )
     waiting = {h.host: _part(h, last=True) for h in plan.hosts}
     waiting = {host: part for host, part in waiting.items() if part.pending}
@@ -141,5 +194,6 @@ def apply_plan(
             for change in part.pending:
                 on_event(host, f"not yet: {change.summary} ({why}; a later apply does it)", True)
             continue
-        results[host] = _joined(results[host], apply_host(part, connections, on_event))
+        # no facts: the first part changed this host since the plan gathered them
+        results[host] = _joined(results[host], apply_host(part, connections, on_event, recheck))
     return [results[h] for h in by_host]

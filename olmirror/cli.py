@@ -233,7 +233,7 @@ def _verify_after_apply(
 
 
 def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
-    with Connections({}) as connections:
+    with Connections({}, hold_locks=True) as connections:
         if args.plan_file:
             plan = _load_plan(args.plan_file)
             check_saved_plan(plan, args.plan_file)
@@ -249,7 +249,8 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
         if plan.change_count:
             _confirm(plan, args)
             progress = Progress(sys.stderr, out.colour, quiet=args.json)
-            results = apply_plan(plan, connections, args.forks, progress.event)
+            recheck = bool(args.plan_file)  # else planned in this run, under the locks
+            results = apply_plan(plan, connections, args.forks, progress.event, recheck)
             progress.close()
             failed = {r.host for r in results if r.outcome in ("failed", "unreachable")}
         else:

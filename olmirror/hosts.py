@@ -28,11 +28,14 @@ class Connections:
     """Opens each host's connection on first use and keeps it for the whole run.
 
     Hosts connect in parallel (a slow or dead host holds up only itself), and a host that
-    could not be reached is not tried again in the same run.
+    could not be reached is not tried again in the same run. With `hold_locks` (an apply)
+    each host's apply lock is taken as it connects, so facts are gathered under it and
+    stay true until the apply ends, and another apply is refused from the start.
     """
 
-    def __init__(self, inventory: dict[str, Host]) -> None:
+    def __init__(self, inventory: dict[str, Host], hold_locks: bool = False) -> None:
         self.inventory = inventory
+        self.hold_locks = hold_locks
         self._open: dict[str, Connection] = {}
         self._failed: dict[str, str] = {}
         self._host_locks: dict[str, threading.Lock] = {}
@@ -52,6 +55,12 @@ class Connections:
             except Unreachable as exc:
                 self._failed[name] = str(exc)
                 raise
+            if self.hold_locks:
+                try:
+                    conn.hold_lock(self.inventory[name].state_dir)
+                except BaseException:
+                    conn.close()
+                    raise
             with self._lock:
                 self._open[name] = conn
             return conn

@@ -22,6 +22,7 @@ from sshd import SshFarm, free_port, keygen
 from upstream import Upstream, clean_upstream, upstream_index
 
 from olmirror.cli import main
+from olmirror.connection.ssh_program import ProgramChannel
 
 __all__ = ["clean_upstream", "upstream_index"]  # fixtures for every test module
 
@@ -87,10 +88,16 @@ def farm(tmp_path: Path, client_key: Path, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 @pytest.fixture
-def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[int]]:
-    """Logins, channels and remote commands, counted per sshd port."""
-    counts: dict[str, Counter[int]] = {"connect": Counter(), "exec": Counter()}
+def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[Any]]:
+    """Logins and remote commands, counted per sshd port, and the round trips to each
+    host's program (requests whose answer is waited for), counted per host name."""
+    counts: dict[str, Counter[Any]] = {"connect": Counter(), "exec": Counter(), "trips": Counter()}
     connect, execute = paramiko.SSHClient.connect, paramiko.Channel.exec_command
+    call = ProgramChannel.call
+
+    def counted_call(self: ProgramChannel, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        counts["trips"][self.host] += 1
+        return call(self, *args, **kwargs)
 
     def counted_connect(self: paramiko.SSHClient, *args: Any, **kwargs: Any) -> None:
         counts["connect"][kwargs["port"]] += 1
@@ -102,6 +109,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, Counter[int]]:
 
     monkeypatch.setattr(paramiko.SSHClient, "connect", counted_connect)
     monkeypatch.setattr(paramiko.Channel, "exec_command", counted_exec)
+    monkeypatch.setattr(ProgramChannel, "call", counted_call)
     return counts
 
 

@@ -224,13 +224,16 @@ def test_a_remote_workers_lambdas_are_found_over_ssh_and_a_noop_plan_reads_it_on
     again = cli("plan", "-f", str(spec), "--detailed-exitcode")
     assert again.code == 0, again.out + again.err
     assert calls["exec"] == Counter({node.port: 1}), "the registry is read with the other facts"
+    assert calls["trips"] == Counter({node.name: 1})
 
     # A lambda added on the host since costs a second look, and the plan covers it.
     put_lambda(registry, "late", requirements_in="theta==1.0\n", requirements_txt="theta==1.0\n")
-    calls["exec"].clear()
+    for counter in calls.values():
+        counter.clear()
     late = cli("plan", "-f", str(spec), "--no-color")
     assert late.code == 0, late.out + late.err
-    assert calls["exec"] == Counter({node.port: 2})
+    assert calls["exec"] == Counter({node.port: 1}), "one program per host per run"
+    assert calls["trips"] == Counter({node.name: 2})
     assert f"lambda late: not in the mirror yet for target {TARGET_KEY}: theta==1.0" in late.out
 
 

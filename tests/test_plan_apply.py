@@ -198,8 +198,12 @@ def test_apply_without_a_terminal_needs_yes(local_spec: Path, tmp_path: Path) ->
 
 
 def test_a_second_apply_is_locked_out(cli, local_spec: Path, tmp_path: Path) -> None:
-    with LocalConnection().lock(str(tmp_path / "state")):
+    holder = LocalConnection()
+    holder.hold_lock(str(tmp_path / "state"))
+    try:
         result = cli("apply", "-f", str(local_spec), "--yes")
+    finally:
+        holder.close()
     assert result.code == 1
     assert "another olmirror apply is running" in result.out
     assert f"pid {os.getpid()}" in result.out

@@ -1,17 +1,12 @@
 """The per-host apply lock: an `flock` on <state dir>/apply.lock, holding its owner's name.
 
 Plain standard library on purpose, like `probe.py`: locally it is imported; over SSH
-its source runs on the host (`python3 -c SOURCE FOLDER HOLDER`), holds the lock until
-its standard input closes, so the lock dies with the connection, and answers with one
-line that starts with ANSWER (a chatty login shell may print before it).
+its source is part of the host program (`host_program.py`), which holds the lock until
+the connection closes.
 """
 
 import fcntl
 import os
-import sys
-
-ANSWER = "olmirror-apply-lock:"
-BUSY_EXIT = 75
 
 
 def take(folder, holder):
@@ -43,11 +38,14 @@ def holder_name(pid, machine):
     return f"pid {pid} on {machine}"
 
 
-if __name__ == "__main__":
-    fd, path, who = take(sys.argv[1], sys.argv[2])
+_held = []  # the host program's lock, open until that program ends
+
+
+def answer_lock(request, _stdin):
+    """The host program's "lock" request: hold the lock until this program ends (when the
+    connection closes, sshd closes its stdin), so the lock dies with the connection."""
+    fd, path, who = take(request["folder"], request["holder"])
     if fd is None:
-        sys.stdout.write(f"{ANSWER} busy {path}\t{who}\n")
-        sys.exit(BUSY_EXIT)
-    sys.stdout.write(f"{ANSWER} locked\n")
-    sys.stdout.flush()
-    sys.stdin.buffer.read()
+        return {"busy": path, "who": who}, b""
+    _held.append(fd)
+    return {"locked": path}, b""

@@ -10,7 +10,6 @@ import base64
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +48,34 @@ class PathFact:
             content=base64.b64decode(content) if content is not None else None,
             error=raw.get("error"),
         )
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    """Replace `path` atomically with `data`; `mode` None keeps the old file's (0644 if new)."""
+
+    path: str
+    data: bytes
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class MakeDir:
+    """Create the folder `path` and its missing parents, and give it `mode`."""
+
+    path: str
+    mode: int = 0o755
+
+
+FileChange = WriteFile | MakeDir
+
+
+class PartlyDone(Exception):
+    """`Connection.change_files` made the first `done` changes; the next one failed (`cause`)."""
+
+    def __init__(self, done: int, cause: Exception) -> None:
+        super().__init__(done, cause)
+        self.done, self.cause = done, cause
 
 
 @dataclass(frozen=True)
@@ -199,27 +226,38 @@ class Connection(ABC):
         """The file's bytes; FileNotFoundError when absent."""
 
     @abstractmethod
-    def write_file(self, path: str, data: bytes, mode: int | None = None) -> None:
-        """Replace `path` atomically (temp file in the same folder, fsync, rename).
+    def change_files(self, changes: Sequence[FileChange]) -> None:
+        """Make `changes` in order, all in one round trip, stopping at the first that fails
+        (`PartlyDone`). Every write is atomic (temp file in the same folder, fsync, rename)."""
 
-        `mode` None keeps the mode of the file being replaced (0644 for a new one).
-        """
+    def write_file(self, path: str, data: bytes, mode: int | None = None) -> None:
+        """Replace `path` atomically; `mode` None keeps the mode of the file being replaced
+        (0644 for a new one)."""
+        self._change_one(WriteFile(path, data, mode))
+
+    def make_dir(self, path: str, mode: int = 0o755) -> None:
+        """Create `path` and missing parents; an existing directory is fine."""
+        self._change_one(MakeDir(path, mode))
+
+    def _change_one(self, change: FileChange) -> None:
+        try:
+            self.change_files([change])
+        except PartlyDone as exc:
+            raise exc.cause from None
 
     @abstractmethod
     def stat(self, path: str) -> PathFact:
         """The path's kind and mode, without content."""
 
     @abstractmethod
-    def make_dir(self, path: str, mode: int = 0o755) -> None:
-        """Create `path` and missing parents; an existing directory is fine."""
-
-    @abstractmethod
     def gather(self, request: FactRequest) -> Facts:
         """Everything `request` asks for, in one round trip."""
 
     @abstractmethod
-    def lock(self, state_dir: str | None) -> AbstractContextManager[None]:
-        """Hold this host's apply lock; raise `OlmirrorError` at once if another apply has it."""
+    def hold_lock(self, state_dir: str | None) -> None:
+        """Take this host's apply lock and hold it until `close`. Another apply holding it
+        is an `OlmirrorError`: at once, or over SSH with the next answer from the host (the
+        request goes with the next one, so it costs no round trip of its own)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection's resources."""

@@ -2,63 +2,29 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import socket
-import stat
 import subprocess
 import sys
-import tempfile
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from olmirror.connection import apply_lock, probe
-from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts, PathFact
+from olmirror.connection.base import (
+    CommandResult,
+    Connection,
+    FactRequest,
+    Facts,
+    FileChange,
+    MakeDir,
+    PartlyDone,
+    PathFact,
+)
+from olmirror.connection.host_program import atomic_write, make_dir
 from olmirror.errors import OlmirrorError
 
 DEFAULT_STATE_DIR = "~/.local/state/olmirror"
-TMP_SUFFIX = ".olmirror-tmp"
-
-
-def atomic_write(path: str, data: bytes, mode: int | None) -> None:
-    """Write `data` to a temp file beside `path`, fsync it, then rename it over `path`.
-
-    A reader, or a crash at any moment, sees either the old file or the new one; temp files
-    a crash left behind are removed by the next write of the same file.
-    """
-    folder = os.path.dirname(path) or "."
-    for leftover in glob.glob(
-        os.path.join(glob.escape(folder), f".{glob.escape(os.path.basename(path))}.*{TMP_SUFFIX}")
-    ):
-        with suppress(FileNotFoundError):
-            os.unlink(leftover)
-    try:
-        old = os.stat(path)
-    except FileNotFoundError:
-        old = None
-    if mode is None:
-        mode = stat.S_IMODE(old.st_mode) if old else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TMP_SUFFIX, dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            os.fchmod(handle.fileno(), mode)
-            if old is not None and os.geteuid() == 0:
-                os.fchown(handle.fileno(), old.st_uid, old.st_gid)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _stream(
@@ -85,6 +51,7 @@ class LocalConnection(Connection):
     def __init__(self, name: str = "local", python: str | None = None) -> None:
         self.name = name
         self.python = python or sys.executable  # olmirror's own: known, and no shim
+        self._lock_fd: int | None = None
 
     def run(
         self,
@@ -133,26 +100,32 @@ class LocalConnection(Connection):
     def read_file(self, path: str) -> bytes:
         return Path(path).read_bytes()
 
-    def write_file(self, path: str, data: bytes, mode: int | None = None) -> None:
-        atomic_write(path, data, mode)
+    def change_files(self, changes: Sequence[FileChange]) -> None:
+        for done, change in enumerate(changes):
+            try:
+                if isinstance(change, MakeDir):
+                    make_dir(change.path, change.mode)
+                else:
+                    atomic_write(change.path, change.data, change.mode)
+            except OSError as exc:
+                raise PartlyDone(done, exc) from None
 
     def stat(self, path: str) -> PathFact:
         return PathFact.from_probe(probe.probe({"paths": [path]})["paths"][path])
 
-    def make_dir(self, path: str, mode: int = 0o755) -> None:
-        os.makedirs(path, mode=mode, exist_ok=True)
-        os.chmod(path, mode)
-
     def gather(self, request: FactRequest) -> Facts:
         return Facts.from_probe(probe.probe(request.as_json()))
 
-    @contextmanager
-    def lock(self, state_dir: str | None) -> Iterator[None]:
+    def hold_lock(self, state_dir: str | None) -> None:
+        if self._lock_fd is not None:
+            return
         holder = apply_lock.holder_name(os.getpid(), socket.gethostname())
         fd, path, who = apply_lock.take(state_dir or DEFAULT_STATE_DIR, holder)
         if fd is None:
             raise OlmirrorError(apply_lock.busy(self.name, path, who))
-        try:
-            yield
-        finally:
-            os.close(fd)
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

@@ -1,7 +1,7 @@
 """Read the state of many paths and programs at once.
 
-This module is plain standard library on purpose: the SSH connection sends its
-source to the remote host's python3 and runs it there, so that a whole host's
+This module is plain standard library on purpose: over SSH its source is part of the
+host program (`host_program.py`) that runs on the remote host, so that a whole host's
 facts cost one round trip. Locally it is simply called.
 
 A request names paths to stat, paths to hash (whole file, streamed) and paths
@@ -297,10 +297,14 @@ def probe(request):
         "commands": commands,
         "urls": urls,
         "registries": registries,
-        # which Python runs olmirror's programs here, and the script on PATH it replaced
-        "python": {"executable": sys.executable, "shim": os.environ.get("OLMIRROR_SHIM")},
     }
 
 
-if __name__ == "__main__":
-    json.dump(probe(json.load(sys.stdin)), sys.stdout)
+def answer_facts(request, _stdin):
+    """The host program's "facts" request (host_program.py)."""
+    return {"facts": probe(request["request"])}, b""
+
+
+def answer_stat(request, _stdin):
+    """The host program's "stat" request: one path's kind, mode and size."""
+    return {"fact": _stat(request["path"])}, b""

@@ -1,53 +1,52 @@
 """A remote host over SSH (paramiko): one login per host per run, reused by every resource.
 
 Commands are single argv lists quoted with `shlex.join` for the remote login shell (SSH has
-no way around it); files travel over SFTP and replace their target atomically. Facts and the
-apply lock are each one remote `python3` process, so a no-op plan costs one command per host.
+no way around it). Everything else (facts, the apply lock, reads, and file changes in
+batches) goes to one `python3` process per host per run, the host program: a no-op plan
+costs one command and one round trip per host, and a fresh apply one more round trip.
 """
 
 from __future__ import annotations
 
-import json
+import inspect
 import logging
 import os
-import posixpath
 import re
 import secrets
 import select
 import shlex
 import socket
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from pathlib import Path
 
 import paramiko
-from paramiko.sftp import CMD_EXTENDED
 
-from olmirror.connection import apply_lock, probe
-from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts, PathFact
-from olmirror.connection.local import DEFAULT_STATE_DIR, TMP_SUFFIX
+from olmirror.connection import apply_lock, host_program, probe
+from olmirror.connection.base import (
+    CommandResult,
+    Connection,
+    FactRequest,
+    Facts,
+    FileChange,
+    PartlyDone,
+    PathFact,
+    WriteFile,
+)
+from olmirror.connection.local import DEFAULT_STATE_DIR
 from olmirror.connection.ssh_dial import Session, open_session
+from olmirror.connection.ssh_program import ProgramChannel, remote_error
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.spec import Host
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 OPERATION_TIMEOUT = 120.0
-PROBE_SOURCE = Path(probe.__file__).read_text()
 log = logging.getLogger(__name__)
 
-# Holds the apply lock for as long as its stdin stays open: when the connection dies, sshd
-# closes that stdin, the process exits and the kernel drops the lock. Same file and flock
-# as the local connection, so a local and a remote apply on one machine exclude each other.
-LOCKER_SOURCE = Path(apply_lock.__file__).read_text()
-
-# Where distributions put OpenSSH's SFTP server, for SFTP as root through sudo.
-SFTP_SERVER = (
-    "for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server "
-    "/usr/lib/ssh/sftp-server /usr/libexec/sftp-server /usr/lib/sftp-server; do "
-    '[ -x "$p" ] && exec "$p"; done; echo "sftp-server not found" >&2; exit 127'
+# The host program: the probe's and the lock's sources first, then the loop that serves them.
+HOST_PROGRAM = "\n\n".join(inspect.getsource(m) for m in (probe, apply_lock, host_program)) + (
+    '\nserve({"facts": answer_facts, "stat": answer_stat, "lock": answer_lock})\n'
 )
 
 
@@ -59,7 +58,10 @@ class SSHConnection(Connection):
         self.host = host
         self.python = host.python
         self.session = session
-        self._sftp: paramiko.SFTPClient | None = None
+        self._program = ProgramChannel(
+            name, lambda: self._open(self.script(HOST_PROGRAM)), self.python or "python3"
+        )
+        self._told_shim = False
 
     @classmethod
     def connect(cls, name: str, host: Host) -> SSHConnection:
@@ -213,17 +215,6 @@ class SSHConnection(Connection):
             raise OSError("the connection closed before the command ended")
         return channel.exit_status, bytes(out), bytes(err)
 
-    def _sftp_client(self) -> paramiko.SFTPClient:
-        """The host's SFTP session, opened on first use (a no-op plan never needs one)."""
-        if self._sftp is None:
-            if self.host.become:
-                channel, _ = self._open(["sh", "-c", SFTP_SERVER])
-                self._sftp = paramiko.SFTPClient(channel)
-            else:
-                self._sftp = self.session.client.open_sftp()
-            self._sftp.get_channel().settimeout(OPERATION_TIMEOUT)
-        return self._sftp
-
     # -- the Connection interface ------------------------------------------------------------
 
     def run(
@@ -246,121 +237,95 @@ class SSHConnection(Connection):
         )
 
     def read_file(self, path: str) -> bytes:
-        with self._guard(f"reading {path}", path), self._sftp_client().open(path, "rb") as handle:
-            handle.prefetch()
-            return handle.read()
-
-    def write_file(self, path: str, data: bytes, mode: int | None = None) -> None:
-        with self._guard(f"writing {path}", path):
-            _atomic_write(self._sftp_client(), path, data, mode)
+        with self._guard(f"reading {path}", path):
+            answer = self._program.call(
+                f"reading {path}", {"op": "read", "path": path}, timeout=OPERATION_TIMEOUT
+            )
+            if "error" in answer:
+                raise remote_error(answer["error"], self.name)
+        return answer["data"]
 
     def stat(self, path: str) -> PathFact:
         with self._guard(f"checking {path}"):
-            try:
-                attrs = self._sftp_client().stat(path)
-            except FileNotFoundError:
-                return PathFact(None)
-            except PermissionError as exc:
-                return PathFact("error", error=exc.strerror or str(exc))
-        kind = {stat.S_IFDIR: "dir", stat.S_IFREG: "file"}.get(
-            stat.S_IFMT(attrs.st_mode or 0), "other"
-        )
-        return PathFact(kind, stat.S_IMODE(attrs.st_mode or 0))
+            answer = self._program.call(
+                f"checking {path}", {"op": "stat", "path": path}, timeout=OPERATION_TIMEOUT
+            )
+        return PathFact.from_probe(answer["fact"])
 
-    def make_dir(self, path: str, mode: int = 0o755) -> None:
-        with self._guard(f"creating directory {path}", path):
-            sftp = self._sftp_client()
-            missing, folder = [], posixpath.normpath(path)
-            while folder not in ("/", "", "."):
-                try:
-                    attrs = sftp.stat(folder)
-                except FileNotFoundError:
-                    missing.append(folder)
-                    folder = posixpath.dirname(folder)
-                    continue
-                if not stat.S_ISDIR(attrs.st_mode or 0):
-                    raise NotADirectoryError(20, "Not a directory", folder)
-                break
-            for folder in reversed(missing):
-                try:
-                    sftp.mkdir(folder, mode)
-                except OSError:
-                    if not stat.S_ISDIR(sftp.stat(folder).st_mode or 0):
-                        raise
-            sftp.chmod(path, mode)
+    def change_files(self, changes: Sequence[FileChange]) -> None:
+        ops: list[dict[str, object]] = []
+        for change in changes:
+            if isinstance(change, WriteFile):
+                ops.append({"op": "write", "path": change.path, "mode": change.mode,
+                            "size": len(change.data)})  # fmt: skip
+            else:
+                ops.append({"op": "mkdir", "path": change.path, "mode": change.mode})
+        data = b"".join(c.data for c in changes if isinstance(c, WriteFile))
+        what = f"changing files ({len(ops)})"
+        with self._guard(what):
+            request = {"op": "changes", "ops": ops}
+            answer = self._program.call(what, request, data, OPERATION_TIMEOUT)
+        if "failed" in answer:
+            raise PartlyDone(answer["done"], remote_error(answer["failed"], self.name))
 
     def gather(self, request: FactRequest) -> Facts:
-        argv = list(self.script(PROBE_SOURCE))
         with self._guard("reading facts"):
-            channel, early = self._open(argv)
             try:
-                stdin = json.dumps(request.as_json()).encode()
-                code, out, err = self._communicate(channel, stdin, self.host.facts_timeout)
-            finally:
-                channel.close()
-        said = (early + err).decode(errors="replace").strip()[-800:] or "no output"
-        if code == 124:
-            raise OlmirrorError(
-                f"host {self.name!r}: {self.python or 'python3'} gave no answer within "
-                f"{self.host.facts_timeout:g} s "
-                f"while reading facts; olmirror stopped waiting. Check the host (a stalled disk "
-                f"or its Python), or raise hosts.{self.name}.facts_timeout"
-            )
-        if code == 127:
-            raise OlmirrorError(
-                f"host {self.name!r}: {self.python or 'python3'} is not found there; olmirror "
-                f"needs a Python 3 to read facts: install python3, or set "
-                f"hosts.{self.name}.python to one ({said})"
-            )
-        if code != 0:
-            raise OlmirrorError(f"host {self.name!r}: reading facts failed (exit {code}): {said}")
+                answer = self._program.call(
+                    "reading facts",
+                    {"op": "facts", "request": request.as_json()},
+                    timeout=self.host.facts_timeout,
+                )
+            except TimeoutError:
+                raise OlmirrorError(
+                    f"host {self.name!r}: {self.python or 'python3'} gave no answer within "
+                    f"{self.host.facts_timeout:g} s while reading facts; olmirror stopped "
+                    "waiting. Check the host (a stalled disk or its Python), or raise "
+                    f"hosts.{self.name}.facts_timeout"
+                ) from None
         try:
-            # The probe prints one line of JSON last; a chatty login shell may print before it.
-            raw = json.loads(out.strip().rsplit(b"\n", 1)[-1])
-            facts = Facts.from_probe(raw)
-        except (ValueError, KeyError, TypeError) as exc:
+            facts = Facts.from_probe(answer["facts"])
+        except (KeyError, TypeError, ValueError) as exc:
             raise OlmirrorError(
-                f"host {self.name!r}: the fact probe printed something unexpected ({exc}): {said}"
+                f"host {self.name!r}: the fact probe answered something unexpected "
+                f"({type(exc).__name__}: {exc}; {str(answer)[:300]})"
             ) from None
-        python = raw.get("python") if isinstance(raw, dict) else None
-        if isinstance(python, dict) and python.get("shim"):
+        shim = self._program.hello.get("shim")
+        if shim and not self._told_shim:
+            self._told_shim = True
             log.debug(
                 "host %s: python3 on PATH is a script (%s), so olmirror's programs run with %s "
                 "(hosts.%s.python chooses)",
-                self.name, python["shim"], python.get("executable"), self.name,
+                self.name, shim, self._program.hello.get("python"), self.name,
             )  # fmt: skip
         return facts
 
-    @contextmanager
-    def lock(self, state_dir: str | None) -> Iterator[None]:
+    def hold_lock(self, state_dir: str | None) -> None:
+        if self._program.holds_lock:
+            return
+        folder = state_dir or DEFAULT_STATE_DIR
         holder = apply_lock.holder_name(os.getpid(), socket.gethostname())
-        argv = list(self.script(LOCKER_SOURCE, state_dir or DEFAULT_STATE_DIR, holder))
-        with self._guard("taking the apply lock"):
-            channel, _ = self._open(argv)
-            try:
-                channel.settimeout(OPERATION_TIMEOUT)
-                answer = _lock_answer(channel)
-            except BaseException:
-                channel.close()
-                raise
-        try:
-            if answer.startswith("busy "):
-                path, _, who = answer.removeprefix("busy ").partition("\t")
-                raise OlmirrorError(apply_lock.busy(self.name, path, who or "unknown"))
-            if answer != "locked":
-                said = channel.makefile_stderr("rb").read().decode(errors="replace").strip()
+
+        def check(answer: dict[str, object]) -> None:
+            if "locked" in answer:
+                return
+            self._program.holds_lock = False
+            if "busy" in answer:
                 raise OlmirrorError(
-                    f"host {self.name!r}: could not take the apply lock: "
-                    f"{said[-800:] or 'no output'}"
+                    apply_lock.busy(self.name, str(answer["busy"]), str(answer["who"]))
                 )
-            yield
-        finally:
-            _release(channel)
+            failure = answer.get("error")
+            reason = remote_error(failure, self.name) if isinstance(failure, dict) else answer
+            raise OlmirrorError(f"host {self.name!r}: could not take the apply lock: {reason}")
+
+        with self._guard("taking the apply lock"):
+            request = {"op": "lock", "folder": folder, "holder": holder}
+            self._program.send_ahead("taking the apply lock", request, check)
+        self._program.holds_lock = True
 
     def close(self) -> None:
-        if self._sftp is not None:
-            with suppress(Exception):
-                self._sftp.close()
+        with suppress(Exception):
+            self._program.close()
         self.session.close()
 
 
@@ -378,71 +343,3 @@ def _feed(channel: paramiko.Channel, data: bytes) -> None:
     with suppress(OSError, EOFError, paramiko.SSHException):
         channel.sendall(data)
         channel.shutdown_write()
-
-
-def _lock_answer(channel: paramiko.Channel) -> str:
-    """The lock holder's answer ("locked", "busy PATH\tWHO"), past any login-shell chatter;
-    "" if it ends without one."""
-    handle = channel.makefile("rb")
-    while line := handle.readline():
-        _, found, answer = line.decode(errors="replace").partition(apply_lock.ANSWER)
-        if found:  # shell output without a newline may come first on the line
-            return answer.strip()
-    return ""
-
-
-def _release(channel: paramiko.Channel) -> None:
-    """End the lock holder by closing its stdin, and wait for it so the lock is free on return."""
-    with suppress(OSError, EOFError, paramiko.SSHException):
-        channel.shutdown_write()
-        channel.status_event.wait(OPERATION_TIMEOUT)
-    channel.close()
-
-
-def _atomic_write(sftp: paramiko.SFTPClient, path: str, data: bytes, mode: int | None) -> None:
-    """Temp file beside `path` (mode set before any byte lands), fsync, then POSIX rename.
-
-    The temp name is fixed per target: writes happen under the apply lock, so one left by
-    a connection that died is simply replaced by the next write of the same file.
-    """
-    try:
-        old: paramiko.SFTPAttributes | None = sftp.stat(path)
-    except FileNotFoundError:
-        old = None
-    if mode is None:
-        mode = stat.S_IMODE(old.st_mode or 0) if old is not None else 0o644
-    folder, base = posixpath.split(path)
-    temp = posixpath.join(folder, f".{base}.ssh{TMP_SUFFIX}")
-    with suppress(FileNotFoundError):
-        sftp.remove(temp)
-    try:
-        with sftp.open(temp, "wbx") as handle:
-            handle.chmod(mode)
-            if old is not None:
-                _keep_owner(handle, old)
-            handle.set_pipelined(True)
-            handle.write(data)
-            handle.flush()
-            _fsync(sftp, handle)
-        sftp.posix_rename(temp, path)
-    except BaseException:
-        with suppress(Exception):
-            sftp.remove(temp)
-        raise
-
-
-def _keep_owner(handle: paramiko.SFTPFile, old: paramiko.SFTPAttributes) -> None:
-    """Give the new file the old one's owner when we may (as root, through `become`)."""
-    now = handle.stat()
-    if (now.st_uid, now.st_gid) != (old.st_uid, old.st_gid) and old.st_uid is not None:
-        with suppress(PermissionError):
-            handle.chown(old.st_uid, old.st_gid or 0)
-
-
-def _fsync(sftp: paramiko.SFTPClient, handle: paramiko.SFTPFile) -> None:
-    """OpenSSH's fsync@openssh.com extension; servers without it just skip the fsync."""
-    try:
-        sftp._request(CMD_EXTENDED, "fsync@openssh.com", handle.handle)  # no public API
-    except OSError as exc:
-        if "unsupported" not in str(exc).lower():
-            raise

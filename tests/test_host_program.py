@@ -1,0 +1,109 @@
+"""The host program (olmirror/connection/host_program.py), run here as SSH runs it on a host:
+its sources joined, `python3 -I -S -c`, requests on stdin."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from olmirror.connection import apply_lock, host_program, probe
+from olmirror.connection.host_program import ANSWER
+from olmirror.connection.ssh import HOST_PROGRAM
+
+
+def test_the_joined_sources_define_each_name_once() -> None:
+    """Joined into one program, a name defined twice would silently replace the first."""
+    seen: dict[str, str] = {}
+    twice = []
+    for module in (probe, apply_lock, host_program):
+        for node in ast.parse(Path(module.__file__).read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [t.id for t in targets if isinstance(t, ast.Name)]
+            else:
+                continue
+            twice += [f"{n} ({seen[n]}, {module.__name__})" for n in names if n in seen]
+            seen |= dict.fromkeys(names, module.__name__)
+    assert not twice
+
+
+class Program:
+    """One host program, spoken to as the SSH client speaks to it."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", HOST_PROGRAM],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.hello = self.answer()
+
+    def send(self, request: dict[str, Any], data: bytes = b"") -> None:
+        assert self.process.stdin
+        self.process.stdin.write(json.dumps(request).encode() + b"\n" + data)
+        self.process.stdin.flush()
+
+    def answer(self) -> dict[str, Any]:
+        assert self.process.stdout
+        line = self.process.stdout.readline().decode()
+        assert line.startswith(ANSWER), line
+        answer = json.loads(line.removeprefix(ANSWER))
+        if "size" in answer:
+            answer["data"] = self.process.stdout.read(answer["size"])
+        return answer
+
+    def call(self, request: dict[str, Any], data: bytes = b"") -> dict[str, Any]:
+        self.send(request, data)
+        return self.answer()
+
+    def end(self) -> int:
+        assert self.process.stdin
+        self.process.stdin.close()
+        return self.process.wait(10)
+
+
+def test_one_program_answers_facts_reads_batches_and_holds_the_lock(tmp_path: Path) -> None:
+    first = Program()
+    assert first.hello["python"] == sys.executable
+    state = str(tmp_path / "state")
+    assert first.call({"op": "lock", "folder": state, "holder": "pid 1 on a"})["locked"]
+    second = Program()
+    busy = second.call({"op": "lock", "folder": state, "holder": "pid 2 on b"})
+    assert busy["who"] == "pid 1 on a" and busy["busy"].endswith("apply.lock")
+
+    # a batch runs in order and stops at the first change that fails
+    new, deep, lost = tmp_path / "new.txt", tmp_path / "a" / "b", tmp_path / "no" / "file"
+    ops = [
+        {"op": "write", "path": str(new), "mode": 0o600, "size": 5},
+        {"op": "mkdir", "path": str(deep), "mode": 0o750},
+        {"op": "write", "path": str(lost), "mode": None, "size": 3},
+        {"op": "mkdir", "path": str(tmp_path / "never"), "mode": 0o755},
+    ]
+    done = first.call({"op": "changes", "ops": ops}, b"hello" + b"\x00\xffx")
+    assert done["done"] == 2 and done["failed"]["errno"] == 2
+    assert done["failed"]["filename"].startswith(str(tmp_path / "no"))
+    assert new.read_bytes() == b"hello" and new.stat().st_mode & 0o777 == 0o600
+    assert deep.is_dir() and deep.stat().st_mode & 0o777 == 0o750
+    assert not (tmp_path / "never").exists()
+
+    facts = first.call({"op": "facts", "request": {"content": [str(new)], "paths": [str(deep)]}})
+    assert facts["facts"]["paths"][str(deep)]["kind"] == "dir"
+    assert facts["facts"]["paths"][str(new)]["size"] == 5
+    assert first.call({"op": "read", "path": str(new)})["data"] == b"hello"
+    assert first.call({"op": "read", "path": str(lost)})["error"]["errno"] == 2
+    assert first.call({"op": "stat", "path": str(deep)})["fact"]["kind"] == "dir"
+
+    # a request cut short writes nothing, and the program ends
+    first.send({"op": "changes", "ops": [{**ops[0], "size": 100}]}, b"only part")
+    assert first.end() == 0
+    assert new.read_bytes() == b"hello"
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".olmirror-tmp")]
+    # with it, its lock: the other program may take it now
+    assert second.call({"op": "lock", "folder": state, "holder": "pid 2 on b"})["locked"]
+    assert second.end() == 0
