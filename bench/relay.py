@@ -5,13 +5,12 @@ relay when latency is on: one loopback listener per sshd, each direction delayed
 `--delay-ms` (so a round trip costs twice that). Bytes read at t are written at t + delay,
 in order, while reading goes on: many messages can be in flight, as on a real link, so
 throughput is not capped by the delay. sshd sees a new connection three delays after the
-client made it (SYN, SYN-ACK and ACK each cross the link once), the round trip and a half a
-real TCP handshake costs before a server's first byte reaches the client.
+client made it, as a real server accepts once SYN, SYN-ACK and ACK have each crossed.
 
     python relay.py --delay-ms 10 2201 2202   # prints {"2201": <relay port>, ...}, then relays
 
-It runs as its own process (one asyncio loop) so the tools' timings include none of its
-work but the delays; it ends on SIGTERM or SIGINT.
+It runs as its own process (one asyncio loop for all hosts) so its work happens beside the
+measured tools, not inside their processes; it ends on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
