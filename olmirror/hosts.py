@@ -66,10 +66,13 @@ class Connections:
             return conn
 
     def close(self) -> None:
+        """Close every connection at once: each may wait a round trip for its host to let
+        go of its lock, and N hosts one after another would wait N of them."""
         with self._lock:
             opened, self._open = list(self._open.values()), {}
-        for conn in opened:
-            conn.close()
+        if opened:
+            with ThreadPoolExecutor(max_workers=min(len(opened), DEFAULT_FORKS)) as pool:
+                list(pool.map(lambda conn: conn.close(), opened))
 
     def __enter__(self) -> Connections:
         return self

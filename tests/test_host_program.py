@@ -4,11 +4,16 @@ its sources joined, `python3 -I -S -c`, requests on stdin."""
 from __future__ import annotations
 
 import ast
+import http.server
 import json
+import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from olmirror.connection import apply_lock, host_program, probe
 from olmirror.connection.host_program import ANSWER
@@ -107,3 +112,36 @@ def test_one_program_answers_facts_reads_batches_and_holds_the_lock(tmp_path: Pa
     # with it, its lock: the other program may take it now
     assert second.call({"op": "lock", "folder": state, "holder": "pid 2 on b"})["locked"]
     assert second.end() == 0
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.path == "/old/":
+            self.send_response(301)
+            self.send_header("Location", "/simple/")
+        else:
+            self.send_response(200 if self.path == "/simple/" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+def test_a_url_check_follows_redirects_and_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
+            monkeypatch.delenv(name)
+        assert probe._get(f"{base}/old/") is None
+        assert probe._get(f"{base}/gone/") == "it answered HTTP 404 Not Found"
+        assert probe._get("http://127.0.0.1:1/simple/").startswith("ConnectionRefusedError")
+        # a proxy in the environment is used as urllib uses it: this one is closed
+        monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")
+        assert "Connection refused" in (probe._get(f"{base}/simple/") or "")
+    finally:
+        server.shutdown()

@@ -23,6 +23,7 @@ MAX_CONTENT = 4 << 20
 MAX_REQUIREMENTS = 1 << 20
 MAX_TARBALL = 64 << 20
 MAX_ENTRIES = 10000
+MAX_REDIRECTS = 10  # as urllib's
 CHUNK = 1 << 20
 REQUIREMENTS_FILES = ("requirements.in", "requirements.txt")
 
@@ -73,8 +74,43 @@ def _command(argv):
 
 
 def _get(url):
-    """None when `url` answers 2xx, else one line saying why (the way pip would ask)."""
-    import urllib.error  # only when a URL is asked about: the import costs a host's CPU
+    """None when `url` answers 2xx, else one line saying why, asked as pip would: after
+    redirects, through the proxy the environment names."""
+    if any(name.lower().endswith("_proxy") for name in os.environ):
+        return _get_through_proxy(url)
+    # http.client, not urllib.request, whose import costs a host twice the CPU
+    import http.client
+    from urllib.parse import urljoin, urlsplit
+
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            return f"ValueError: not an http(s) URL: {url}"
+        kind = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        conn = kind(parts.hostname, parts.port, timeout=10)
+        try:
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            conn.request("GET", target, headers={"Accept": "text/html"})
+            reply = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+        location = reply.getheader("Location")
+        if reply.status in (301, 302, 303, 307, 308) and location:
+            url = urljoin(url, location)
+            continue
+        if 200 <= reply.status < 300:
+            return None
+        return f"it answered HTTP {reply.status} {reply.reason}"
+    return f"more than {MAX_REDIRECTS} redirects"
+
+
+def _get_through_proxy(url):
+    """`_get` with urllib, which knows the proxy variables (no_proxy too)."""
+    import urllib.error
     import urllib.request
 
     request = urllib.request.Request(url, headers={"Accept": "text/html"})

@@ -74,10 +74,13 @@ class ProgramChannel:
         return answers[-1]
 
     def close(self) -> None:
+        """End the program; with a lock held, wait until it has ended, so that the lock is
+        free when this returns."""
         if self._channel is not None:
             with suppress(OSError, EOFError, paramiko.SSHException):
                 self._channel.shutdown_write()
-                self._channel.status_event.wait(5)
+                if self.holds_lock:
+                    self._channel.status_event.wait(5)
             self._channel.close()
             self._channel = None
 
