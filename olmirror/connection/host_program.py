@@ -12,14 +12,11 @@ chatty login shell may print before the first); either may be followed by raw by
 as many as its "size" says. The first answer comes unasked: which Python runs here.
 """
 
-import contextlib
 import errno as errnos
-import glob
 import json
 import os
 import stat
 import sys
-import tempfile
 
 ANSWER = "olmirror-host:"
 TMP_SUFFIX = ".olmirror-tmp"
@@ -32,12 +29,17 @@ def atomic_write(path, data, mode):
     a crash left behind are removed by the next write of the same file. `mode` None keeps
     the old file's mode (0644 for a new one); as root, the old file's owner is kept too.
     """
+    import glob  # here: a run that writes nothing need not pay for these imports
+    import tempfile
+
     folder = os.path.dirname(path) or "."
     base = os.path.basename(path)
     pattern = os.path.join(glob.escape(folder), f".{glob.escape(base)}.*{TMP_SUFFIX}")
     for leftover in glob.glob(pattern):
-        with contextlib.suppress(FileNotFoundError):
+        try:  # noqa: SIM105 - contextlib's import costs more than these lines
             os.unlink(leftover)
+        except FileNotFoundError:
+            pass
     try:
         old = os.stat(path)
     except FileNotFoundError:
@@ -55,8 +57,10 @@ def atomic_write(path, data, mode):
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        try:  # noqa: SIM105
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     dir_fd = os.open(folder, os.O_RDONLY)
     try:

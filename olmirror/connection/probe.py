@@ -10,14 +10,15 @@ whose files to list, and OpenLambda workers whose registry to survey (where
 config.json puts it, and the requirements files of the lambdas in it).
 """
 
-import base64
+import binascii
 import hashlib
 import json
 import os
-import shutil
 import stat
-import subprocess
 import sys
+
+# Imported where needed instead (subprocess, shutil, http.client): a host pays for every
+# import at every start, and most requests need few of them.
 
 MAX_CONTENT = 4 << 20
 MAX_REQUIREMENTS = 1 << 20
@@ -53,11 +54,13 @@ def _read(path, fact, with_content):
     fact["sha256"] = digest.hexdigest()
     data = b"".join(kept)
     if with_content and len(data) <= MAX_CONTENT:
-        fact["content"] = base64.b64encode(data).decode("ascii")
+        fact["content"] = binascii.b2a_base64(data, newline=False).decode("ascii")
     return fact
 
 
 def _command(argv):
+    import subprocess
+
     if argv and argv[0] == "python3":  # olmirror's own scripts: this interpreter, no shim
         argv = [sys.executable, *argv[1:]]
     try:
@@ -71,6 +74,12 @@ def _command(argv):
         "stdout": done.stdout.decode(errors="replace")[-4096:],
         "stderr": done.stderr.decode(errors="replace")[-4096:],
     }
+
+
+def _which(name):
+    import shutil
+
+    return shutil.which(name)
 
 
 def _get(url):
@@ -321,7 +330,7 @@ def probe(request):
         elif fact["kind"] == "file" and path in hashes:
             fact = _read(path, fact, path in content)
         paths[path] = fact
-    programs = {name: shutil.which(name) for name in request.get("programs", [])}
+    programs = {name: _which(name) for name in request.get("programs", [])}
     commands = {json.dumps(argv): _command(argv) for argv in request.get("commands", [])}
     urls = {url: _get(url) for url in request.get("urls", [])}
     registries = {path: _registry(path) for path in request.get("registries", [])}
