@@ -13,7 +13,7 @@ from pathlib import Path
 
 from olmirror import __version__
 from olmirror.apply import HostResult, apply_plan
-from olmirror.connection.local import atomic_write
+from olmirror.connection.host_program import atomic_write
 from olmirror.errors import OlmirrorError
 from olmirror.hosts import DEFAULT_FORKS, Connections
 from olmirror.lockfile import lock_path, read_lock

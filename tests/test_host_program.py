@@ -7,6 +7,7 @@ import ast
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -128,6 +129,21 @@ class _Redirecting(http.server.BaseHTTPRequestHandler):
         """Quiet."""
 
 
+def _garbage_server() -> int:
+    """A port whose one connection is answered with something other than HTTP."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer() -> None:
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"SSH-2.0-not-http\r\n\r\n")
+        conn.close()
+        listener.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    return listener.getsockname()[1]
+
+
 def test_a_url_check_follows_redirects_and_the_proxy_the_environment_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -140,6 +156,8 @@ def test_a_url_check_follows_redirects_and_the_proxy_the_environment_names(
         assert probe._get(f"{base}/old/") is None
         assert probe._get(f"{base}/gone/") == "it answered HTTP 404 Not Found"
         assert probe._get("http://127.0.0.1:1/simple/").startswith("ConnectionRefusedError")
+        assert probe._get("https://127.0.0.1:1/simple/").startswith("ConnectionRefusedError")
+        assert probe._get(f"http://127.0.0.1:{_garbage_server()}/").startswith("BadStatusLine")
         # a proxy in the environment is used as urllib uses it: this one is closed
         monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")
         assert "Connection refused" in (probe._get(f"{base}/simple/") or "")

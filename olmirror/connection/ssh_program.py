@@ -63,7 +63,8 @@ class ProgramChannel:
     def call(
         self, what: str, request: Answer, data: bytes = b"", timeout: float | None = None
     ) -> Answer:
-        """Send `request` (and `data`) and return its answer, raw bytes under "data"."""
+        """Send `request` (and `data`) and return its answer, raw bytes under "data"; a
+        failure the program reports is raised (`remote_error`)."""
         with self._mutex:
             self._write(what, request, data)
             checks, self._ahead = [*self._ahead, None], []
@@ -71,6 +72,8 @@ class ProgramChannel:
         for check, answer in zip(checks, answers, strict=True):
             if check is not None:
                 check(answer)
+        if "error" in answers[-1]:
+            raise remote_error(answers[-1]["error"], self.host)
         return answers[-1]
 
     def close(self) -> None:
