@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from olmirror import __version__
 from olmirror.apply import HostResult, apply_plan
 from olmirror.connection.host_program import atomic_write
@@ -22,6 +24,7 @@ from olmirror.openlambda.call import Called, call_lambdas
 from olmirror.openlambda.detect import with_detected_targets
 from olmirror.plan import Plan
 from olmirror.planner import limit_hosts, plan_spec
+from olmirror.relock import Upgrade, forget_resolved
 from olmirror.render import (
     Painter,
     Progress,
@@ -31,6 +34,7 @@ from olmirror.render import (
     print_recap,
     results_json,
 )
+from olmirror.requirement_sets import requirement_sets
 from olmirror.resolve import current_lock, recorded_registries
 from olmirror.saved_plan import check_saved_plan
 from olmirror.schema import spec_schema_text
@@ -89,8 +93,29 @@ def _parser() -> argparse.ArgumentParser:
         help="also call every lambda of every running worker, and check that what the call "
         "installed is the locked version, from the mirror",
     )
-    sub.add_parser(
-        "lock", parents=[common, spec], help="resolve the requirements again and write the lock"
+    lock = sub.add_parser(
+        "lock",
+        parents=[common, spec],
+        help="resolve the requirements again and write the lock (all sets, or those named)",
+    )
+    lock.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="resolve only this set afresh (worker:W, lambda:W/L or allowlist; repeatable); "
+        "the others keep their pins where their inputs are unchanged",
+    )
+    lock.add_argument(
+        "-P",
+        "--upgrade-package",
+        dest="packages",
+        action="append",
+        default=[],
+        metavar="PROJECT",
+        help="let this project move to its newest allowed version in every set that pins "
+        "it, every other pin staying where it can, as pip-compile's -P (repeatable)",
     )
     sub.add_parser("schema", parents=[common], help="print the JSON Schema of the spec")
     return parser
@@ -277,9 +302,27 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
     return EXIT_ERROR if failed or gaps else 0
 
 
+def _upgrade(args: argparse.Namespace, loaded: LoadedSpec) -> Upgrade:
+    """What `olmirror lock` resolves afresh: everything, or the sets and projects named."""
+    if not args.sets and not args.packages:
+        return Upgrade(everything=True)
+    recorded = recorded_registries(loaded, read_lock(lock_path(loaded.path)))
+    known = {s.name for s in requirement_sets(loaded, recorded)}
+    unknown = sorted(set(args.sets) - known)
+    if unknown:
+        raise OlmirrorError(
+            f"--set: no requirement set named {', '.join(map(repr, unknown))}; the sets of "
+            f"{args.file} are {', '.join(sorted(known)) or 'none'}"
+        )
+    return Upgrade(
+        sets=frozenset(args.sets), packages=frozenset(map(canonicalize_name, args.packages))
+    )
+
+
 def _cmd_lock(args: argparse.Namespace, out: Painter) -> int:
     loaded = load_spec(args.file)
-    lock = current_lock(loaded, refresh=True)
+    lock = current_lock(loaded, upgrade=_upgrade(args, loaded))
+    forget_resolved(Path(loaded.path))
     path = lock_path(loaded.path)
     text = lock.to_text()
     old = path.read_text() if path.exists() else None

@@ -47,6 +47,7 @@ class _TargetShape(TypedDict):
     sets: dict[str, list[str]]
     files: dict[str, _FileShape]
     via: NotRequired[dict[str, dict[str, list[str]]]]
+    inputs: NotRequired[dict[str, str]]
 
 
 @with_config(STRICT)
@@ -89,6 +90,9 @@ class TargetLock:
     files: dict[str, LockedFile] = field(default_factory=dict)
     # set -> project -> why it is in the set (REQUESTED, or the projects that need it)
     via: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # set -> the digest of what its pins were resolved from (`set_digest`): a plan resolves
+    # a set for this target again only when that changed
+    inputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> TargetEnv:
@@ -109,9 +113,13 @@ class Lock:
     registries: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Sets found on a host that could not be locked, and why: reported on their lambda.
     failed: dict[str, str] = field(default_factory=dict)
+    # How this run came by the lock (resolved, kept, the last plan's), for the plan's
+    # reader; never written.
+    note: str | None = field(default=None, compare=False)
 
     def to_text(self) -> str:
         data = {"format": LOCK_FORMAT, **asdict(self)}
+        del data["note"]
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -127,6 +135,7 @@ class Lock:
                     sets=t["sets"],
                     files={pin: LockedFile(**f) for pin, f in t["files"].items()},
                     via=t.get("via", {}),
+                    inputs=t.get("inputs", {}),
                 )
                 for key, t in raw["targets"].items()
             }
@@ -176,6 +185,22 @@ def inputs_digest(
         "upstream": upstream,
         "block": sorted(block),
         "auto_engine": auto_engine,
+        "recipe": LOCK_RECIPE,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def set_digest(
+    requirements: RequirementSet, target: TargetEnv, upstream: str, block: list[str]
+) -> str:
+    """What one set's pins for one target depend on: its requirements, the target, the
+    upstream and the blocked projects."""
+    data = {
+        "requirements": sorted(requirements.requirements),
+        "discovered": requirements.discovered,
+        "target": target.key,
+        "upstream": upstream,
+        "block": sorted(block),
         "recipe": LOCK_RECIPE,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

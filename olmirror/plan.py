@@ -77,6 +77,8 @@ class Plan:
     # The target `target: detect` found for each such worker: a saved plan is checked
     # against the resources the spec makes with them (`olmirror.saved_plan`).
     detected: dict[str, dict[str, str]] = field(default_factory=dict)
+    # How the plan came by its lock ("resolved 1 of 80 ..."), None when it was as locked.
+    lock_note: str | None = None
     created: str = field(
         default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat(
             timespec="seconds"
@@ -108,6 +110,7 @@ class Plan:
             "findings": [f.to_json() for f in self.findings],
             "complete": self.complete,
             "detected": self.detected,
+            "lock_note": self.lock_note,
             "hosts": [h.to_json() for h in self.hosts],
         }
 
@@ -128,6 +131,7 @@ class Plan:
                 findings=[Finding.from_json(f) for f in raw.get("findings", [])],
                 complete=raw.get("complete", False),
                 detected=dict(raw.get("detected", {})),
+                lock_note=raw.get("lock_note"),
                 created=raw["created"],
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

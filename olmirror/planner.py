@@ -145,6 +145,7 @@ def plan_spec(
             )
         )
     plan.findings = findings
+    plan.lock_note = lock.note
     plan.complete = names == every and not undetected
     plan.detected = {
         w.name: w.target.model_dump()

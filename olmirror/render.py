@@ -75,6 +75,8 @@ def _change(paint: Painter, change: Change) -> None:
 
 
 def print_plan(plan: Plan, paint: Painter) -> None:
+    if plan.lock_note:
+        paint.line(f"{paint('Lock', 'bold')}: {plan.lock_note}")
     for host in plan.hosts:
         if host.error:
             label = "unreachable" if host.unreachable else "error"

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,8 +45,19 @@ from olmirror.lockfile import (
     inputs_digest,
     lock_path,
     read_lock,
+    set_digest,
 )
 from olmirror.openlambda.registry import Registry, default_registry
+from olmirror.relock import (
+    Kept,
+    Upgrade,
+    keep_resolved,
+    kept_entries,
+    known_files,
+    preferred,
+    read_resolved,
+    resolved_path,
+)
 from olmirror.requirement_sets import RequirementSet, requirement_sets
 from olmirror.spec import LoadedSpec, Worker
 from olmirror.targets import TargetEnv, release_of, uv_platform
@@ -203,6 +215,28 @@ def _compile(
     ca: str | None,
     index_timeout: float = 30,
     retries: Retries | None = None,
+    prefer: list[str] | None = None,
+    upgrade: frozenset[str] = frozenset(),
+) -> Resolution:
+    """`prefer`: the pins to start from (uv keeps those of its output file, as pip-compile
+    does), but for the projects in `upgrade`."""
+    with tempfile.TemporaryDirectory(prefix="olmirror-resolve-") as folder:
+        output = Path(folder, "requirements.txt")
+        output.write_text("".join(f"{pin}\n" for pin in prefer or []))
+        return _compile_to(
+            requirements, target, upstream, ca, index_timeout, retries, output, upgrade
+        )
+
+
+def _compile_to(
+    requirements: RequirementSet,
+    target: TargetEnv,
+    upstream: str,
+    ca: str | None,
+    index_timeout: float,
+    retries: Retries | None,
+    output: Path,
+    upgrade: frozenset[str],
 ) -> Resolution:
     platform = uv_platform(target.platform)
     if platform is None:
@@ -217,7 +251,8 @@ def _compile(
         "--python-platform", platform,
         "--index-url", f"{upstream}/simple/",
         "--no-header", "--annotation-style", "line", "--quiet", "--no-config",
-        "--color", "never",
+        "--color", "never", "--output-file", str(output),
+        *(f"--upgrade-package={name}" for name in sorted(upgrade)),
     ]  # fmt: skip
     retries = retries or Retries()
     env = {k: v for k, v in tls_env(ca).items() if k not in _UV_INDEX_VARIABLES} | {
@@ -259,7 +294,7 @@ def _compile(
         log.debug("resolving %s for %s again: %s", requirements.origin, target.key, done.stderr)
         time.sleep(pause)
     pins, needed_by = [], {}
-    for raw in done.stdout.splitlines():
+    for raw in output.read_text().splitlines():
         line, _, comment = raw.partition("#")
         if not line.strip():
             continue
@@ -368,23 +403,38 @@ def targets_of(loaded: LoadedSpec) -> list[TargetEnv]:
     return [TargetEnv(t.python, t.platform) for t in loaded.spec.mirror.targets]
 
 
-def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock:
-    """A fresh lock: resolve every set for every target, then pick and hash each target's files.
+def resolve(
+    loaded: LoadedSpec,
+    sets: list[RequirementSet],
+    digest: str,
+    earlier: list[Lock] | None = None,
+    upgrade: Upgrade | None = None,
+) -> Lock:
+    """A new lock: each set resolved for each target, and each target's files picked and
+    hashed; what `earlier` locks hold for unchanged inputs is kept as it is (`relock`).
 
     A set found on a host (`discovered`) that has no solution, needs a blocked project or
     has no file a target can install is left out, its reason kept in the lock; any other
     such set, and an upstream that cannot be read, stops here.
     """
+    earlier, upgrade = earlier or [], upgrade or Upgrade()
     upstream, ca, targets = upstream_of(loaded), loaded.spec.mirror.ca_file, targets_of(loaded)
-    jobs = [(s, t) for t in targets for s in sets]
-
+    block = list(loaded.spec.allowlist.block)
+    digests = {(s.name, t.key): set_digest(s, t, upstream, block) for t in targets for s in sets}
+    kept = kept_entries(earlier, digests, upgrade)
+    jobs = [(s, t) for t in targets for s in sets if (s.name, t.key) not in kept]
     retries = retries_of(loaded.spec.mirror.retries)
 
     def attempt(job: tuple[RequirementSet, TargetEnv]) -> Resolution | Unresolvable:
+        s, t = job
+        prefer = preferred(earlier, s.name, t.key, upgrade)
         try:
-            return _compile(*job, upstream, ca, loaded.spec.mirror.index_timeout, retries)
+            return _compile(
+                s, t, upstream, ca, loaded.spec.mirror.index_timeout, retries, prefer,
+                upgrade.packages,
+            )  # fmt: skip
         except Unresolvable as exc:
-            if not job[0].discovered:
+            if not s.discovered:
                 raise
             return exc
 
@@ -398,41 +448,23 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
         else:
             resolutions[(s.name, t.key)] = result
     by_name = {s.name: s for s in sets}
-    for set_name, why in _blocked(sets, resolutions, list(loaded.spec.allowlist.block)):
+    for set_name, why in _blocked(sets, resolutions, block):
         if not by_name[set_name].discovered:
             raise OlmirrorError(why)
         failed.setdefault(set_name, why)
-    sets = [s for s in sets if s.name not in failed]
-    names = {
-        pin.partition("==")[0] for (name, _), r in resolutions.items() if name not in failed
-        for pin in r.pins
-    }  # fmt: skip
-    mirror = loaded.spec.mirror
-    origins = allowed_origins(mirror.upstream, list(mirror.file_origins))
-    index_files = Index(upstream, ca, origins, mirror.index_timeout, retries).many(names)
-    chosen: dict[tuple[str, str], LockedFile] = {}  # (target key, pin) -> the file it installs
-    for s in sets:
-        try:
-            files = {
-                (t.key, pin): chosen.get((t.key, pin))
-                or choose_file(pin, index_files[pin.partition("==")[0]], t)
-                for t in targets
-                for pin in resolutions[(s.name, t.key)].pins
-            }
-        except OlmirrorError as exc:
-            if not s.discovered:
-                raise
-            failed[s.name] = f"{s.origin}: {exc}"
-            continue
-        chosen |= files
+    chosen = _files(loaded, sets, targets, resolutions, kept, earlier, failed)
     locked = {}
     for target in targets:
         target_lock = TargetLock(target.python, target.platform)
         for s in (s for s in sets if s.name not in failed):
-            resolution = resolutions[(s.name, target.key)]
-            target_lock.sets[s.name] = resolution.pins
-            target_lock.via[s.name] = _via(s, resolution)
-            target_lock.files |= {pin: chosen[(target.key, pin)] for pin in resolution.pins}
+            pair = (s.name, target.key)
+            if pair in kept:
+                pins, via = kept[pair].pins, kept[pair].via
+            else:
+                pins, via = resolutions[pair].pins, _via(s, resolutions[pair])
+            target_lock.sets[s.name], target_lock.via[s.name] = pins, via
+            target_lock.inputs[s.name] = digests[pair]
+            target_lock.files |= {pin: chosen[(target.key, pin)] for pin in pins}
         target_lock.files = dict(sorted(target_lock.files.items()))
         locked[target.key] = target_lock
     lock = Lock(
@@ -440,7 +472,62 @@ def resolve(loaded: LoadedSpec, sets: list[RequirementSet], digest: str) -> Lock
     )
     if loaded.spec.mirror.engine == "auto":
         lock.auto_engine, lock.auto_engine_why = choose_engine("auto", lock, ca, retries)
+    lock.note = _note(len(jobs), len(digests), upgrade)
     return lock
+
+
+def _files(
+    loaded: LoadedSpec,
+    sets: list[RequirementSet],
+    targets: list[TargetEnv],
+    resolutions: dict[tuple[str, str], Resolution],
+    kept: dict[tuple[str, str], Kept],
+    earlier: list[Lock],
+    failed: dict[str, str],
+) -> dict[tuple[str, str], LockedFile]:
+    """(target key, pin) -> the file it installs: kept, known from an earlier lock, or
+    chosen from the index, which is read once per project, for the pins new to a target."""
+    chosen = {(key, pin): f for (_, key), entry in kept.items() for pin, f in entry.files.items()}
+    known = {t.key: known_files(earlier, t.key) for t in targets}
+    for (set_name, key), resolution in resolutions.items():
+        if set_name not in failed:
+            chosen |= {(key, p): known[key][p] for p in resolution.pins if p in known[key]}
+    new = {
+        (set_name, key, pin) for (set_name, key), r in resolutions.items()
+        if set_name not in failed for pin in r.pins if (key, pin) not in chosen
+    }  # fmt: skip
+    if not new:
+        return chosen
+    mirror, upstream = loaded.spec.mirror, upstream_of(loaded)
+    origins = allowed_origins(mirror.upstream, list(mirror.file_origins))
+    retries = retries_of(mirror.retries)
+    names = {pin.partition("==")[0] for _, _, pin in new}
+    index_files = Index(upstream, mirror.ca_file, origins, mirror.index_timeout, retries).many(
+        names
+    )
+    by_key = {t.key: t for t in targets}
+    for s in sets:
+        try:
+            files = {
+                (key, pin): chosen.get((key, pin))
+                or choose_file(pin, index_files[pin.partition("==")[0]], by_key[key])
+                for set_name, key, pin in new
+                if set_name == s.name
+            }
+        except OlmirrorError as exc:
+            if not s.discovered:
+                raise
+            failed[s.name] = f"{s.origin}: {exc}"
+            continue
+        chosen |= files
+    return chosen
+
+
+def _note(resolved: int, pairs: int, upgrade: Upgrade) -> str:
+    """What the resolution did, for the plan's reader."""
+    if upgrade.everything or resolved == pairs:
+        return f"resolved every set for every target ({pairs})"
+    return f"resolved {resolved} of {pairs} (set, target) pairs again; kept the rest as locked"
 
 
 def recorded_registries(loaded: LoadedSpec, lock: Lock | None) -> dict[str, Registry]:
@@ -467,19 +554,45 @@ def lock_inputs(
 
 
 def current_lock(
-    loaded: LoadedSpec, registries: dict[str, Registry] | None = None, *, refresh: bool = False
+    loaded: LoadedSpec,
+    registries: dict[str, Registry] | None = None,
+    *,
+    upgrade: Upgrade | None = None,
 ) -> Lock:
-    """The lock beside the spec when its inputs are unchanged, else a new resolution.
+    """The lock of the spec's inputs now: the one beside the spec, or the one the last plan
+    resolved (`relock.resolved_path`), when either was made from exactly these inputs; else
+    a new resolution, which keeps their entries for the sets that did not change.
 
     `registries`: each worker's registry as found on its host; by default, as recorded.
+    `upgrade`: what `olmirror lock` resolves afresh.
     """
-    existing = read_lock(lock_path(Path(loaded.path)))
+    spec_path = Path(loaded.path)
+    existing = read_lock(lock_path(spec_path))
     if registries is None:
         registries = recorded_registries(loaded, existing)
     sets, digest = lock_inputs(loaded, registries)
-    if existing is not None and existing.inputs == digest and not refresh:
-        lock = existing
+    resolved = read_resolved(spec_path) if upgrade is None else None
+    if upgrade is None and existing is not None and existing.inputs == digest:
+        lock = _with_set_inputs(existing, loaded, sets)
+    elif upgrade is None and resolved is not None and resolved.inputs == digest:
+        lock = resolved
+        lock.note = f"the lock the last plan resolved, used as it is ({resolved_path(spec_path)})"
     else:
-        lock = resolve(loaded, sets, digest)
+        earlier = [lock for lock in (existing, resolved) if lock is not None]
+        lock = resolve(loaded, sets, digest, earlier, upgrade)
     lock.registries = {name: r.to_json() for name, r in sorted(registries.items())}
+    if lock.note and upgrade is None and lock is not resolved:
+        keep_resolved(lock, spec_path)
+    return lock
+
+
+def _with_set_inputs(lock: Lock, loaded: LoadedSpec, sets: list[RequirementSet]) -> Lock:
+    """A lock made from these very inputs by an older olmirror records no digest per set:
+    add them (the next apply writes them), so its pins are kept when one set changes."""
+    upstream, block = upstream_of(loaded), list(loaded.spec.allowlist.block)
+    for target in targets_of(loaded):
+        entry = lock.targets.get(target.key)
+        for s in sets if entry is not None else []:
+            if s.name in entry.sets:
+                entry.inputs.setdefault(s.name, set_digest(s, target, upstream, block))
     return lock

@@ -279,7 +279,9 @@ def test_adding_a_package_plans_and_fetches_only_that_package(
     assert changed == {}, "nothing else changes"
 
     removed = [ln for ln in lock_change["diff"] if ln.startswith("-") and not ln.startswith("---")]
-    assert len(removed) == 1 and '"inputs":' in removed[0], removed
+    # the lock's digests change, of all its inputs and of the one set that changed
+    assert len(removed) == 2 and '"inputs":' in removed[0], removed
+    assert removed[1].split(":")[0].strip() == '-        "allowlist"', removed
     added = [ln for ln in lock_change["diff"] if ln.startswith("+") and not ln.startswith("+++")]
     assert '"omega==1.0",' in [ln[1:].strip() for ln in added]
     assert any("omega-1.0-py3-none-any.whl" in ln for ln in added)
@@ -298,6 +300,7 @@ def test_adding_a_package_plans_and_fetches_only_that_package(
     new_lock["targets"][LINUX]["sets"]["allowlist"].remove("omega==1.0")
     del new_lock["targets"][LINUX]["files"]["omega==1.0"]
     assert new_lock["targets"][LINUX]["via"]["allowlist"].pop("omega") == ["(requested)"]
+    assert new_lock["targets"][LINUX].pop("inputs") != old_lock["targets"][LINUX].pop("inputs")
     assert new_lock["targets"] == old_lock["targets"]
     after = package_mtimes(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before
