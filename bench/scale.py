@@ -1,5 +1,7 @@
 """The lock at scale: N lambdas on one worker, each requiring one of 100 popular projects
-(bench/popular.txt), locked for two targets (CPython 3.11 x86_64, CPython 3.12 aarch64).
+(bench/popular.txt), locked for two targets (CPython 3.12 x86_64, CPython 3.13 aarch64,
+glibc 2.28: the newest releases of some of those projects ship no wheels for CPython 3.11
+or for glibc 2.17 any more).
 
 Measured, each as its own olmirror process: the first plan, the first apply, a no-op plan,
 then one lambda changed: its plan and the apply after it (which should resolve nothing).
@@ -36,8 +38,8 @@ from sshd import free_port
 from upstream import Project, Release, Upstream, running_upstream
 
 TARGETS = [
-    {"python": "3.11", "platform": "manylinux_2_17_x86_64"},
-    {"python": "3.12", "platform": "manylinux_2_17_aarch64"},
+    {"python": "3.12", "platform": "manylinux_2_28_x86_64"},
+    {"python": "3.13", "platform": "manylinux_2_28_aarch64"},
 ]
 POPULAR = [
     line.strip()
@@ -115,6 +117,7 @@ def write_spec(folder: Path, up: Upstream | None, count: int) -> Path:
             {
                 "name": "w",
                 "path": str(folder / "w"),
+                "target": TARGETS[0],  # the other target stands for workers elsewhere
                 "state": "stopped",
                 "requirements": [],
                 "lambdas": lambdas,
