@@ -100,10 +100,21 @@ def resolved_path(spec_path: Path) -> Path:
     return spec_path.parent / STATE_FOLDER / lock_path(spec_path).name
 
 
+def _state_folder_elsewhere(path: Path) -> bool:
+    """Whether the state folder is a symbolic link: olmirror keeps its state beside the
+    spec, never where a link points."""
+    if path.parent.is_symlink():
+        log.debug("%s is a symbolic link: olmirror keeps no state through it", path.parent)
+        return True
+    return False
+
+
 def keep_resolved(lock: Lock, spec_path: Path) -> None:
     """Keep a plan's resolution for the next plan or apply; a folder that cannot be written
     only costs that run a resolution."""
     path = resolved_path(spec_path)
+    if _state_folder_elsewhere(path):
+        return
     try:
         path.parent.mkdir(exist_ok=True)
         ignore = path.parent / ".gitignore"
@@ -116,8 +127,11 @@ def keep_resolved(lock: Lock, spec_path: Path) -> None:
 
 def read_resolved(spec_path: Path) -> Lock | None:
     """The last plan's resolution; None when there is none or it cannot be read."""
+    path = resolved_path(spec_path)
+    if _state_folder_elsewhere(path):
+        return None
     try:
-        return read_lock(resolved_path(spec_path))
+        return read_lock(path)
     except (OlmirrorError, OSError) as exc:
         log.debug("%s", exc)
         return None

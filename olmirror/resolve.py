@@ -452,7 +452,7 @@ def resolve(
         if not by_name[set_name].discovered:
             raise OlmirrorError(why)
         failed.setdefault(set_name, why)
-    chosen = _files(loaded, sets, targets, resolutions, kept, earlier, failed)
+    chosen = _files(loaded, sets, targets, resolutions, kept, earlier, failed, retries)
     locked = {}
     for target in targets:
         target_lock = TargetLock(target.python, target.platform)
@@ -484,6 +484,7 @@ def _files(
     kept: dict[tuple[str, str], Kept],
     earlier: list[Lock],
     failed: dict[str, str],
+    retries: Retries,
 ) -> dict[tuple[str, str], LockedFile]:
     """(target key, pin) -> the file it installs: kept, known from an earlier lock, or
     chosen from the index, which is read once per project, for the pins new to a target."""
@@ -500,7 +501,6 @@ def _files(
         return chosen
     mirror, upstream = loaded.spec.mirror, upstream_of(loaded)
     origins = allowed_origins(mirror.upstream, list(mirror.file_origins))
-    retries = retries_of(mirror.retries)
     names = {pin.partition("==")[0] for _, _, pin in new}
     index_files = Index(upstream, mirror.ca_file, origins, mirror.index_timeout, retries).many(
         names
@@ -571,17 +571,19 @@ def current_lock(
     if registries is None:
         registries = recorded_registries(loaded, existing)
     sets, digest = lock_inputs(loaded, registries)
-    resolved = read_resolved(spec_path) if upgrade is None else None
     if upgrade is None and existing is not None and existing.inputs == digest:
-        lock = _with_set_inputs(existing, loaded, sets)
-    elif upgrade is None and resolved is not None and resolved.inputs == digest:
+        lock = _with_set_inputs(existing, loaded, sets)  # a no-op plan reads nothing more
+        lock.registries = {name: r.to_json() for name, r in sorted(registries.items())}
+        return lock
+    resolved = read_resolved(spec_path) if upgrade is None else None
+    if resolved is not None and resolved.inputs == digest:
         lock = resolved
         lock.note = f"the lock the last plan resolved, used as it is ({resolved_path(spec_path)})"
     else:
         earlier = [lock for lock in (existing, resolved) if lock is not None]
         lock = resolve(loaded, sets, digest, earlier, upgrade)
     lock.registries = {name: r.to_json() for name, r in sorted(registries.items())}
-    if lock.note and upgrade is None and lock is not resolved:
+    if upgrade is None and lock is not resolved:  # resolved now: keep it for the next run
         keep_resolved(lock, spec_path)
     return lock
 

@@ -140,3 +140,17 @@ def test_an_older_lock_keeps_its_pins_and_gains_a_digest_per_set(
     assert cli("plan", "-f", str(spec)).code == 0
     assert sorted(resolved) == [("worker:a", ["omega==1.1"]), ("worker:b", ["theta==1.0"])]
     assert _pins(resolved_path(spec), "worker:a") == ["omega==1.1"]
+
+
+def test_a_state_folder_that_is_a_link_is_not_written_through(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream, resolved: Resolved
+) -> None:
+    spec = _spec(tmp_path, clean_upstream, ["omega<1.2"], ["theta==1.0"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    resolved_path(spec).parent.symlink_to(elsewhere)
+    assert cli("plan", "-f", str(spec)).code == 0
+    assert list(elsewhere.iterdir()) == [], "olmirror's state stays beside the spec"
+    resolved.clear()
+    assert cli("plan", "-f", str(spec)).code == 0
+    assert len(resolved) == 2, "without kept state, the next plan resolves again"

@@ -8,7 +8,6 @@ checked, together with the next request's, so it costs no round trip of its own.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -166,5 +165,5 @@ class ProgramChannel:
         self._ahead = []
         channel, self._channel = self._channel, None
         if channel is not None:
-            with suppress(OSError, EOFError, paramiko.SSHException, socket.error):
+            with suppress(OSError, EOFError, paramiko.SSHException):
                 channel.close()
