@@ -116,10 +116,15 @@ def test_one_program_answers_facts_reads_batches_and_holds_the_lock(tmp_path: Pa
 
 
 class _Redirecting(http.server.BaseHTTPRequestHandler):
+    busy = 0  # how many more GETs of /busy/ are answered 503
+
     def do_GET(self) -> None:
         if self.path == "/old/":
             self.send_response(301)
             self.send_header("Location", "/simple/")
+        elif self.path == "/busy/":
+            _Redirecting.busy -= 1
+            self.send_response(503 if _Redirecting.busy >= 0 else 200)
         else:
             self.send_response(200 if self.path == "/simple/" else 404)
         self.send_header("Content-Length", "0")
@@ -155,6 +160,12 @@ def test_a_url_check_follows_redirects_and_the_proxy_the_environment_names(
             monkeypatch.delenv(name)
         assert probe._get(f"{base}/old/") is None
         assert probe._get(f"{base}/gone/") == "it answered HTTP 404 Not Found"
+        _Redirecting.busy = 2  # a 503 may pass: asked again, three times in all
+        assert probe._get(f"{base}/busy/") is None
+        _Redirecting.busy = 3
+        assert probe._get(f"{base}/busy/") == (
+            "it answered HTTP 503 Service Unavailable (after 3 tries)"
+        )
         assert probe._get("http://127.0.0.1:1/simple/").startswith("ConnectionRefusedError")
         assert probe._get("https://127.0.0.1:1/simple/").startswith("ConnectionRefusedError")
         assert probe._get(f"http://127.0.0.1:{_garbage_server()}/").startswith("BadStatusLine")
