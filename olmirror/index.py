@@ -22,6 +22,7 @@ from packaging.utils import canonicalize_name
 
 from olmirror.errors import OlmirrorError
 from olmirror.fetch_files import check_url, origin
+from olmirror.page_cache import Page, PageCache
 from olmirror.spec.models import Retries as RetriesSetting
 from olmirror.upstream_http import Client, Final, Retries, chunks
 
@@ -152,10 +153,10 @@ def _checked(files: list[IndexFile], page: str, origins: list[str] | None) -> li
     return files
 
 
-def _read_page(reply: object, url: str) -> tuple[bytes, str, str]:
-    """(body, content type, final URL) of a page that arrives whole within PAGE_SECONDS and
-    MAX_PAGE bytes; one that does not is a Final answer (a page that drips or never ends
-    is the upstream's doing, not the network's)."""
+def _read_page(reply: object, url: str) -> Page:
+    """The page that arrives whole within PAGE_SECONDS and MAX_PAGE bytes; one that does not
+    is a Final answer (a page that drips or never ends is the upstream's doing, not the
+    network's)."""
     deadline = time.monotonic() + PAGE_SECONDS
     parts, size = [], 0
     for chunk in chunks(reply):
@@ -165,8 +166,11 @@ def _read_page(reply: object, url: str) -> tuple[bytes, str, str]:
             raise Final(f"the page is larger than {MAX_PAGE} bytes")
         if time.monotonic() > deadline:
             raise Final(f"the page took more than {PAGE_SECONDS} s to arrive")
-    kind = reply.headers.get_content_type()  # type: ignore[attr-defined]
-    return b"".join(parts), kind, url
+    headers = reply.headers  # type: ignore[attr-defined]
+    return Page(
+        b"".join(parts), headers.get_content_type(), url,
+        headers.get("ETag"), headers.get("Last-Modified"),
+    )  # fmt: skip
 
 
 class Index:
@@ -180,8 +184,10 @@ class Index:
         origins: list[str] | None = None,
         timeout: float = TIMEOUT,  # seconds without a byte (mirror.index_timeout)
         retries: Retries | None = None,
+        pages: PageCache | None = None,
     ) -> None:
         self.url = url.rstrip("/")
+        self.pages = pages or PageCache(None)  # kept from earlier runs, asked again
         self.origins = origins  # where files may be (see `allowed_origins`); None: anywhere
         context = ssl.create_default_context(cafile=ca_file)
         self.client = Client(context, timeout, retries, on_retry=self._retrying)
@@ -195,18 +201,29 @@ class Index:
 
     def files(self, name: str) -> list[IndexFile]:
         url = self.project_url(name)
+        kept = self.pages.get(url)
+
+        def read(reply: object, final_url: str) -> Page:
+            if kept and reply.status == 304:  # type: ignore[attr-defined]
+                self.pages.confirmed()
+                return kept
+            return _read_page(reply, final_url)
+
+        headers = {"Accept": ACCEPT, **(kept.validators() if kept else {})}
         try:
-            body, kind, base = self.client.get(url, _read_page, {"Accept": ACCEPT})
+            page = self.client.get(url, read, headers)
         except Final as exc:
             if exc.status is not None:
                 raise OlmirrorError(f"{url}: the index answered {exc}") from None
             raise OlmirrorError(f"{url}: cannot reach the index ({exc})") from None
+        if page is not kept:
+            self.pages.put(url, page)
         try:
-            if kind == PEP691:
-                files = _parse_json(json.loads(body), base)
+            if page.kind == PEP691:
+                files = _parse_json(json.loads(page.body), page.url)
             else:
-                files = parse_simple_html(body.decode("utf-8", errors="replace"), base)
-            return _checked(files, base, self.origins)
+                files = parse_simple_html(page.body.decode("utf-8", errors="replace"), page.url)
+            return _checked(files, page.url, self.origins)
         except ValueError as exc:  # JSONDecodeError too
             raise OlmirrorError(f"{url}: the index's page cannot be used: {exc}") from None
 
@@ -220,9 +237,9 @@ class Index:
         finally:
             stats = self.client.stats
             log.debug(
-                "upstream %s: %d pages in %.1f s: %d requests, %d connections (each one DNS "
-                "lookup and TLS handshake), %d retries",
-                self.url, len(wanted), time.monotonic() - started, stats["requests"],
-                stats["connections"], stats["retries"],
+                "upstream %s: %d pages in %.1f s (%d unchanged since an earlier run): %d "
+                "requests, %d connections (each one DNS lookup and TLS handshake), %d retries",
+                self.url, len(wanted), time.monotonic() - started, self.pages.unchanged,
+                stats["requests"], stats["connections"], stats["retries"],
             )  # fmt: skip
             self.client.close()

@@ -19,8 +19,8 @@ from packaging.utils import canonicalize_name
 from olmirror.connection.host_program import atomic_write
 from olmirror.errors import OlmirrorError
 from olmirror.lockfile import Lock, LockedFile, lock_path, read_lock
+from olmirror.state_folder import STATE_FOLDER, made_state_folder, state_folder
 
-STATE_FOLDER = ".olmirror"
 log = logging.getLogger(__name__)
 
 
@@ -100,26 +100,14 @@ def resolved_path(spec_path: Path) -> Path:
     return spec_path.parent / STATE_FOLDER / lock_path(spec_path).name
 
 
-def _state_folder_elsewhere(path: Path) -> bool:
-    """Whether the state folder is a symbolic link: olmirror keeps its state beside the
-    spec, never where a link points."""
-    if path.parent.is_symlink():
-        log.debug("%s is a symbolic link: olmirror keeps no state through it", path.parent)
-        return True
-    return False
-
-
 def keep_resolved(lock: Lock, spec_path: Path) -> None:
     """Keep a plan's resolution for the next plan or apply; a folder that cannot be written
     only costs that run a resolution."""
-    path = resolved_path(spec_path)
-    if _state_folder_elsewhere(path):
+    folder = made_state_folder(spec_path)
+    if folder is None:
         return
+    path = folder / lock_path(spec_path).name
     try:
-        path.parent.mkdir(exist_ok=True)
-        ignore = path.parent / ".gitignore"
-        if not ignore.exists():  # olmirror's own state: never part of the reviewed files
-            atomic_write(str(ignore), b"*\n", None)
         atomic_write(str(path), lock.to_text().encode(), None)
     except OSError as exc:
         log.debug("could not keep the resolution in %s: %s", path, exc)
@@ -127,11 +115,10 @@ def keep_resolved(lock: Lock, spec_path: Path) -> None:
 
 def read_resolved(spec_path: Path) -> Lock | None:
     """The last plan's resolution; None when there is none or it cannot be read."""
-    path = resolved_path(spec_path)
-    if _state_folder_elsewhere(path):
+    if state_folder(spec_path) is None:
         return None
     try:
-        return read_lock(path)
+        return read_lock(resolved_path(spec_path))
     except (OlmirrorError, OSError) as exc:
         log.debug("%s", exc)
         return None

@@ -48,6 +48,7 @@ from olmirror.lockfile import (
     set_digest,
 )
 from olmirror.openlambda.registry import Registry, default_registry
+from olmirror.page_cache import PageCache
 from olmirror.relock import (
     Kept,
     Upgrade,
@@ -60,6 +61,7 @@ from olmirror.relock import (
 )
 from olmirror.requirement_sets import RequirementSet, requirement_sets
 from olmirror.spec import LoadedSpec, Worker
+from olmirror.state_folder import made_state_folder
 from olmirror.targets import TargetEnv, release_of, uv_platform
 from olmirror.upstream_http import Retries
 
@@ -502,9 +504,9 @@ def _files(
     mirror, upstream = loaded.spec.mirror, upstream_of(loaded)
     origins = allowed_origins(mirror.upstream, list(mirror.file_origins))
     names = {pin.partition("==")[0] for _, _, pin in new}
-    index_files = Index(upstream, mirror.ca_file, origins, mirror.index_timeout, retries).many(
-        names
-    )
+    pages = PageCache(made_state_folder(Path(loaded.path)))
+    index = Index(upstream, mirror.ca_file, origins, mirror.index_timeout, retries, pages)
+    index_files = index.many(names)
     by_key = {t.key: t for t in targets}
     for s in sets:
         try:

@@ -28,6 +28,9 @@ _CERTIFICATE = getattr(ssl, "SSLCertVerificationError", ())
 MAX_REDIRECTS = 5
 MAX_WAIT = 30.0  # seconds: the longest single wait between tries
 DRAIN = 1 << 16  # bytes of an answer left unread that are read so its connection serves on
+# A request with one of these headers is answered 304 when the page is unchanged; `read`
+# is then given that answer (it holds the page already).
+CONDITIONAL = {"If-None-Match", "If-Modified-Since"}
 
 
 class Transient(Exception):
@@ -255,7 +258,7 @@ class Client:
                     conn.close()
                     wait = _retry_after(reply.getheader("Retry-After"))
                     raise Transient(f"HTTP {status} {reply.reason}", wait)
-                if status >= 300:
+                if status >= 300 and not (status == 304 and CONDITIONAL & set(sent)):
                     conn.close()
                     raise Final(f"HTTP {status} {reply.reason}", status)
                 result = read(reply, url)

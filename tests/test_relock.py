@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import CliResult, write_spec
-from upstream import Upstream
+from upstream import Hit, Upstream
 
 from olmirror import resolve
 from olmirror.relock import resolved_path
@@ -154,3 +154,42 @@ def test_a_state_folder_that_is_a_link_is_not_written_through(
     resolved.clear()
     assert cli("plan", "-f", str(spec)).code == 0
     assert len(resolved) == 2, "without kept state, the next plan resolves again"
+
+
+def test_index_pages_are_kept_between_runs_and_asked_again_with_their_etag(
+    cli: Cli, tmp_path: Path, clean_upstream: Upstream
+) -> None:
+    spec = _spec(tmp_path, clean_upstream, ["omega<1.2"], ["theta==1.0"])
+    lock = spec.with_suffix(".lock")
+
+    def pages_read() -> list[Hit]:  # olmirror's own reads: uv keeps its own cache
+        return [h for h in clean_upstream.counts.hits("/simple/") if h.agent == "olmirror"]
+
+    def lock_again() -> list[Hit]:
+        """Resolve from nothing, as for a new target: every pin's page is read again."""
+        lock.unlink()
+        clean_upstream.counts.reset()
+        assert cli("lock", "-f", str(spec)).code == 0
+        return pages_read()
+
+    assert cli("lock", "-f", str(spec)).code == 0
+    first = lock.read_text()
+    assert {h.status for h in pages_read()} == {200}
+    kept = resolved_path(spec).parent / "pages"
+    assert len(list(kept.iterdir())) == len(pages_read()) == 2, "omega's and theta's"
+
+    again = lock_again()
+    assert [h.status for h in again] == [304, 304], "unchanged pages cost no body"
+    assert lock.read_text() == first
+
+    for page in kept.iterdir():  # a damaged kept page is not used: it is read whole
+        page.write_bytes(page.read_bytes()[:-1])
+    assert [h.status for h in lock_again()] == [200, 200]
+    assert lock.read_text() == first
+
+    clean_upstream.etags = False  # an upstream that sends no validators: read whole each time
+    for page in kept.iterdir():
+        page.unlink()
+    assert [h.status for h in lock_again()] == [200, 200]
+    assert list(kept.iterdir()) == [], "nothing to ask again with, so nothing is kept"
+    assert [h.status for h in lock_again()] == [200, 200]

@@ -454,6 +454,7 @@ class Hit:
     accept: str  # what the client asked for
     content_type: str  # what it got
     fault: str = ""  # the fault injected into this answer (see `Faults`), if any
+    agent: str = ""  # the client's User-Agent
 
 
 @dataclass
@@ -623,12 +624,13 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         path = parts.path
         accept = self.headers.get("Accept", "") or ""
+        agent = self.headers.get("User-Agent", "") or ""
         fault = owner.draw_fault(path)
         if fault == "reset":
             # SO_LINGER 0: closing sends a TCP RST, as a dropped connection does
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
-            owner.counts.add(Hit(self.command, path, 0, 0, accept, "", fault))
+            owner.counts.add(Hit(self.command, path, 0, 0, accept, "", fault, agent))
             return
         if fault == "slow":
             time.sleep(owner.faults.slow_seconds if owner.faults else 0)
@@ -661,7 +663,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         finally:
             kind = headers.get("Content-Type", "")
-            owner.counts.add(Hit(self.command, path, status, sent, accept, kind, fault))
+            owner.counts.add(Hit(self.command, path, status, sent, accept, kind, fault, agent))
 
 
 class _Server(ThreadingHTTPServer):
@@ -737,6 +739,7 @@ class Upstream:
         self.json_api = True  # answer /pypi/NAME/json (Artifactory, Nexus, devpi do not)
         self.simple_json = True  # offer PEP 691 JSON; False: PEP 503 HTML only, as old indexes
         self.core_metadata = True  # PEP 658/714 metadata files, as PyPI serves for wheels
+        self.etags = True  # an ETag on each page, and 304 to an If-None-Match that matches
 
     # lifecycle ----------------------------------------------------------------------
 
@@ -821,6 +824,7 @@ class Upstream:
         self.simple_only(False)
         self.html_only(False)
         self.core_metadata = True
+        self.etags = True
         with self._lock:
             self._tampered.clear()
         self.up()
@@ -951,6 +955,10 @@ class Upstream:
         head = {"Content-Type": kind, "Vary": "Accept", **self._serial_headers(serial)}
         if kind == "text/html":
             head["Content-Type"] = "text/html; charset=utf-8"
+        if self.etags:
+            head["ETag"] = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+            if head["ETag"] in headers.get("If-None-Match", ""):
+                return 304, head, b""
         return 200, head, body
 
     def _index_json(self) -> bytes:

@@ -354,6 +354,36 @@ def _tree(folder):
     return sorted(found)
 
 
+def _at_once(*groups):
+    """Each group's {key: function(argument)}, every call in its own thread: commands and
+    URL checks mostly wait (on a child, a server), and a host often has several."""
+    calls = [call for group in groups for call in group]
+    if len(calls) < 2:
+        return [{key: do(arg) for key, do, arg in group} for group in groups]
+    import threading
+
+    found = [None] * len(calls)
+
+    def run(index, do, arg):
+        try:
+            found[index] = (True, do(arg))
+        except BaseException as exc:  # raised again below, in the caller's thread
+            found[index] = (False, exc)
+
+    threads = [
+        threading.Thread(target=run, args=(i, do, arg)) for i, (_, do, arg) in enumerate(calls)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for ok, value in found:
+        if not ok:
+            raise value
+    values = iter(value for _, value in found)
+    return [{key: next(values) for key, _, _ in group} for group in groups]
+
+
 def probe(request):
     """Answer {"paths", "programs", "commands", "urls", "registries", "trees"} about this host.
 
@@ -372,8 +402,10 @@ def probe(request):
             fact = _read(path, fact, path in content)
         paths[path] = fact
     programs = {name: _which(name) for name in request.get("programs", [])}
-    commands = {json.dumps(argv): _command(argv) for argv in request.get("commands", [])}
-    urls = {url: _get(url) for url in request.get("urls", [])}
+    commands, urls = _at_once(
+        [(json.dumps(argv), _command, argv) for argv in request.get("commands", [])],
+        [(url, _get, url) for url in request.get("urls", [])],
+    )
     registries = {path: _registry(path) for path in request.get("registries", [])}
     trees = {folder: _tree(folder) for folder in request.get("trees", [])}
     return {
