@@ -40,6 +40,12 @@ def choose_engine(
     pins = sorted(pin for t in lock.targets.values() for pin in t.files)
     if not pins:
         return "simple", "nothing to mirror"
+    built = sorted({f.filename for t in lock.targets.values() for f in t.files.values() if f.built})
+    if built:
+        return "simple", (
+            f"engine auto chose simple because the lock holds wheels olmirror built from "
+            f"source distributions ({', '.join(built[:3])}), which bandersnatch cannot serve"
+        )
     reason = _probe(lock.upstream, pins[0].partition("==")[0], ca_file, retries or Retries())
     if reason is None:
         return "bandersnatch", "the upstream serves the JSON API with serials"

@@ -32,12 +32,23 @@ STRICT = ConfigDict(strict=True)
 
 
 @with_config(STRICT)
+class _BuiltShape(TypedDict):
+    """Where a wheel olmirror built came from (`wheel_build.py`)."""
+
+    sdist: str
+    sdist_url: str
+    sdist_sha256: str
+    builder: str
+
+
+@with_config(STRICT)
 class _FileShape(TypedDict):
     filename: str
     url: str
     sha256: str
     size: NotRequired[int | None]
     requires_python: NotRequired[str | None]
+    built: NotRequired[_BuiltShape]
 
 
 @with_config(STRICT)
@@ -80,6 +91,9 @@ class LockedFile:
     sha256: str
     size: int | None = None
     requires_python: str | None = None
+    # For a wheel olmirror built from the upstream's sdist: that sdist (name, URL, sha256)
+    # and the builder; `url` is then the wheel's path on the mirror, not an upstream URL.
+    built: dict[str, str] | None = None
 
 
 @dataclass
@@ -120,6 +134,10 @@ class Lock:
     def to_text(self) -> str:
         data = {"format": LOCK_FORMAT, **asdict(self)}
         del data["note"]
+        for target in data["targets"].values():
+            for file in target["files"].values():
+                if file["built"] is None:  # as locks were before builds
+                    del file["built"]
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod

@@ -8,14 +8,18 @@ from pathlib import Path
 from olmirror import simple_pages
 from olmirror.bandersnatch_config import render, stored_path, web_dir
 from olmirror.engine import choose_engine
-from olmirror.index import allowed_origins, retries_of
-from olmirror.lockfile import Lock
+from olmirror.errors import OlmirrorError
+from olmirror.index import allowed_origins, default_upstream, retries_of
+from olmirror.lockfile import Lock, LockedFile
 from olmirror.resources import Directory, File, Resource
 from olmirror.resources.bandersnatch_sync import BandersnatchSync
+from olmirror.resources.built_wheel import BuiltWheel
 from olmirror.resources.mirror_files import FetchFiles
 from olmirror.resources.mirror_prune import PruneMirror
 from olmirror.resources.python_tool import PythonTool
 from olmirror.spec import LoadedSpec, Spec
+from olmirror.state_folder import made_state_folder
+from olmirror.wheel_build import Built, build_wheel, wheel_on_this_machine
 
 BANDERSNATCH = "bandersnatch>=6.5,<7"
 
@@ -36,7 +40,16 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
     else:
         engine, why = choose_engine(mirror.engine, lock, mirror.ca_file, retries_of(mirror.retries))
     files = lock.files()
+    built = [f for f in files.values() if f.built]
+    if built and engine != "simple":
+        raise OlmirrorError(
+            f"mirror.engine: {engine} serves the upstream's own files, and the lock holds "
+            f"{len(built)} wheel(s) olmirror built from source distributions "
+            f"({', '.join(f.filename for f in built[:3])}); set mirror.engine to simple "
+            "(or auto), which serves them"
+        )
     stored = tuple((stored_path(directory, f.url), f.url, f.sha256, f.size) for f in files.values())
+    fetched = tuple(entry for entry in stored if not files[entry[1]].built)
     projects = lock.projects()
     # Last on the mirror: what the lock no longer holds goes once the rest is in place.
     prune = PruneMirror(web_dir(directory), tuple(projects), tuple(sorted(p for p, *_ in stored)))
@@ -49,13 +62,14 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
         return [
             FetchFiles(
                 directory,
-                stored,
+                fetched,
                 why,
                 ca_file,
                 mirror.download_timeout,
                 origins,
                 retries,
             ),
+            *_built_wheels(loaded, built),
             *(Directory(folder) for folder in folders),
             *(File(path, content) for path, content in pages.items()),
             prune,
@@ -78,6 +92,27 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
             retries=retries,
         ),
         prune,
+    ]
+
+
+def _built_wheels(loaded: LoadedSpec, built: list[LockedFile]) -> list[Resource]:
+    """The wheels olmirror built, placed from this machine (built again if not kept)."""
+    mirror, state = loaded.spec.mirror, made_state_folder(Path(loaded.path))
+
+    def build(sdist: LockedFile) -> Built:
+        retries = retries_of(mirror.retries)
+        upstream = (mirror.upstream or default_upstream()).rstrip("/")
+        return build_wheel(sdist, upstream, mirror.ca_file, mirror.index_timeout, retries, state)
+
+    return [
+        BuiltWheel(
+            stored_path(mirror.directory, f.url),
+            f.sha256,
+            f.size or 0,
+            str(wheel_on_this_machine(f, build)),
+            f.built["sdist"] if f.built else "",
+        )
+        for f in built
     ]
 
 

@@ -10,7 +10,6 @@ platform, so olmirror uses `uv pip compile` for every target.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import subprocess
 import sys
@@ -19,7 +18,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from math import ceil
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -30,7 +28,6 @@ from uv import find_uv_bin
 from olmirror.engine import choose_engine
 from olmirror.errors import OlmirrorError
 from olmirror.index import (
-    CA_VARIABLES,
     Index,
     IndexFile,
     allowed_origins,
@@ -64,6 +61,8 @@ from olmirror.spec import LoadedSpec, Worker
 from olmirror.state_folder import made_state_folder
 from olmirror.targets import TargetEnv, release_of, uv_platform
 from olmirror.upstream_http import Retries
+from olmirror.uv_env import uv_env
+from olmirror.wheel_build import Built, build_wheel, with_built_wheels
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +72,6 @@ RESOLVERS = 4
 RESOLVE_SECONDS = 900
 _UV_DECORATION = " \u00d7\u2570\u2500\u25b6\u2502"
 _NO_SOLUTION = "No solution found"
-# Settings of this machine that would make uv consult another index than the upstream.
-_UV_INDEX_VARIABLES = (
-    "UV_INDEX",
-    "UV_INDEX_URL",
-    "UV_DEFAULT_INDEX",
-    "UV_EXTRA_INDEX_URL",
-    "UV_FIND_LINKS",
-    "UV_NO_INDEX",
-    "UV_INDEX_STRATEGY",
-    "UV_CONSTRAINT",
-    "UV_OVERRIDE",
-    "UV_BUILD_CONSTRAINT",
-)
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?", re.IGNORECASE)
 # uv's words for a download that arrived damaged or cut: its hash check, its wheel reader,
 # and its HTTP client when the body ends early (seen against tests/upstream.py's faults).
@@ -112,14 +98,6 @@ _FLAKY = (
 # (but `_BUSY`).
 _LASTING = ("Connection refused", "certificate", "client error (4")
 _URL = re.compile(r"https?://[^\s`'\")]+")
-
-
-def tls_env(ca_file: str | None) -> dict[str, str]:
-    """The environment for a subprocess that must trust `ca_file` (and only it) for HTTPS."""
-    env = dict(os.environ)
-    if ca_file:
-        env.update(dict.fromkeys(CA_VARIABLES, ca_file))
-    return env
 
 
 @dataclass(frozen=True)
@@ -257,14 +235,7 @@ def _compile_to(
         *(f"--upgrade-package={name}" for name in sorted(upgrade)),
     ]  # fmt: skip
     retries = retries or Retries()
-    env = {k: v for k, v in tls_env(ca).items() if k not in _UV_INDEX_VARIABLES} | {
-        # Never fetch a Python build: the target's version is only used for markers and
-        # tags. A silent upstream costs one request timeout, not minutes.
-        "UV_NO_PROGRESS": "1",
-        "UV_PYTHON_DOWNLOADS": "never",
-        "UV_HTTP_TIMEOUT": str(ceil(index_timeout)),
-        "UV_HTTP_RETRIES": str(retries.attempts - 1),
-    }
+    env = uv_env(ca, index_timeout, retries)
     failed: float | None = None  # when the first run failed (mirror.retries.within)
     tries = 0
     while True:
@@ -499,8 +470,34 @@ def _files(
         (set_name, key, pin) for (set_name, key), r in resolutions.items()
         if set_name not in failed for pin in r.pins if (key, pin) not in chosen
     }  # fmt: skip
-    if not new:
-        return chosen
+    if new:
+        _choose(loaded, sets, targets, new, chosen, failed, retries)
+    users: dict[tuple[str, str], list[RequirementSet]] = {}
+    by_name = {s.name: s for s in sets}
+    for (set_name, key), entry in [*resolutions.items(), *kept.items()]:
+        for pin in entry.pins if set_name not in failed else []:
+            users.setdefault((key, pin), []).append(by_name[set_name])
+    mirror, state = loaded.spec.mirror, made_state_folder(Path(loaded.path))
+
+    def build(sdist: LockedFile) -> Built:
+        return build_wheel(
+            sdist, upstream_of(loaded), mirror.ca_file, mirror.index_timeout, retries, state
+        )
+
+    with_built_wheels(chosen, users, {t.key: t for t in targets}, build, failed)
+    return chosen
+
+
+def _choose(
+    loaded: LoadedSpec,
+    sets: list[RequirementSet],
+    targets: list[TargetEnv],
+    new: set[tuple[str, str, str]],
+    chosen: dict[tuple[str, str], LockedFile],
+    failed: dict[str, str],
+    retries: Retries,
+) -> None:
+    """Add to `chosen` the file of each (set, target key, pin) in `new`, from the index."""
     mirror, upstream = loaded.spec.mirror, upstream_of(loaded)
     origins = allowed_origins(mirror.upstream, list(mirror.file_origins))
     names = {pin.partition("==")[0] for _, _, pin in new}
@@ -522,7 +519,6 @@ def _files(
             failed[s.name] = f"{s.origin}: {exc}"
             continue
         chosen |= files
-    return chosen
 
 
 def _note(resolved: int, pairs: int, upgrade: Upgrade) -> str:

@@ -73,6 +73,9 @@ class Release:
     sdist: bool = True
     yanked: bool = False
     yanked_reason: str = ""
+    # Files served as they are, (filename, bytes), beside those made from the fields above
+    # (tests/sdists.py: real sdists to build, and a real build backend's wheel).
+    given: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def extras(self) -> tuple[str, ...]:
@@ -399,12 +402,16 @@ def build_catalogue(folder: Path, projects: tuple[Project, ...] = PROJECTS) -> C
             ]
             if release.sdist:
                 built.append((f"{stem}.tar.gz", None, _sdist_bytes(project, release)))
+            for filename, data in release.given:
+                wheel = filename.endswith(".whl")
+                built.append((filename, filename[:-4].split("-", 2)[2] if wheel else None, data))
+            given = {filename for filename, _ in release.given}
             for filename, tag, data in built:
                 serial += 1
                 path = folder / filename
                 path.write_bytes(data)
                 metadata_sha256 = None
-                if tag:  # PEP 658: the wheel's METADATA, byte for byte, at <url>.metadata
+                if tag and filename not in given:  # PEP 658: the METADATA at <url>.metadata
                     metadata = _metadata(project, release).encode()
                     path.with_name(filename + ".metadata").write_bytes(metadata)
                     metadata_sha256 = hashlib.sha256(metadata).hexdigest()

@@ -91,9 +91,8 @@ def compiled_requirements(
         raise OlmirrorError(
             f"{describe_set(set_name)} (target {target.key}) needs {', '.join(sdists)}, and the "
             "upstream has only a source distribution of it for that target; a worker installs "
-            "with `pip install --no-deps` and cannot build it without its build backend in the "
-            "mirror. Pin a version that has a wheel for the target, or publish a wheel to the "
-            "upstream"
+            "with `pip install --no-deps` and cannot build it. This lock was written before "
+            "olmirror built wheels from sdists: run `olmirror lock` so it builds them"
         )
     header = (
         f"{COMPILED} for target {target.key}\n"

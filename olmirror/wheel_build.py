@@ -1,0 +1,289 @@
+"""Wheels built from source distributions, for pins whose only file for a target is an sdist.
+
+An OpenLambda worker installs with `pip install --no-deps` in a sandbox that may have no
+compiler, from a mirror that holds no build backend, so an sdist in the mirror would fail
+there. olmirror builds the wheel once, with `uv build --wheel`, on the machine that runs
+olmirror: the lock must record the wheel's sha256 before any host changes, uv and the
+upstream are already at hand there for the resolution, and one build serves every mirror
+host. The build runs in uv's build isolation, in a fresh temp folder, with its build
+requirements from the upstream alone (through the spec's retries), and SOURCE_DATE_EPOCH
+fixed, so that a rebuild gives the same bytes. The wheel is kept in the state folder
+(`.olmirror/wheels/<sdist sha256>/`) for the apply that places it in the mirror.
+
+A pure wheel (`py3-none-any`) serves every target. A platform wheel serves only the targets
+that this machine stands for: the same CPython version and architecture, and a glibc at
+least as new as the one it was built against.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from packaging.utils import parse_wheel_filename
+from uv import find_uv_bin
+
+from olmirror.errors import OlmirrorError
+from olmirror.lockfile import LockedFile
+from olmirror.requirement_sets import RequirementSet
+from olmirror.targets import TargetEnv, compatible_platforms
+from olmirror.upstream_http import Client, Final, Retries, Transient, chunks
+from olmirror.uv_env import uv_env
+
+BUILD_SECONDS = 900
+SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip can hold
+LOG_LINES = 15  # of a failed build's output, in its error
+BUILDERS = 2  # builds at once: each may compile
+log = logging.getLogger(__name__)
+
+
+class BuildFailed(OlmirrorError):
+    """An sdist that does not build: a fault of that release, reported on the sets that
+    need it."""
+
+
+@dataclass(frozen=True)
+class Builder:
+    """This machine as a builder: what a platform wheel built here needs to run."""
+
+    uv: str  # "uv 0.13.9"
+    python: str  # "3.11.7"
+    platform: str | None  # "manylinux_2_36_x86_64"; None off glibc
+
+    @property
+    def describe(self) -> str:
+        return f"{self.uv} build --wheel, CPython {self.python} on {self.platform or 'no glibc'}"
+
+    def serves(self, wheel: str, target: TargetEnv) -> bool:
+        """Whether `target` can install the wheel named `wheel`, built here."""
+        if target.wheel_rank(wheel) is None:
+            return False
+        if all(tag.platform == "any" for tag in parse_wheel_filename(wheel)[3]):
+            return True
+        python = ".".join(self.python.split(".")[:2])
+        return (
+            self.platform is not None
+            and target.python == python
+            and self.platform in compatible_platforms(target.platform)
+        )
+
+
+@cache
+def this_builder() -> Builder:
+    version = subprocess.run(
+        [find_uv_bin(), "--version"], capture_output=True, text=True, check=False
+    ).stdout.split()[:2]
+    libc, glibc = platform.libc_ver()
+    major, _, minor = glibc.partition(".")
+    arch = platform.machine()
+    tag = f"manylinux_{major}_{minor}_{arch}" if libc == "glibc" and minor.isdigit() else None
+    return Builder(" ".join(version) or "uv", platform.python_version(), tag)
+
+
+@dataclass(frozen=True)
+class Built:
+    """A wheel built from `sdist`, kept at `path`."""
+
+    sdist: LockedFile
+    path: Path
+    sha256: str
+    size: int
+
+    def locked(self, requires_python: str | None) -> LockedFile:
+        """The wheel as the lock records it: at its own path on the mirror (`url`, beside no
+        upstream file), with where it came from."""
+        digest = self.sdist.sha256
+        return LockedFile(
+            self.path.name,
+            f"/packages/built/{digest[:2]}/{digest[2:]}/{self.path.name}",
+            self.sha256,
+            self.size,
+            requires_python,
+            built={
+                "sdist": self.sdist.filename,
+                "sdist_url": self.sdist.url,
+                "sdist_sha256": self.sdist.sha256,
+                "builder": this_builder().describe,
+            },
+        )
+
+
+def kept_wheel(state: Path | None, sdist_sha256: str) -> Path | None:
+    """The wheel built earlier from the sdist with this sha256, if the state folder keeps it."""
+    folder = state / "wheels" / sdist_sha256 if state else None
+    wheels = sorted(folder.glob("*.whl")) if folder and folder.is_dir() else []
+    return wheels[0] if len(wheels) == 1 else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(sdist: LockedFile, to: Path, ca_file: str | None, retries: Retries) -> None:
+    """The sdist from the upstream, checked against its locked sha256 (a mismatch is a
+    damaged transfer, tried again)."""
+    import ssl
+
+    def read(reply: object, _url: str) -> None:
+        digest = hashlib.sha256()
+        with to.open("wb") as f:
+            for chunk in chunks(reply):
+                digest.update(chunk)
+                f.write(chunk)
+        if digest.hexdigest() != sdist.sha256:
+            raise Transient(f"{sdist.filename} arrived with another sha256 than the index gives")
+
+    client = Client(ssl.create_default_context(cafile=ca_file), retries=retries)
+    try:
+        client.get(sdist.url, read)
+    except Final as exc:
+        raise OlmirrorError(f"cannot download {sdist.url} to build it: {exc}") from None
+    finally:
+        client.close()
+
+
+def build_wheel(
+    sdist: LockedFile,
+    upstream: str,
+    ca_file: str | None,
+    index_timeout: float,
+    retries: Retries,
+    state: Path | None,
+) -> Built:
+    """The wheel of `sdist`: the one kept from an earlier build, else built now and kept."""
+    kept = kept_wheel(state, sdist.sha256)
+    if kept is not None:
+        return Built(sdist, kept, _sha256(kept), kept.stat().st_size)
+    with tempfile.TemporaryDirectory(prefix="olmirror-build-") as folder:
+        source, out = Path(folder, sdist.filename), Path(folder, "out")
+        _download(sdist, source, ca_file, retries)
+        argv = [
+            find_uv_bin(), "build", "--wheel", "--no-config", "--color", "never",
+            "--python", sys.executable, "--out-dir", str(out),
+            "--index-url", f"{upstream}/simple/", str(source),
+        ]  # fmt: skip
+        env = uv_env(ca_file, index_timeout, retries) | {
+            "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
+            "PYTHONHASHSEED": "0",
+        }
+        log.debug("building %s: %s", sdist.filename, " ".join(argv))
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, env=env, cwd=folder,
+                timeout=BUILD_SECONDS, check=False,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            raise BuildFailed(
+                f"building {sdist.filename} took more than {BUILD_SECONDS} s and was stopped"
+            ) from None
+        wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
+        if done.returncode != 0 or len(wheels) != 1:
+            tail = (done.stderr + done.stdout).strip().splitlines()[-LOG_LINES:]
+            raise BuildFailed(
+                f"building {sdist.filename} into a wheel failed ({this_builder().describe}); "
+                "the build's last lines:\n  " + "\n  ".join(tail)
+            )
+        return _keep(sdist, wheels[0], state)
+
+
+def _keep(sdist: LockedFile, wheel: Path, state: Path | None) -> Built:
+    """Move the new wheel into the state folder (kept for the apply; without one, in a temp
+    folder that lives as long as this run)."""
+    base = state / "wheels" if state else Path(tempfile.mkdtemp(prefix="olmirror-wheels-"))
+    folder = base / sdist.sha256
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.whl"):
+        stale.unlink()
+    target = folder / wheel.name
+    shutil.move(wheel, target.with_suffix(".part"))
+    os.replace(target.with_suffix(".part"), target)
+    return Built(sdist, target, _sha256(target), target.stat().st_size)
+
+
+def wrong_target(pin: str, built: Built, target: TargetEnv) -> str:
+    """Why `target` cannot use the wheel built for `pin`, and the ways out."""
+    builder = this_builder()
+    python = ".".join(builder.python.split(".")[:2])
+    return (
+        f"{pin}: the upstream has only its source distribution {built.sdist.filename} for "
+        f"target {target.key}, and building it here gives {built.path.name}, a wheel that "
+        f"only CPython {python} on {builder.platform or 'this platform'} (or a newer glibc) "
+        f"can install. Pin a release that has a wheel for {target.key}, publish one to the "
+        "upstream, or run olmirror on a machine of that target so it builds one there"
+    )
+
+
+def with_built_wheels(
+    chosen: dict[tuple[str, str], LockedFile],
+    users: dict[tuple[str, str], list[RequirementSet]],
+    targets: dict[str, TargetEnv],
+    build: Callable[[LockedFile], Built],
+    failed: dict[str, str],
+) -> None:
+    """Replace each sdist in `chosen` ((target key, pin) -> file) with the wheel built from
+    it, each sdist built once; where the build fails, or gives a wheel a target cannot
+    install, the sets that need it (`users`) fail: a set found on a host is left out with
+    its reason in `failed`, any other stops the plan."""
+    sdists = {f.sha256: f for f in chosen.values() if not f.filename.endswith(".whl")}
+    if not sdists:
+        return
+
+    def attempt(sdist: LockedFile) -> Built | OlmirrorError:
+        try:
+            return build(sdist)
+        except OlmirrorError as exc:
+            return exc
+
+    with ThreadPoolExecutor(BUILDERS) as pool:
+        results = dict(zip(sdists, pool.map(attempt, sdists.values()), strict=True))
+    for (key, pin), file in sorted(chosen.items()):
+        result = results.get(file.sha256) if not file.filename.endswith(".whl") else None
+        if result is None:
+            continue
+        if isinstance(result, Built) and this_builder().serves(result.path.name, targets[key]):
+            chosen[(key, pin)] = result.locked(file.requires_python)
+            continue
+        why = (
+            str(result)
+            if isinstance(result, OlmirrorError)
+            else wrong_target(pin, result, targets[key])
+        )
+        for s in users.get((key, pin), []):
+            if not s.discovered:
+                raise OlmirrorError(f"{s.origin}: {why}")
+            failed.setdefault(s.name, f"{s.origin}: {why}")
+
+
+def wheel_on_this_machine(locked: LockedFile, build: Callable[[LockedFile], Built]) -> Path:
+    """The wheel the lock records as built (`locked.built`), from the state folder or built
+    again; a rebuild that differs from the lock's is an error, as the lock's hash is what the
+    mirror must serve."""
+    assert locked.built is not None
+    sdist = LockedFile(
+        locked.built["sdist"], locked.built["sdist_url"], locked.built["sdist_sha256"]
+    )
+    built = build(sdist)
+    if built.sha256 != locked.sha256:
+        raise OlmirrorError(
+            f"{locked.filename}: building it again from {sdist.filename} here gives sha256 "
+            f"{built.sha256}, and the lock records {locked.sha256} (built with "
+            f"{locked.built['builder']}); builds of it are not reproducible between these "
+            "builders. Copy .olmirror/wheels/ from the machine that ran the plan, or run "
+            "`olmirror lock` to record this build"
+        )
+    return built.path

@@ -1,0 +1,126 @@
+"""Packages the upstream has only as sdists: olmirror builds each wheel once, the mirror
+serves it, and a worker installs it with `pip install --no-deps` (tests/sdists.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from sdists import with_sdists
+from test_workers import (
+    PY311,
+    Cli,
+    apply_ok,
+    assert_installed_from_mirror,
+    call_ok,
+    key,
+    local_spec,
+    lock_files,
+    probe,
+    served,  # noqa: F401 - a fixture
+    set_mirror,
+)
+from upstream import Upstream, running_upstream
+
+from olmirror.wheel_build import this_builder
+
+ARM = {"python": "3.12", "platform": "manylinux_2_28_aarch64"}
+
+
+@pytest.fixture(scope="module")
+def sdist_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    with running_upstream(tmp_path_factory.mktemp("upstream"), with_sdists()) as up:
+        yield up
+
+
+def _worker(folder: Path, requirements: list[str], **extra: object) -> dict[str, object]:
+    lambdas = {"probe": probe(folder / "src", requirements)}
+    return {"name": "w", "path": str(folder / "w"), "requirements": requirements,
+            "lambdas": lambdas, **extra}  # fmt: skip
+
+
+def test_a_pure_sdist_becomes_one_wheel_for_every_target_and_a_worker_installs_it(
+    cli: Cli, served: Path, sdist_upstream: Upstream  # noqa: F811
+) -> None:
+    spec = local_spec(served, sdist_upstream, [_worker(served, ["docopt==0.6.2"], target=PY311)])
+    set_mirror(spec, targets=[PY311, ARM], engine="auto")
+    apply_ok(cli, spec)
+
+    wheel, other = (lock_files(spec, t)["docopt==0.6.2"] for t in (PY311, ARM))
+    assert wheel == other, "one pure wheel serves both targets"
+    assert wheel["filename"] in ("docopt-0.6.2-py2.py3-none-any.whl", "docopt-0.6.2-py3-none-any.whl")
+    sdist = sdist_upstream.catalogue.file("docopt-0.6.2.tar.gz")
+    assert wheel["built"] == {
+        "sdist": "docopt-0.6.2.tar.gz",
+        "sdist_url": sdist_upstream.file_url(sdist.filename),
+        "sdist_sha256": sdist.sha256,
+        "builder": this_builder().describe,
+    }
+    kept = spec.parent / ".olmirror" / "wheels" / sdist.sha256 / wheel["filename"]
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == wheel["sha256"]
+    # the build's own requirements came from the upstream, and only the sdist was fetched
+    assert sdist_upstream.counts.requests(sdist.url_path) >= 1
+
+    call_ok(cli, spec)
+    url = yaml.safe_load(spec.read_text())["mirror"]["serve"]["url"]
+    assert_installed_from_mirror(served / "w", url, lock_files(spec, PY311))
+
+    again = apply_ok(cli, spec)
+    assert "Nothing to change" in again.out, again.out
+
+    # a rebuild (the kept wheel gone, as on another checkout) gives the same bytes
+    lock = spec.with_suffix(".lock").read_text()
+    kept.unlink()
+    (spec.parent / ".olmirror" / spec.with_suffix(".lock").name).unlink(missing_ok=True)
+    plan = cli("plan", "-f", str(spec), "--no-color", "--detailed-exitcode")
+    assert plan.code == 0, plan.out + plan.err
+    assert hashlib.sha256(kept.read_bytes()).hexdigest() == wheel["sha256"]
+    assert spec.with_suffix(".lock").read_text() == lock
+
+
+def test_a_compiled_sdist_serves_the_builders_target_and_is_a_plan_error_for_others(
+    cli: Cli, served: Path, sdist_upstream: Upstream  # noqa: F811
+) -> None:
+    builder = this_builder()
+    assert builder.platform, "the tests run on glibc"
+    here = {"python": ".".join(builder.python.split(".")[:2]), "platform": builder.platform}
+    worker = served / "w"
+    spec = local_spec(served, sdist_upstream, [_worker(served, ["cspeed==1.0"], target=here)])
+    set_mirror(spec, targets=[here])
+    apply_ok(cli, spec)
+    wheel = lock_files(spec, here)["cspeed==1.0"]
+    assert wheel["filename"].startswith("cspeed-1.0-cp") and "linux" in wheel["filename"]
+    assert wheel["built"]["sdist"] == "cspeed-1.0.tar.gz"
+
+    # an older glibc (manylinux_2_17) cannot run what was built here: a plan error
+    set_mirror(spec, targets=[here, PY311])
+    spec_data = yaml.safe_load(spec.read_text())
+    spec_data["workers"][0]["target"] = PY311
+    spec.write_text(yaml.safe_dump(spec_data, sort_keys=False))
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    message = plan.out + plan.err
+    assert plan.code == 1, message
+    assert "cspeed==1.0" in message and key(PY311) in message and "worker 'w'" in message
+    assert f"only CPython {here['python']} on {builder.platform}" in message
+    assert "Pin a release that has a wheel" in message
+    assert "Traceback" not in message
+    assert json.loads(spec.with_suffix(".lock").read_text())["targets"].keys() == {key(here)}
+    assert worker.exists()
+
+
+def test_an_sdist_whose_build_backend_the_upstream_lacks_is_named_as_such(
+    cli: Cli, served: Path, tmp_path: Path
+) -> None:
+    with running_upstream(tmp_path / "upstream", with_sdists(backend=False)) as up:
+        spec = local_spec(served, up, [_worker(served, ["docopt==0.6.2"])])
+        plan = cli("plan", "-f", str(spec), "--no-color")
+    message = plan.out + plan.err
+    assert plan.code == 1, message
+    assert "docopt" in message and "setuptools" in message
+    assert "build requirements" in message
+    assert "could not be read" not in message
+    assert "Traceback" not in message
