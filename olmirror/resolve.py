@@ -97,6 +97,9 @@ _FLAKY = (
 # Failures that another run would only repeat: nothing listens, TLS is refused, a 4xx
 # (but `_BUSY`).
 _LASTING = ("Connection refused", "certificate", "client error (4")
+# uv building an sdist to read its metadata, and the build requirement it could not find.
+_BUILT = re.compile(r"Failed to (?:download and )?build `([^`]+)`")
+_BUILD_NEEDS = re.compile(r"No solution found when resolving: `([^`]+)`")
 _URL = re.compile(r"https?://[^\s`'\")]+")
 
 
@@ -167,6 +170,9 @@ def _resolve_error(
             f"{url[0] if url else upstream}{runs}, a network or proxy fault ({headline}); "
             "try again later, or raise mirror.retries.attempts"
         )
+    built = _BUILT.search(stderr)
+    if built and not headline.startswith(_NO_SOLUTION):
+        return _build_error(where, built[1], stderr, causes)
     if not headline.startswith(_NO_SOLUTION):
         return OlmirrorError(
             f"{where}: the upstream {upstream} could not be read{runs} ({headline}"
@@ -185,6 +191,24 @@ def _resolve_error(
     return Unresolvable(
         f"{where}: {causes or headline}{' (asked for by ' + asked + ')' if asked else ''}"
         f"{damaged}; fix the requirement, or add the missing release to the upstream"
+    )
+
+
+def _build_error(where: str, pin: str, stderr: str, causes: str) -> OlmirrorError:
+    """uv had to build `pin`'s sdist to read its metadata, and could not."""
+    missing = _BUILD_NEEDS.search(stderr)
+    if "Failed to resolve requirements from" in stderr and missing:
+        return OlmirrorError(
+            f"{where}: uv cannot read the metadata of {pin}, which the upstream has only as a "
+            f"source distribution: building it needs {missing[1]}, one of its build "
+            f"requirements, and the upstream does not have it ({causes}). Add its build "
+            f"requirements to the upstream, or pin a release of {pin.partition('==')[0]} "
+            "that has a wheel"
+        )
+    return OlmirrorError(
+        f"{where}: uv cannot read the metadata of {pin}, which the upstream has only as a "
+        f"source distribution, because building it failed ({causes}); pin a release that "
+        "has a wheel, or fix the sdist's build"
     )
 
 

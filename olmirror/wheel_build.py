@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -193,12 +194,26 @@ def build_wheel(
             ) from None
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if done.returncode != 0 or len(wheels) != 1:
-            tail = (done.stderr + done.stdout).strip().splitlines()[-LOG_LINES:]
-            raise BuildFailed(
-                f"building {sdist.filename} into a wheel failed ({this_builder().describe}); "
-                "the build's last lines:\n  " + "\n  ".join(tail)
-            )
+            raise _failure(sdist, done.stderr + done.stdout)
         return _keep(sdist, wheels[0], state)
+
+
+def _failure(sdist: LockedFile, output: str) -> BuildFailed:
+    """Why the build failed: a build requirement the upstream lacks, else the log's end."""
+    missing = re.search(r"No solution found when resolving: `([^`]+)`", output)
+    if missing and "Failed to resolve requirements from" in output:
+        return BuildFailed(
+            f"the upstream has only the source distribution {sdist.filename}, and building it "
+            f"into a wheel needs {missing[1]}, one of its build requirements, which the "
+            "upstream does not have. Add its build requirements to the upstream, or pin a "
+            "release that has a wheel for the target"
+        )
+    tail = output.strip().splitlines()[-LOG_LINES:]
+    return BuildFailed(
+        f"the upstream has only the source distribution {sdist.filename}, and building it into "
+        f"a wheel failed ({this_builder().describe}); the build's last lines:\n  "
+        + "\n  ".join(tail)
+    )
 
 
 def _keep(sdist: LockedFile, wheel: Path, state: Path | None) -> Built:
@@ -259,7 +274,7 @@ def with_built_wheels(
             chosen[(key, pin)] = result.locked(file.requires_python)
             continue
         why = (
-            str(result)
+            f"{pin} for target {key}: {result}"
             if isinstance(result, OlmirrorError)
             else wrong_target(pin, result, targets[key])
         )
