@@ -194,18 +194,19 @@ def _resolve_error(
     )
 
 
-def _build_error(where: str, pin: str, stderr: str, causes: str) -> OlmirrorError:
-    """uv had to build `pin`'s sdist to read its metadata, and could not."""
+def _build_error(where: str, pin: str, stderr: str, causes: str) -> Unresolvable:
+    """uv had to build `pin`'s sdist to read its metadata, and could not: a fault of that
+    release on this upstream, so a set found on a host fails alone."""
     missing = _BUILD_NEEDS.search(stderr)
     if "Failed to resolve requirements from" in stderr and missing:
-        return OlmirrorError(
+        return Unresolvable(
             f"{where}: uv cannot read the metadata of {pin}, which the upstream has only as a "
             f"source distribution: building it needs {missing[1]}, one of its build "
             f"requirements, and the upstream does not have it ({causes}). Add its build "
             f"requirements to the upstream, or pin a release of {pin.partition('==')[0]} "
             "that has a wheel"
         )
-    return OlmirrorError(
+    return Unresolvable(
         f"{where}: uv cannot read the metadata of {pin}, which the upstream has only as a "
         f"source distribution, because building it failed ({causes}); pin a release that "
         "has a wheel, or fix the sdist's build"

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import write_spec
 from sdists import with_sdists
+from sshd import SshFarm
+from test_lambdas import init_worker, put_lambda
 from test_workers import (
     PY311,
     Cli,
     apply_ok,
     assert_installed_from_mirror,
     call_ok,
+    edit,
     key,
     local_spec,
     lock_files,
@@ -26,6 +30,7 @@ from test_workers import (
 )
 from upstream import Upstream, running_upstream
 
+from olmirror.relock import resolved_path
 from olmirror.wheel_build import this_builder
 
 ARM = {"python": "3.12", "platform": "manylinux_2_28_aarch64"}
@@ -130,3 +135,49 @@ def test_an_sdist_whose_build_backend_the_upstream_lacks_is_named_as_such(
     assert "build requirements" in message
     assert "could not be read" not in message
     assert "Traceback" not in message
+
+
+def test_a_found_lambda_whose_sdist_cannot_serve_its_target_fails_alone(
+    cli: Cli, tmp_path: Path, sdist_upstream: Upstream
+) -> None:
+    """Lambdas someone put on the worker: the one needing a compiled sdist that cannot be
+    built for the worker's target is reported; the others, one of them built from an sdist,
+    converge."""
+    worker = tmp_path / "w"
+    registry = init_worker(worker)
+    put_lambda(registry, "native", requirements_in="cspeed==1.0\n")
+    put_lambda(registry, "docs", requirements_in="docopt==0.6.2\n")
+    put_lambda(registry, "plain", requirements_in="omega==1.2\n")
+    spec = write_spec(
+        tmp_path, sdist_upstream, [{"name": "w", "path": str(worker)}],
+        allowlist={"from_registry": True},
+    )  # fmt: skip
+    set_mirror(spec, engine="simple")
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert plan.code == 0, plan.out + plan.err
+    assert "lambda native: not mirrored: lambda 'native' of worker 'w'" in plan.out, plan.out
+    assert "cspeed==1.0: the upstream has only its source distribution" in plan.out
+    files = json.loads(resolved_path(spec).read_text())["targets"][key(PY311)]["files"]
+    assert files["docopt==0.6.2"]["built"]["sdist"] == "docopt-0.6.2.tar.gz"
+    assert "omega==1.2" in files and "cspeed==1.0" not in files
+
+
+def test_a_built_wheel_reaches_a_mirror_on_a_remote_host(
+    cli: Cli, tmp_path: Path, farm: SshFarm, sdist_upstream: Upstream
+) -> None:
+    """The wheel is built here and sent over the host's one SSH session; the mirror host
+    fetches the rest from the upstream itself."""
+    host = farm.host("m")
+    known = farm.known_hosts(host)
+    directory = host.root / "srv" / "mirror"
+    spec = write_spec(tmp_path, sdist_upstream, [], allowlist={"packages": ["docopt==0.6.2"]})
+    edit(spec, lambda data: data["hosts"].update({"m": host.spec(known)}))
+    set_mirror(spec, host="m", directory=str(directory), engine="auto")
+    result = apply_ok(cli, spec)
+    wheel = lock_files(spec, PY311)["docopt==0.6.2"]
+    assert f"place {wheel['filename']}" in result.out, result.out
+    placed = directory / "web" / wheel["url"].lstrip("/")
+    assert hashlib.sha256(placed.read_bytes()).hexdigest() == wheel["sha256"]
+    page = (directory / "web" / "simple" / "docopt" / "index.html").read_text()
+    assert f"{wheel['filename']}</a>" in page and wheel["sha256"] in page
+    assert "Nothing to change" in apply_ok(cli, spec).out
