@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-color",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="never colour the output",
+        help="never colour the output (as a non-empty NO_COLOR does)",
     )
     spec = argparse.ArgumentParser(add_help=False)
     spec.add_argument("-f", "--file", default="olmirror.yaml", help="spec file (./olmirror.yaml)")

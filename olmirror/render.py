@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import threading
@@ -33,9 +34,13 @@ def terminal_safe(text: str) -> str:
 
 
 class Painter:
+    """Colour only on a terminal, and never when NO_COLOR is set to anything (no-color.org)."""
+
     def __init__(self, stream: TextIO, colour: bool | None = None) -> None:
         self.stream = stream
-        self.colour = stream.isatty() if colour is None else colour
+        if colour is None:
+            colour = stream.isatty() and not os.environ.get("NO_COLOR")
+        self.colour = colour
 
     def __call__(self, text: str, style: str) -> str:
         return f"\033[{_COLOURS[style]}m{text}\033[0m" if self.colour else text

@@ -175,9 +175,8 @@ def requirement_sets(loaded: LoadedSpec, registries: dict[str, Registry]) -> lis
                 lines = read_requirements_file(Path(item.source) / "requirements.in")
                 origin = f"{item.source}/requirements.in"
             else:
-                origin = f"{where}.lambdas.{lambda_name}.requirements"
+                origin = f"{where}.lambdas.{lambda_name}.requirements"  # names the spec
                 lines = [(line, f"{origin}[{j}]") for j, line in enumerate(item.requirements)]
-                origin = f"{name}: {origin}"
             if lines:
                 sets.append(_set(set_name, f"{describe_set(set_name)} ({origin})", lines))
         registry = registries.get(worker.name)

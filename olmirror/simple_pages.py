@@ -2,7 +2,8 @@
 
 Pages list exactly the locked files, link them relative to the page with their
 sha256, and carry `data-requires-python`, as bandersnatch's pages do, so pip and
-OpenLambda workers see no difference between the engines.
+OpenLambda workers see no difference between the engines. The JSON pages follow PEP 700
+(API 1.1: the project's `versions`, each file's `size`) when the lock knows every size.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 from packaging.utils import canonicalize_name
 
 from olmirror.lockfile import Lock, LockedFile
+from olmirror.targets import release_of
 
 API_VERSION = "1.1"
 
@@ -44,6 +46,8 @@ def _project_html(name: str, files: list[LockedFile]) -> str:
 
 
 def _project_json(name: str, files: list[LockedFile]) -> str:
+    """A PEP 691 page; API 1.1 (PEP 700: `versions`, and every file's `size`) when every
+    file's size is known, else 1.0 (an upstream's HTML pages give no sizes)."""
     entries = []
     for f in files:
         entry: dict[str, object] = {
@@ -56,7 +60,11 @@ def _project_json(name: str, files: list[LockedFile]) -> str:
         if f.size is not None:
             entry["size"] = f.size
         entries.append(entry)
-    page = {"meta": {"api-version": API_VERSION}, "name": name, "files": entries}
+    page: dict[str, object] = {"meta": {"api-version": "1.0"}, "name": name, "files": entries}
+    if all(f.size is not None for f in files):
+        releases = {release_of(f.filename) for f in files} - {None}
+        versions = sorted({release[1] for release in releases if release})
+        page |= {"meta": {"api-version": API_VERSION}, "versions": [str(v) for v in versions]}
     return json.dumps(page, indent=1, sort_keys=True) + "\n"
 
 

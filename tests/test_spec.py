@@ -17,6 +17,7 @@ import pytest
 
 from olmirror.cli import main
 from olmirror.errors import SpecError
+from olmirror.requirement_sets import requirement_sets
 from olmirror.spec import LOCAL, LoadedSpec, load_spec
 from olmirror.spec.loader import MAX_SPEC_BYTES
 
@@ -525,3 +526,30 @@ def test_two_workers_on_one_host_need_their_own_ports(project: Path) -> None:
     assert "give each worker on a host its own port (workers[].port)" in message
     fixed = text.replace("path: /opt/ol/b}", "path: /opt/ol/b, port: 5001}")
     assert [w.port for w in _load(project, fixed).spec.workers] == [None, 5001]
+
+
+def test_each_requirement_set_names_the_spec_once(tmp_path: Path) -> None:
+    """A set's origin and each line's source name the spec file once, then the field."""
+    loaded = _load(
+        tmp_path,
+        """
+        version: 1
+        mirror:
+          directory: /srv/pypi
+          targets: [{python: "3.11", platform: manylinux_2_17_x86_64}]
+        allowlist: {packages: [six==1.16.0]}
+        workers:
+          - name: w
+            path: /opt/ol/w
+            requirements: [omega==1.2]
+            lambdas: {etl: {requirements: [theta==1.0]}}
+        """,
+    )
+    sets = {s.name: s for s in requirement_sets(loaded, {})}
+    assert sets["allowlist"].origin == "the allowlist (olmirror.yaml: allowlist.packages)"
+    assert sets["worker:w"].origin == "worker 'w' (olmirror.yaml: workers[0].requirements)"
+    etl = sets["lambda:w/etl"]
+    assert etl.origin == (
+        "lambda 'etl' of worker 'w' (olmirror.yaml: workers[0].lambdas.etl.requirements)"
+    )
+    assert etl.sources == ("olmirror.yaml: workers[0].lambdas.etl.requirements[0]",)
