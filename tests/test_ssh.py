@@ -478,17 +478,23 @@ def test_the_apply_lock_fails_at_once_when_held_and_dies_with_its_connection(
 def test_ssh_alias_from_ssh_config_and_proxy_jump(
     farm: SshFarm, tmp_path: Path, capsys: pytest.CaptureFixture[str], _own_home: Path
 ) -> None:
+    """The aliases come from files the config includes, as most real configs are laid out."""
     jump, inner = farm.host("jump"), farm.host("inner")
     known = farm.known_hosts(jump, inner)
     config = _own_home / ".ssh" / "config"
-    config.parent.mkdir(mode=0o700)
+    (config.parent / "config.d").mkdir(parents=True)
+    config.parent.chmod(0o700)
     config.write_text(
+        f"Include config.d/*.conf\nHost 127.0.0.1\n  IdentityFile {farm.client_key}\n"
+    )
+    (config.parent / "config.d" / "10-inner.conf").write_text(
         f"Host inner-alias\n  HostName 127.0.0.1\n  Port {inner.port}\n  User root\n"
         f"  IdentityFile {farm.client_key}\n  UserKnownHostsFile {known}\n"
+    )
+    (config.parent / "config.d" / "20-jump.conf").write_text(
         f"Host via-jump\n  HostName 127.0.0.1\n  Port {inner.port}\n  User root\n"
         f"  IdentityFile {farm.client_key}\n  UserKnownHostsFile {known}\n"
         f"  ProxyJump root@127.0.0.1:{jump.port}\n"
-        f"Host 127.0.0.1\n  IdentityFile {farm.client_key}\n"
     )
     # Both routes lead to one machine: each gets its own lock folder so they can run at once.
     hosts = {

@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 import paramiko
 
 from olmirror.connection import known_hosts
+from olmirror.connection.ssh_config import load_ssh_config
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.spec import Host
 from olmirror.upstream_http import Retries
@@ -72,16 +73,6 @@ def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's SHA256 fingerprint, as `ssh-keygen -lf` prints it."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def load_ssh_config() -> paramiko.SSHConfig:
-    path = os.path.expanduser("~/.ssh/config")
-    if not os.path.exists(path):
-        return paramiko.SSHConfig()
-    try:
-        return paramiko.SSHConfig.from_path(path)
-    except (OSError, ValueError, paramiko.SSHException) as exc:
-        raise OlmirrorError(f"{path}: cannot read this SSH config ({exc})") from None
 
 
 def _option(options: paramiko.SSHConfigDict, key: str) -> str | None:
