@@ -24,9 +24,9 @@ def write_requests(spec: str, out_dir: str, hosts: list[str]) -> None:
     sys.path.insert(0, str(REPO))
     from olmirror.connection.ssh import HOST_PROGRAM
     from olmirror.desired import desired_state
-    from olmirror.lockfile import lock_path, read_lock
+    from olmirror.lock.lockfile import lock_path, read_lock
+    from olmirror.lock.resolve import current_lock, recorded_registries
     from olmirror.plan import fact_request
-    from olmirror.resolve import current_lock, recorded_registries
     from olmirror.spec import load_spec
 
     loaded = load_spec(spec)

@@ -8,8 +8,8 @@ from typing import Literal
 
 from olmirror.connection import Connection, Facts
 from olmirror.connection.batched import Batched, Deferred
+from olmirror.connection.hosts import Connections, in_parallel
 from olmirror.errors import OlmirrorError, Unreachable
-from olmirror.hosts import Connections, in_parallel
 from olmirror.plan import HostPlan, Plan, fact_request
 from olmirror.progress import reporting_to
 from olmirror.resources import Change

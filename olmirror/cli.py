@@ -15,16 +15,19 @@ from packaging.utils import canonicalize_name
 
 from olmirror import __version__
 from olmirror.apply import HostResult, apply_plan
-from olmirror.connection.host_program import atomic_write
+from olmirror.connection.hosts import DEFAULT_FORKS, Connections
 from olmirror.errors import OlmirrorError
-from olmirror.hosts import DEFAULT_FORKS, Connections
-from olmirror.lockfile import lock_path, read_lock
-from olmirror.mirror_state import pip_mirror
+from olmirror.lock.lockfile import lock_path, read_lock
+from olmirror.lock.relock import Upgrade, forget_resolved
+from olmirror.lock.requirement_sets import requirement_sets
+from olmirror.lock.resolve import current_lock, recorded_registries
+from olmirror.mirror.desired import pip_mirror
+from olmirror.mirror.verify import Gap, verify_mirror
 from olmirror.openlambda.call import Called, call_lambdas
 from olmirror.openlambda.detect import with_detected_targets
 from olmirror.plan import Plan
 from olmirror.planner import limit_hosts, plan_spec
-from olmirror.relock import Upgrade, forget_resolved
+from olmirror.remote.host_program import atomic_write
 from olmirror.render import (
     Painter,
     Progress,
@@ -34,12 +37,9 @@ from olmirror.render import (
     print_recap,
     results_json,
 )
-from olmirror.requirement_sets import requirement_sets
-from olmirror.resolve import current_lock, recorded_registries
 from olmirror.saved_plan import check_saved_plan
 from olmirror.schema import spec_schema_text
 from olmirror.spec import LOCAL, LoadedSpec, host_config, load_spec
-from olmirror.verify import Gap, verify_mirror
 
 EXIT_ERROR = 1
 EXIT_CHANGES = 2

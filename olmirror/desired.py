@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from olmirror.lockfile import Lock, lock_path
-from olmirror.mirror_state import mirror_resources
+from olmirror.lock.lockfile import Lock, lock_path
+from olmirror.mirror.desired import mirror_resources
 from olmirror.openlambda.registry import Registry
 from olmirror.openlambda.worker import worker_resources
 from olmirror.resources import File, Resource
-from olmirror.serve import serve_resources
+from olmirror.serve.desired import serve_resources
 from olmirror.spec import LOCAL, LoadedSpec
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from olmirror import __version__
 from olmirror.connection import Connection, FactRequest, Facts
+from olmirror.connection.hosts import Connections, in_parallel
 from olmirror.errors import OlmirrorError, Unreachable
-from olmirror.hosts import Connections, in_parallel
 from olmirror.openlambda.findings import Finding
 from olmirror.resources import Change, Resource, ResourceError
 from olmirror.spec import Host

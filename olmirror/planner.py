@@ -9,18 +9,18 @@ lock must be resolved anyway, the registries are surveyed first, so it is resolv
 
 from __future__ import annotations
 
-from olmirror.bandersnatch_config import stored_path
 from olmirror.connection import FactRequest
+from olmirror.connection.hosts import Connections, in_parallel
 from olmirror.desired import desired_state
 from olmirror.errors import OlmirrorError, Unreachable
-from olmirror.hosts import Connections, in_parallel
-from olmirror.lockfile import Lock, lock_path, read_lock
+from olmirror.lock.lockfile import Lock, lock_path, read_lock
+from olmirror.lock.resolve import current_lock, lock_inputs, recorded_registries
+from olmirror.mirror.bandersnatch_config import stored_path
+from olmirror.mirror.fetch import absent
 from olmirror.openlambda.detect import with_detected_targets
 from olmirror.openlambda.findings import Finding, Held, registry_findings
 from olmirror.openlambda.registry import Registry, registry_from_probe, worker_dir
 from olmirror.plan import HostPlan, Plan, build_plan
-from olmirror.resolve import current_lock, lock_inputs, recorded_registries
-from olmirror.resources.mirror_files import absent
 from olmirror.spec import LOCAL, LoadedSpec, Worker
 
 

@@ -10,10 +10,10 @@ import threading
 from typing import Any, TextIO
 
 from olmirror.apply import HostResult
+from olmirror.mirror.verify import Gap
 from olmirror.openlambda.findings import Finding
 from olmirror.plan import Plan
 from olmirror.resources import Change
-from olmirror.verify import Gap
 
 _COLOURS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
 MAX_DIFF_LINES = 60

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from olmirror.desired import desired_state
 from olmirror.errors import OlmirrorError
-from olmirror.lockfile import Lock, lock_path, read_lock
+from olmirror.lock.lockfile import Lock, lock_path, read_lock
+from olmirror.lock.resolve import lock_inputs, recorded_registries
 from olmirror.plan import Plan
-from olmirror.resolve import lock_inputs, recorded_registries
 from olmirror.spec import LOCAL, LoadedSpec, Target, host_config, load_spec
 
 REFUSED = "refusing the saved plan {source}: {why}; make a new one with `olmirror plan --out`"

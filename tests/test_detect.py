@@ -16,7 +16,7 @@ import yaml
 from conftest import STANDIN_OL, write_spec
 from upstream import Upstream
 
-from olmirror.openlambda import sandbox_facts
+from olmirror.remote import sandbox_facts
 
 MACHINE = platform.machine()
 HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"

@@ -26,10 +26,10 @@ import yaml
 from conftest import CliResult, write_spec
 from upstream import Faults, Upstream
 
-from olmirror import index
 from olmirror.cli import main
-from olmirror.resources.mirror_files import FETCH_SOURCE
-from olmirror.upstream_http import Client, Final, Retries
+from olmirror.lock import upstream_index as index
+from olmirror.mirror.fetch import FETCH_SOURCE
+from olmirror.remote.upstream_http import Client, Final, Retries
 
 ALLOWLIST = ["alpha[fast]", "omega==1.1", "theta==1.0", "delta==1.0", "modernlib"]
 SEEDS = range(1, 6)

@@ -1,4 +1,4 @@
-"""The host program (olmirror/connection/host_program.py), run here as SSH runs it on a host:
+"""The host program (olmirror/remote/host_program.py), run here as SSH runs it on a host:
 its sources joined, `python3 -I -S -c`, requests on stdin."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from olmirror.connection import apply_lock, host_program, probe
-from olmirror.connection.host_program import ANSWER
 from olmirror.connection.ssh import HOST_PROGRAM
+from olmirror.remote import apply_lock, host_program, probe
+from olmirror.remote.host_program import ANSWER
 
 
 def test_the_joined_sources_define_each_name_once() -> None:

@@ -25,25 +25,25 @@ from packaging.requirements import Requirement
 from sshd import SshFarm, SshHost
 from upstream import Upstream
 
-from olmirror import index
-from olmirror.bandersnatch_config import render
 from olmirror.cli import main
 from olmirror.connection import Connection, FactRequest, LocalConnection
 from olmirror.connection.ssh import SSHConnection
 from olmirror.errors import OlmirrorError, Unreachable
-from olmirror.index import Index, IndexFile, allowed_origins
-from olmirror.lockfile import Lock, LockedFile, TargetLock
+from olmirror.lock import upstream_index as index
+from olmirror.lock.lockfile import Lock, LockedFile, TargetLock
+from olmirror.lock.requirement_sets import parse_requirements
+from olmirror.lock.resolve import recorded_registries
+from olmirror.lock.targets import TargetEnv
+from olmirror.lock.upstream_index import Index, IndexFile, allowed_origins
+from olmirror.mirror.bandersnatch_config import render
+from olmirror.mirror.fetch import FETCH_SOURCE
+from olmirror.mirror.prune import PruneMirror
 from olmirror.openlambda.packages_dir import stale_entries
 from olmirror.openlambda.registry import registry_from_probe
 from olmirror.openlambda.worker import requirements_in
-from olmirror.requirement_sets import parse_requirements
-from olmirror.resolve import recorded_registries
+from olmirror.remote.upstream_http import Retries
 from olmirror.resources import File, ResourceError
-from olmirror.resources.mirror_files import FETCH_SOURCE
-from olmirror.resources.mirror_prune import PruneMirror
 from olmirror.spec import Host, Worker, load_spec
-from olmirror.targets import TargetEnv
-from olmirror.upstream_http import Retries
 
 HEAD = "version: 1\nmirror:\n  directory: /srv/m\n  targets: [{python: '3.12', platform: any}]\n"
 SECRET = "s3cr3t-Pa55"

@@ -25,10 +25,10 @@ from packaging.requirements import Requirement
 from sshd import SshFarm
 from upstream import Upstream
 
-from olmirror.connection.probe import registry_folder
+from olmirror.lock.targets import TargetEnv
 from olmirror.openlambda.registry import registry_from_probe
+from olmirror.remote.probe import registry_folder
 from olmirror.spec import Worker
-from olmirror.targets import TargetEnv
 
 Cli = Callable[..., CliResult]
 TARGET_KEY = f"py{TARGET['python']}-{TARGET['platform']}"

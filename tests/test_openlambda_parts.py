@@ -10,14 +10,14 @@ import pytest
 
 from olmirror.connection.base import Facts, PathFact
 from olmirror.errors import OlmirrorError
+from olmirror.openlambda.lambda_tarball import LambdaTarball
 from olmirror.openlambda.packages_dir import entry_name, stale_entries
 from olmirror.openlambda.pip_conf import converge, index_options
+from olmirror.openlambda.pip_conf_file import SandboxPipConf
 from olmirror.openlambda.registry import registry_from_probe
 from olmirror.openlambda.tarball import Member, build, read
 from olmirror.openlambda.worker import sandbox_index
 from olmirror.resources import ResourceError
-from olmirror.resources.lambda_tarball import LambdaTarball
-from olmirror.resources.pip_conf import SandboxPipConf
 from olmirror.spec import Spec, Worker
 
 INDEX = {"index-url": "http://10.0.0.5:8080/simple/", "trusted-host": "10.0.0.5"}

@@ -13,8 +13,8 @@ import yaml
 from conftest import CliResult, write_spec
 from upstream import Hit, Upstream
 
-from olmirror import resolve
-from olmirror.relock import resolved_path
+from olmirror.lock import resolve
+from olmirror.lock.relock import resolved_path
 
 Cli = Callable[..., CliResult]
 Resolved = list[tuple[str, list[str]]]

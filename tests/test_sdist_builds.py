@@ -30,8 +30,8 @@ from test_workers import (
 )
 from upstream import Upstream, running_upstream
 
-from olmirror.relock import resolved_path
-from olmirror.wheel_build import this_builder
+from olmirror.lock.relock import resolved_path
+from olmirror.lock.wheel_build import this_builder
 
 ARM = {"python": "3.12", "platform": "manylinux_2_28_aarch64"}
 

@@ -36,8 +36,8 @@ from upstream import Upstream
 from olmirror.connection import CommandResult, LocalConnection
 from olmirror.plan import plan_resources
 from olmirror.resources import ResourceError
-from olmirror.resources.nginx import Nginx
-from olmirror.serve import nginx_folder, serve_resources
+from olmirror.serve.desired import nginx_folder, serve_resources
+from olmirror.serve.nginx import Nginx
 from olmirror.spec import Spec
 
 Cli = Callable[..., CliResult]

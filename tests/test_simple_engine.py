@@ -17,7 +17,7 @@ import yaml
 from conftest import CliResult, write_spec
 from upstream import Upstream
 
-from olmirror.relock import resolved_path
+from olmirror.lock.relock import resolved_path
 
 ALLOWLIST = ["alpha[fast]==2.0", "delta==1.0"]
 

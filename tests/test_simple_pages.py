@@ -6,8 +6,8 @@ import json
 
 from packaging.version import Version
 
-from olmirror.lockfile import Lock, LockedFile, TargetLock
-from olmirror.simple_pages import pages
+from olmirror.lock.lockfile import Lock, LockedFile, TargetLock
+from olmirror.mirror.simple_pages import pages
 
 WEB = "/srv/mirror/web"
 

@@ -17,7 +17,7 @@ import pytest
 
 from olmirror.cli import main
 from olmirror.errors import SpecError
-from olmirror.requirement_sets import requirement_sets
+from olmirror.lock.requirement_sets import requirement_sets
 from olmirror.spec import LOCAL, LoadedSpec, load_spec
 from olmirror.spec.loader import MAX_SPEC_BYTES
 

@@ -24,9 +24,9 @@ from sshd import STANDIN_OL, SshFarm, SshHost, descendants, free_port, keygen
 
 from olmirror.cli import main
 from olmirror.connection import FactRequest
+from olmirror.connection.hosts import Unreachable
 from olmirror.connection.ssh import SSHConnection
 from olmirror.errors import OlmirrorError
-from olmirror.hosts import Unreachable
 from olmirror.spec import Host
 
 TARGET = {"python": "3.11", "platform": "manylinux_2_17_x86_64"}

@@ -10,7 +10,6 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from olmirror.connection import apply_lock, probe
 from olmirror.connection.base import (
     CommandResult,
     Connection,
@@ -21,8 +20,9 @@ from olmirror.connection.base import (
     PartlyDone,
     PathFact,
 )
-from olmirror.connection.host_program import atomic_write, make_dir
 from olmirror.errors import OlmirrorError
+from olmirror.remote import apply_lock, probe
+from olmirror.remote.host_program import atomic_write, make_dir
 
 DEFAULT_STATE_DIR = "~/.local/state/olmirror"
 

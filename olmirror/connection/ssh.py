@@ -8,7 +8,6 @@ costs one command and one round trip per host, and a fresh apply one more round 
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import re
@@ -23,7 +22,6 @@ from contextlib import contextmanager, suppress
 
 import paramiko
 
-from olmirror.connection import apply_lock, host_program, probe
 from olmirror.connection.base import (
     CommandResult,
     Connection,
@@ -38,6 +36,7 @@ from olmirror.connection.local import DEFAULT_STATE_DIR
 from olmirror.connection.ssh_dial import Session, open_session
 from olmirror.connection.ssh_program import ProgramChannel, remote_error
 from olmirror.errors import OlmirrorError, Unreachable
+from olmirror.remote import apply_lock, source
 from olmirror.spec import Host
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -45,7 +44,7 @@ OPERATION_TIMEOUT = 120.0
 log = logging.getLogger(__name__)
 
 # The host program: the probe's and the lock's sources first, then the loop that serves them.
-HOST_PROGRAM = "\n\n".join(inspect.getsource(m) for m in (probe, apply_lock, host_program)) + (
+HOST_PROGRAM = source("probe", "apply_lock", "host_program") + (
     '\nserve({"facts": answer_facts, "stat": answer_stat, "lock": answer_lock})\n'
 )
 

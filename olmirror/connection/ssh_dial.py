@@ -24,8 +24,8 @@ import paramiko
 from olmirror.connection import known_hosts
 from olmirror.connection.ssh_config import load_ssh_config
 from olmirror.errors import OlmirrorError, Unreachable
+from olmirror.remote.upstream_http import Retries
 from olmirror.spec import Host
-from olmirror.upstream_http import Retries
 
 CONNECT_TIMEOUT = 20.0
 # OpenSSH tries once (ConnectionAttempts 1); olmirror fans out to many hosts at once, and

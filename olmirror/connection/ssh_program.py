@@ -15,8 +15,8 @@ from typing import Any
 
 import paramiko
 
-from olmirror.connection.host_program import ANSWER
 from olmirror.errors import OlmirrorError
+from olmirror.remote.host_program import ANSWER
 
 Answer = dict[str, Any]
 Check = Callable[[Answer], None]

@@ -12,22 +12,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from olmirror.connection import FactRequest
+from olmirror.connection.hosts import Connections, in_parallel
 from olmirror.errors import OlmirrorError
-from olmirror.hosts import Connections, in_parallel
-from olmirror.lockfile import Lock
+from olmirror.lock.lockfile import Lock
+from olmirror.lock.requirement_sets import lambda_set_name
 from olmirror.openlambda.packages_dir import entry_name, stale_entries
 from olmirror.openlambda.pip_conf import config_paths, converge, index_options
 from olmirror.openlambda.registry import Registry, worker_dir
 from olmirror.openlambda.worker import sandbox_index, worker_target
-from olmirror.requirement_sets import lambda_set_name
+from olmirror.remote import source
 from olmirror.spec import LoadedSpec, Worker
 
-_SCRIPT = (Path(__file__).parent / "call_script.py").read_text()
+_SCRIPT = source("call_script")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 A worker's packages are installed and imported by the Python of its sandbox, the base
 image in `<worker>/lambda`, not by its host's python3 (see
-`olmirror.openlambda.sandbox_facts`). One command on the worker's host reads that image's
+`olmirror.remote.sandbox_facts`). One command on the worker's host reads that image's
 Python version, machine and C library; the worker gets the first of the mirror's targets
 with that Python version whose platform tag the image accepts (a manylinux_2_28 wheel on
 glibc 2.35, say). Before `ol worker init` has made the sandbox, `ol-min` is known: Ubuntu
@@ -12,15 +12,15 @@ glibc 2.35, say). Before `ol worker init` has made the sandbox, `ol-min` is know
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from olmirror.connection.hosts import Connections, in_parallel
 from olmirror.errors import OlmirrorError
-from olmirror.hosts import Connections, in_parallel
+from olmirror.lock.targets import compatible_platforms
 from olmirror.openlambda.registry import worker_dir
+from olmirror.remote import source
 from olmirror.spec import LoadedSpec, Target, Worker
-from olmirror.targets import compatible_platforms
 
-_FACTS = (Path(__file__).parent / "sandbox_facts.py").read_text()
+_FACTS = source("sandbox_facts")
 
 # Images whose Python and C library are known before they are dumped: name -> (python, libc).
 KNOWN_IMAGES = {"ol-min": ("3.10", ["glibc", "2.35"])}

@@ -17,8 +17,14 @@ from typing import Any, Literal
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from olmirror.connection.probe import registry_folder
-from olmirror.lockfile import Lock
+from olmirror.lock.lockfile import Lock
+from olmirror.lock.requirement_sets import (
+    ParsedRequirements,
+    lambda_set_name,
+    parse_requirements,
+    worker_set_name,
+)
+from olmirror.lock.targets import TargetEnv
 from olmirror.openlambda.packages_dir import stale_entries
 from olmirror.openlambda.registry import (
     REQUIREMENTS_IN,
@@ -30,14 +36,8 @@ from olmirror.openlambda.registry import (
     worker_dir,
 )
 from olmirror.openlambda.worker import COMPILED, MANAGED, worker_pins, worker_target
-from olmirror.requirement_sets import (
-    ParsedRequirements,
-    lambda_set_name,
-    parse_requirements,
-    worker_set_name,
-)
+from olmirror.remote.probe import registry_folder
 from olmirror.spec import LoadedSpec, Worker
-from olmirror.targets import TargetEnv
 
 Level = Literal["info", "warning"]
 # Whether the mirror holds a pin's locked file for a target; None when the mirror's host

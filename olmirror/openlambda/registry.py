@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from olmirror.connection.probe import registry_folder
-from olmirror.requirement_sets import parse_requirements
+from olmirror.lock.requirement_sets import parse_requirements
+from olmirror.remote.probe import registry_folder
 from olmirror.spec import Worker
 from olmirror.spec.models import LAMBDA_NAME_PATTERN
 

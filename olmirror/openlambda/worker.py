@@ -16,21 +16,21 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from olmirror.bandersnatch_config import web_dir
 from olmirror.errors import OlmirrorError
-from olmirror.lockfile import REQUESTED, Lock, lock_path
-from olmirror.mirror_state import pip_mirror
+from olmirror.lock.lockfile import REQUESTED, Lock, lock_path
+from olmirror.lock.requirement_sets import describe_set, lambda_set_name, worker_set_name
+from olmirror.lock.targets import TargetEnv
+from olmirror.mirror.bandersnatch_config import web_dir
+from olmirror.mirror.check import MirrorReachable
+from olmirror.mirror.desired import pip_mirror
+from olmirror.openlambda.lambda_tarball import LambdaTarball
 from olmirror.openlambda.pip_conf import config_paths
+from olmirror.openlambda.pip_conf_file import SandboxPipConf
 from olmirror.openlambda.registry import REQUIREMENTS_IN, REQUIREMENTS_TXT, Registry, worker_dir
-from olmirror.requirement_sets import describe_set, lambda_set_name, worker_set_name
+from olmirror.openlambda.run_state import WorkerState
+from olmirror.openlambda.stale_packages import StalePackages
 from olmirror.resources import Command, Directory, File, JsonKeys, Resource
-from olmirror.resources.lambda_tarball import LambdaTarball
-from olmirror.resources.mirror_check import MirrorReachable
-from olmirror.resources.ol_worker import WorkerState
-from olmirror.resources.pip_conf import SandboxPipConf
-from olmirror.resources.stale_packages import StalePackages
 from olmirror.spec import LoadedSpec, Spec, Worker, host_config
-from olmirror.targets import TargetEnv
 
 
 def _config_keys(spec: Spec, worker: Worker, config: str) -> JsonKeys:

@@ -25,16 +25,8 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from uv import find_uv_bin
 
-from olmirror.engine import choose_engine
 from olmirror.errors import OlmirrorError
-from olmirror.index import (
-    Index,
-    IndexFile,
-    allowed_origins,
-    default_upstream,
-    retries_of,
-)
-from olmirror.lockfile import (
+from olmirror.lock.lockfile import (
     REQUESTED,
     Lock,
     LockedFile,
@@ -44,9 +36,8 @@ from olmirror.lockfile import (
     read_lock,
     set_digest,
 )
-from olmirror.openlambda.registry import Registry, default_registry
-from olmirror.page_cache import PageCache
-from olmirror.relock import (
+from olmirror.lock.page_cache import PageCache
+from olmirror.lock.relock import (
     Kept,
     Upgrade,
     keep_resolved,
@@ -56,13 +47,22 @@ from olmirror.relock import (
     read_resolved,
     resolved_path,
 )
-from olmirror.requirement_sets import RequirementSet, requirement_sets
+from olmirror.lock.requirement_sets import RequirementSet, requirement_sets
+from olmirror.lock.state_folder import made_state_folder
+from olmirror.lock.targets import TargetEnv, release_of, uv_platform
+from olmirror.lock.upstream_index import (
+    Index,
+    IndexFile,
+    allowed_origins,
+    default_upstream,
+    retries_of,
+)
+from olmirror.lock.uv_env import uv_env
+from olmirror.lock.wheel_build import Built, build_wheel, with_built_wheels
+from olmirror.mirror.engine import choose_engine
+from olmirror.openlambda.registry import Registry, default_registry
+from olmirror.remote.upstream_http import Retries
 from olmirror.spec import LoadedSpec, Worker
-from olmirror.state_folder import made_state_folder
-from olmirror.targets import TargetEnv, release_of, uv_platform
-from olmirror.upstream_http import Retries
-from olmirror.uv_env import uv_env
-from olmirror.wheel_build import Built, build_wheel, with_built_wheels
 
 log = logging.getLogger(__name__)
 

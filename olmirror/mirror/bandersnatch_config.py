@@ -13,7 +13,7 @@ import re
 from urllib.parse import unquote, urlsplit
 
 from olmirror.errors import OlmirrorError
-from olmirror.lockfile import Lock
+from olmirror.lock.lockfile import Lock
 
 WORKERS = 3
 TIMEOUT = 30

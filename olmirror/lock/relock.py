@@ -16,10 +16,10 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
-from olmirror.connection.host_program import atomic_write
 from olmirror.errors import OlmirrorError
-from olmirror.lockfile import Lock, LockedFile, lock_path, read_lock
-from olmirror.state_folder import STATE_FOLDER, made_state_folder, state_folder
+from olmirror.lock.lockfile import Lock, LockedFile, lock_path, read_lock
+from olmirror.lock.state_folder import STATE_FOLDER, made_state_folder, state_folder
+from olmirror.remote.host_program import atomic_write
 
 log = logging.getLogger(__name__)
 

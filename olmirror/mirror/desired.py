@@ -5,21 +5,21 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
-from olmirror import simple_pages
-from olmirror.bandersnatch_config import render, stored_path, web_dir
-from olmirror.engine import choose_engine
 from olmirror.errors import OlmirrorError
-from olmirror.index import allowed_origins, default_upstream, retries_of
-from olmirror.lockfile import Lock, LockedFile
+from olmirror.lock.lockfile import Lock, LockedFile
+from olmirror.lock.state_folder import made_state_folder
+from olmirror.lock.upstream_index import allowed_origins, default_upstream, retries_of
+from olmirror.lock.wheel_build import Built, build_wheel, wheel_on_this_machine
+from olmirror.mirror import simple_pages
+from olmirror.mirror.bandersnatch_config import render, stored_path, web_dir
+from olmirror.mirror.built_wheel import BuiltWheel
+from olmirror.mirror.engine import choose_engine
+from olmirror.mirror.fetch import FetchFiles
+from olmirror.mirror.prune import PruneMirror
+from olmirror.mirror.python_tool import PythonTool
+from olmirror.mirror.sync import BandersnatchSync
 from olmirror.resources import Directory, File, Resource
-from olmirror.resources.bandersnatch_sync import BandersnatchSync
-from olmirror.resources.built_wheel import BuiltWheel
-from olmirror.resources.mirror_files import FetchFiles
-from olmirror.resources.mirror_prune import PruneMirror
-from olmirror.resources.python_tool import PythonTool
 from olmirror.spec import LoadedSpec, Spec
-from olmirror.state_folder import made_state_folder
-from olmirror.wheel_build import Built, build_wheel, wheel_on_this_machine
 
 BANDERSNATCH = "bandersnatch>=6.5,<7"
 

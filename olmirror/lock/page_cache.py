@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from olmirror.connection.host_program import atomic_write
+from olmirror.remote.host_program import atomic_write
 
 FOLDER = "pages"
 log = logging.getLogger(__name__)

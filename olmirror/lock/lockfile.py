@@ -18,8 +18,8 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import NotRequired, TypedDict
 
 from olmirror.errors import OlmirrorError
-from olmirror.requirement_sets import RequirementSet
-from olmirror.targets import TargetEnv
+from olmirror.lock.requirement_sets import RequirementSet
+from olmirror.lock.targets import TargetEnv
 
 LOCK_FORMAT = 1
 # How olmirror makes a lock from its inputs; a lock made another way is resolved again.

@@ -36,11 +36,11 @@ from packaging.utils import parse_wheel_filename
 from uv import find_uv_bin
 
 from olmirror.errors import OlmirrorError
-from olmirror.lockfile import LockedFile
-from olmirror.requirement_sets import RequirementSet
-from olmirror.targets import TargetEnv, compatible_platforms
-from olmirror.upstream_http import Client, Final, Retries, Transient, chunks
-from olmirror.uv_env import uv_env
+from olmirror.lock.lockfile import LockedFile
+from olmirror.lock.requirement_sets import RequirementSet
+from olmirror.lock.targets import TargetEnv, compatible_platforms
+from olmirror.lock.uv_env import uv_env
+from olmirror.remote.upstream_http import Client, Final, Retries, Transient, chunks
 
 BUILD_SECONDS = 900
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip can hold

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 from packaging.utils import canonicalize_name
 
-from olmirror.lockfile import Lock, LockedFile
-from olmirror.targets import release_of
+from olmirror.lock.lockfile import Lock, LockedFile
+from olmirror.lock.targets import release_of
 
 API_VERSION = "1.1"
 

@@ -13,32 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts
+from olmirror.remote import source
 from olmirror.resources.base import Change, Resource, ResourceError
 
 # How long apply waits for a refused port to open, after a start or reload.
 REFUSED_WAIT = 15.0
 
-# Runs on the host with its python3: GET the URL, no proxies, waiting only while refused.
-FETCH = """
-import sys, time, urllib.error, urllib.request
-url, wait = sys.argv[1], float(sys.argv[2])
-opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-request = urllib.request.Request(url, headers={"Accept": "text/html"})
-deadline = time.monotonic() + wait
-while True:
-    try:
-        with opener.open(request, timeout=10) as r:
-            r.read(1 << 16)
-            sys.exit(0 if r.status == 200 else "it answered HTTP %d" % r.status)
-    except urllib.error.HTTPError as exc:
-        sys.exit("it answered HTTP %d %s" % (exc.code, exc.reason))
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        if isinstance(reason, ConnectionError) and time.monotonic() < deadline:
-            time.sleep(0.1)
-            continue
-        sys.exit("%s: %s" % (type(reason).__name__, reason))
-"""
+FETCH = source("http_fetch")  # run on the host with its python3
 
 
 def _problem(result: CommandResult) -> str | None:

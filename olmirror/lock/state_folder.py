@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from olmirror.connection.host_program import atomic_write
+from olmirror.remote.host_program import atomic_write
 
 STATE_FOLDER = ".olmirror"
 log = logging.getLogger(__name__)

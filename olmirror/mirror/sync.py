@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from olmirror import progress
 from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts
-from olmirror.index import CA_VARIABLES
+from olmirror.lock.targets import release_of
+from olmirror.lock.upstream_index import CA_VARIABLES
+from olmirror.mirror.fetch import StoredFile, fetch_missing, missing
+from olmirror.mirror.python_tool import locate
+from olmirror.remote.upstream_http import DEFAULT_RETRIES, Retries
 from olmirror.resources.base import Change, Resource, ResourceError
-from olmirror.resources.mirror_files import StoredFile, fetch_missing, missing
-from olmirror.resources.python_tool import locate
-from olmirror.targets import release_of
-from olmirror.upstream_http import DEFAULT_RETRIES, Retries
 
 log = logging.getLogger(__name__)
 

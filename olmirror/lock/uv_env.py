@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from math import ceil
 
-from olmirror.index import CA_VARIABLES
-from olmirror.upstream_http import Retries
+from olmirror.lock.upstream_index import CA_VARIABLES
+from olmirror.remote.upstream_http import Retries
 
 # Settings of this machine that would make uv consult another index than the upstream.
 UV_INDEX_VARIABLES = (

@@ -21,10 +21,10 @@ from urllib.parse import urldefrag, urljoin
 from packaging.utils import canonicalize_name
 
 from olmirror.errors import OlmirrorError
-from olmirror.fetch_files import check_url, origin
-from olmirror.page_cache import Page, PageCache
+from olmirror.lock.page_cache import Page, PageCache
+from olmirror.remote.fetch_files import check_url, origin
+from olmirror.remote.upstream_http import Client, Final, Retries, chunks
 from olmirror.spec.models import Retries as RetriesSetting
-from olmirror.upstream_http import Client, Final, Retries, chunks
 
 log = logging.getLogger(__name__)
 

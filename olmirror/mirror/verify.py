@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from olmirror.bandersnatch_config import stored_path, web_dir
 from olmirror.connection import Connection, FactRequest
-from olmirror.index import parse_simple_html
-from olmirror.lockfile import Lock, LockedFile
-from olmirror.requirement_sets import describe_set
-from olmirror.targets import TargetEnv, release_of
+from olmirror.lock.lockfile import Lock, LockedFile
+from olmirror.lock.requirement_sets import describe_set
+from olmirror.lock.targets import TargetEnv, release_of
+from olmirror.lock.upstream_index import parse_simple_html
+from olmirror.mirror.bandersnatch_config import stored_path, web_dir
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 if __name__ != "__main__":  # on the mirror host, upstream_http's source comes first
-    from olmirror.upstream_http import Client, Final, Retries, Transient, chunks, port_of
+    from olmirror.remote.upstream_http import Client, Final, Retries, Transient, chunks, port_of
 
 CHUNK = 1 << 20
 TIMEOUT = 60  # seconds without a byte

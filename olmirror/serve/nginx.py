@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass
 
 from olmirror.connection.base import CommandResult, Connection, FactRequest, Facts
+from olmirror.remote import source
 from olmirror.resources.base import Change, Resource, ResourceError
-from olmirror.resources.http_check import log_tail
+from olmirror.serve.http_check import log_tail
 
 # How long nginx's daemon may take to write its pid file after `nginx` returns.
 START_WAIT = 15.0
@@ -27,24 +28,7 @@ START_WAIT = 15.0
 STOP_WAIT = 60.0
 
 # Runs on the host with its python3: prints the master's pid, or why there is none (exit 1).
-MASTER = """
-import sys
-pid_file, conf = sys.argv[1], sys.argv[2]
-try:
-    text = open(pid_file).read().strip()
-except OSError:
-    sys.exit("no pid file")
-if not text.isdigit():
-    sys.exit("pid file holds %r" % text[:40])
-try:
-    cmdline = open("/proc/%s/cmdline" % text, "rb").read()
-except OSError:
-    sys.exit("pid %s of the pid file is gone" % text)
-title = cmdline.replace(b"\\0", b" ").decode("utf-8", "replace") + " "
-if not title.startswith("nginx: master process") or (" -c %s " % conf) not in title:
-    sys.exit("pid %s of the pid file is another program now" % text)
-print(text)
-"""
+MASTER = source("nginx_master")  # run on the host with its python3
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import posixpath
 
-from olmirror.bandersnatch_config import web_dir
 from olmirror.errors import OlmirrorError
+from olmirror.mirror.bandersnatch_config import web_dir
 from olmirror.resources import Directory, File, Resource
-from olmirror.resources.http_check import HttpCheck
-from olmirror.resources.nginx import Nginx, NginxStopped
+from olmirror.serve.http_check import HttpCheck
+from olmirror.serve.nginx import Nginx, NginxStopped
 from olmirror.spec import Spec
 
 TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")

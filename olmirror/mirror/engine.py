@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ssl
 
-from olmirror.lockfile import Lock
-from olmirror.upstream_http import Client, Final, Retries
+from olmirror.lock.lockfile import Lock
+from olmirror.remote.upstream_http import Client, Final, Retries
 
 SERIAL_HEADER = "X-PyPI-Last-Serial"
 TIMEOUT = 30

@@ -1,26 +1,26 @@
 """The locked files a mirror must hold, and the fetch that brings the missing ones.
 
 Presence is checked by size in the plan's one round trip; the fetch runs on the
-mirror host itself (`olmirror/fetch_files.py` sent to its python3), verifies each
+mirror host itself (`olmirror/remote/fetch_files.py` sent to its python3), verifies each
 file's sha256 before moving it into place, and reports every failure.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 import posixpath
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from olmirror import fetch_files, progress, upstream_http
+from olmirror import progress
 from olmirror.connection.base import Connection, FactRequest, Facts
+from olmirror.remote import source
+from olmirror.remote.upstream_http import DEFAULT_RETRIES, Retries
 from olmirror.resources.base import Change, Resource, ResourceError
-from olmirror.upstream_http import DEFAULT_RETRIES, Retries
 
 # The client first: fetch_files uses it, and imports it only when it is not run this way.
-FETCH_SOURCE = inspect.getsource(upstream_http) + "\n\n" + inspect.getsource(fetch_files)
+FETCH_SOURCE = source("upstream_http", "fetch_files")
 
 # (stored path on the mirror host, url, sha256, size or None)
 StoredFile = tuple[str, str, str, int | None]
