@@ -25,7 +25,8 @@ def write_requests(spec: str, out_dir: str, hosts: list[str]) -> None:
     from olmirror.connection.ssh import HOST_PROGRAM
     from olmirror.desired import desired_state
     from olmirror.lock.lockfile import lock_path, read_lock
-    from olmirror.lock.resolve import current_lock, recorded_registries
+    from olmirror.lock.resolve import current_lock
+    from olmirror.openlambda.registry import recorded_registries
     from olmirror.plan import fact_request
     from olmirror.spec import load_spec
 

@@ -20,11 +20,12 @@ from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import lock_path, read_lock
 from olmirror.lock.relock import Upgrade, forget_resolved
 from olmirror.lock.requirement_sets import requirement_sets
-from olmirror.lock.resolve import current_lock, recorded_registries
+from olmirror.lock.resolve import current_lock
 from olmirror.mirror.desired import pip_mirror
 from olmirror.mirror.verify import Gap, verify_mirror
 from olmirror.openlambda.call import Called, call_lambdas
 from olmirror.openlambda.detect import with_detected_targets
+from olmirror.openlambda.registry import recorded_registries
 from olmirror.plan import Plan
 from olmirror.planner import limit_hosts, plan_spec
 from olmirror.remote.host_program import atomic_write
@@ -166,7 +167,7 @@ def _print_calls(called: list[Called], out: Painter) -> None:
 def _cmd_verify(args: argparse.Namespace, out: Painter) -> int:
     loaded = load_spec(args.file)
     spec = loaded.spec
-    lock = current_lock(loaded)
+    lock = current_lock(loaded, recorded_registries(loaded, read_lock(lock_path(loaded.path))))
     hosts = {spec.mirror.host, *(w.host for w in spec.workers)} if args.call else {spec.mirror.host}
     with Connections({name: host_config(spec, name) for name in hosts}) as connections:
         checked, gaps = verify_mirror(
@@ -321,7 +322,8 @@ def _upgrade(args: argparse.Namespace, loaded: LoadedSpec) -> Upgrade:
 
 def _cmd_lock(args: argparse.Namespace, out: Painter) -> int:
     loaded = load_spec(args.file)
-    lock = current_lock(loaded, upgrade=_upgrade(args, loaded))
+    recorded = recorded_registries(loaded, read_lock(lock_path(loaded.path)))
+    lock = current_lock(loaded, recorded, upgrade=_upgrade(args, loaded))
     forget_resolved(Path(loaded.path))
     path = lock_path(loaded.path)
     text = lock.to_text()

@@ -14,12 +14,17 @@ from olmirror.connection.hosts import Connections, in_parallel
 from olmirror.desired import desired_state
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.lock.lockfile import Lock, lock_path, read_lock
-from olmirror.lock.resolve import current_lock, lock_inputs, recorded_registries
+from olmirror.lock.resolve import current_lock, lock_inputs
 from olmirror.mirror.bandersnatch_config import stored_path
 from olmirror.mirror.fetch import absent
 from olmirror.openlambda.detect import with_detected_targets
 from olmirror.openlambda.findings import Finding, Held, registry_findings
-from olmirror.openlambda.registry import Registry, registry_from_probe, worker_dir
+from olmirror.openlambda.registry import (
+    Registry,
+    recorded_registries,
+    registry_from_probe,
+    worker_dir,
+)
 from olmirror.plan import HostPlan, Plan, build_plan
 from olmirror.spec import LOCAL, LoadedSpec, Worker
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from olmirror.desired import desired_state
 from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import Lock, lock_path, read_lock
-from olmirror.lock.resolve import lock_inputs, recorded_registries
+from olmirror.lock.resolve import lock_inputs
+from olmirror.openlambda.registry import recorded_registries
 from olmirror.plan import Plan
 from olmirror.spec import LOCAL, LoadedSpec, Target, host_config, load_spec
 

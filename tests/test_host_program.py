@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from olmirror.connection.ssh import HOST_PROGRAM
-from olmirror.remote import apply_lock, host_program, probe
+from olmirror.remote import apply_lock, host_program, probe, url_check
 from olmirror.remote.host_program import ANSWER
 
 
@@ -158,19 +158,25 @@ def test_a_url_check_follows_redirects_and_the_proxy_the_environment_names(
     try:
         for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
             monkeypatch.delenv(name)
-        assert probe._get(f"{base}/old/") is None
-        assert probe._get(f"{base}/gone/") == "it answered HTTP 404 Not Found"
+        assert url_check.url_problem(f"{base}/old/") is None
+        assert url_check.url_problem(f"{base}/gone/") == "it answered HTTP 404 Not Found"
         _Redirecting.busy = 2  # a 503 may pass: asked again, three times in all
-        assert probe._get(f"{base}/busy/") is None
+        assert url_check.url_problem(f"{base}/busy/") is None
         _Redirecting.busy = 3
-        assert probe._get(f"{base}/busy/") == (
+        assert url_check.url_problem(f"{base}/busy/") == (
             "it answered HTTP 503 Service Unavailable (after 3 tries)"
         )
-        assert probe._get("http://127.0.0.1:1/simple/").startswith("ConnectionRefusedError")
-        assert probe._get("https://127.0.0.1:1/simple/").startswith("ConnectionRefusedError")
-        assert probe._get(f"http://127.0.0.1:{_garbage_server()}/").startswith("BadStatusLine")
+        assert url_check.url_problem("http://127.0.0.1:1/simple/").startswith(
+            "ConnectionRefusedError"
+        )
+        assert url_check.url_problem("https://127.0.0.1:1/simple/").startswith(
+            "ConnectionRefusedError"
+        )
+        assert url_check.url_problem(f"http://127.0.0.1:{_garbage_server()}/").startswith(
+            "BadStatusLine"
+        )
         # a proxy in the environment is used as urllib uses it: this one is closed
         monkeypatch.setenv("http_proxy", "http://127.0.0.1:1")
-        assert "Connection refused" in (probe._get(f"{base}/simple/") or "")
+        assert "Connection refused" in (url_check.url_problem(f"{base}/simple/") or "")
     finally:
         server.shutdown()

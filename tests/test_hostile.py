@@ -32,14 +32,13 @@ from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.lock import upstream_index as index
 from olmirror.lock.lockfile import Lock, LockedFile, TargetLock
 from olmirror.lock.requirement_sets import parse_requirements
-from olmirror.lock.resolve import recorded_registries
 from olmirror.lock.targets import TargetEnv
 from olmirror.lock.upstream_index import Index, IndexFile, allowed_origins
 from olmirror.mirror.bandersnatch_config import render
 from olmirror.mirror.fetch import FETCH_SOURCE
 from olmirror.mirror.prune import PruneMirror
 from olmirror.openlambda.packages_dir import stale_entries
-from olmirror.openlambda.registry import registry_from_probe
+from olmirror.openlambda.registry import recorded_registries, registry_from_probe
 from olmirror.openlambda.worker import requirements_in
 from olmirror.remote.upstream_http import Retries
 from olmirror.resources import File, ResourceError

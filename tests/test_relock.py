@@ -13,7 +13,7 @@ import yaml
 from conftest import CliResult, write_spec
 from upstream import Hit, Upstream
 
-from olmirror.lock import resolve
+from olmirror.lock import uv_compile
 from olmirror.lock.relock import resolved_path
 
 Cli = Callable[..., CliResult]
@@ -24,13 +24,13 @@ Resolved = list[tuple[str, list[str]]]
 def resolved(monkeypatch: pytest.MonkeyPatch) -> Resolved:
     """(set, the pins it was told to prefer) of every resolution uv runs."""
     seen: Resolved = []
-    real = resolve._compile
+    real = uv_compile.compile_set
 
     def counted(requirements: Any, target: Any, *args: Any) -> Any:
         seen.append((requirements.name, list(args[4] or [])))
         return real(requirements, target, *args)
 
-    monkeypatch.setattr(resolve, "_compile", counted)
+    monkeypatch.setattr(uv_compile, "compile_set", counted)
     return seen
 
 

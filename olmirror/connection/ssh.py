@@ -44,7 +44,7 @@ OPERATION_TIMEOUT = 120.0
 log = logging.getLogger(__name__)
 
 # The host program: the probe's and the lock's sources first, then the loop that serves them.
-HOST_PROGRAM = source("probe", "apply_lock", "host_program") + (
+HOST_PROGRAM = source("url_check", "probe", "apply_lock", "host_program") + (
     '\nserve({"facts": answer_facts, "stat": answer_stat, "lock": answer_lock})\n'
 )
 

@@ -7,17 +7,36 @@ package; the mirror holds the union of their closures.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
 
 from olmirror.errors import SpecError
 from olmirror.spec import LoadedSpec
 
-if TYPE_CHECKING:
-    from olmirror.openlambda.registry import Registry
+
+class Found(Protocol):
+    """A lambda found in a worker's registry (`openlambda.registry.FoundLambda`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def file(self) -> str: ...
+    @property
+    def requirements(self) -> tuple[tuple[str, str], ...]: ...  # (requirement, "file:line")
+
+
+class FoundIn(Protocol):
+    """A worker's registry as the lock sees it (`openlambda.registry.Registry`): the lambdas
+    found in it, and the JSON the lock records of it."""
+
+    @property
+    def found(self) -> Sequence[Found]: ...
+    def to_json(self) -> dict[str, Any]: ...
+
 
 ALLOWLIST = "allowlist"
 _HASH_OPTION = re.compile(r"\s--hash[=\s]\S+")
@@ -53,6 +72,11 @@ def worker_set_name(worker: str) -> str:
 
 def lambda_set_name(worker: str, name: str) -> str:
     return f"{LAMBDA_PREFIX}{worker}/{name}"
+
+
+def requirement_name(line: str) -> str:
+    """The project a requirement line names, as written."""
+    return Requirement(line).name
 
 
 def describe_set(name: str) -> str:
@@ -148,7 +172,7 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     return lines
 
 
-def requirement_sets(loaded: LoadedSpec, registries: dict[str, Registry]) -> list[RequirementSet]:
+def requirement_sets(loaded: LoadedSpec, registries: Mapping[str, FoundIn]) -> list[RequirementSet]:
     """Every set: the allowlist, each worker's, each declared lambda's, and, with
     `allowlist.from_registry`, each lambda found in a worker's registry (`registries`)."""
     spec = loaded.spec

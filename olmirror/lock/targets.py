@@ -24,6 +24,8 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from olmirror.spec import LoadedSpec
+
 _MANYLINUX = re.compile(r"^manylinux_(\d+)_(\d+)_(\w+)$")
 _LEGACY_MANYLINUX = {"manylinux2014": (2, 17), "manylinux2010": (2, 12), "manylinux1": (2, 5)}
 _MUSLLINUX = re.compile(r"^musllinux_(\d+)_(\d+)_(\w+)$")
@@ -159,3 +161,8 @@ def release_of(filename: str) -> tuple[str, Version] | None:
         except InvalidSdistFilename:
             return None
     return canonicalize_name(name), version
+
+
+def targets_of(loaded: LoadedSpec) -> list[TargetEnv]:
+    """The spec's mirror targets."""
+    return [TargetEnv(t.python, t.platform) for t in loaded.spec.mirror.targets]

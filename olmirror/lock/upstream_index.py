@@ -24,6 +24,7 @@ from olmirror.errors import OlmirrorError
 from olmirror.lock.page_cache import Page, PageCache
 from olmirror.remote.fetch_files import check_url, origin
 from olmirror.remote.upstream_http import Client, Final, Retries, chunks
+from olmirror.spec import LoadedSpec
 from olmirror.spec.models import Retries as RetriesSetting
 
 log = logging.getLogger(__name__)
@@ -243,3 +244,8 @@ class Index:
                 stats["requests"], stats["connections"], stats["retries"],
             )  # fmt: skip
             self.client.close()
+
+
+def upstream_of(loaded: LoadedSpec) -> str:
+    """The spec's upstream, or bandersnatch's default."""
+    return (loaded.spec.mirror.upstream or default_upstream()).rstrip("/")

@@ -6,6 +6,7 @@ import posixpath
 from pathlib import Path
 
 from olmirror.errors import OlmirrorError
+from olmirror.lock.engine_choice import choose_engine
 from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.state_folder import made_state_folder
 from olmirror.lock.upstream_index import allowed_origins, default_upstream, retries_of
@@ -13,7 +14,6 @@ from olmirror.lock.wheel_build import Built, build_wheel, wheel_on_this_machine
 from olmirror.mirror import simple_pages
 from olmirror.mirror.bandersnatch_config import render, stored_path, web_dir
 from olmirror.mirror.built_wheel import BuiltWheel
-from olmirror.mirror.engine import choose_engine
 from olmirror.mirror.fetch import FetchFiles
 from olmirror.mirror.prune import PruneMirror
 from olmirror.mirror.python_tool import PythonTool

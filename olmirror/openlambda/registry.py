@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from olmirror.lock.lockfile import Lock
 from olmirror.lock.requirement_sets import parse_requirements
 from olmirror.remote.probe import registry_folder
-from olmirror.spec import Worker
+from olmirror.spec import LoadedSpec, Worker
 from olmirror.spec.models import LAMBDA_NAME_PATTERN
 
 REQUIREMENTS_IN = "requirements.in"
@@ -183,3 +184,16 @@ def lambda_file(folder: str, name: str, kind: str, file: str) -> str:
     if kind == "tarball":
         return f"{posixpath.join(folder, name)}.tar.gz:{file}"
     return posixpath.join(folder, name, file)
+
+
+def recorded_registries(loaded: LoadedSpec, lock: Lock | None) -> dict[str, Registry]:
+    """Each worker's registry as the lock last recorded it, else as `ol worker init` makes it."""
+    recorded = lock.registries if lock else {}
+
+    def registry(worker: Worker) -> Registry:
+        try:
+            return Registry.from_json(recorded[worker.name])
+        except (KeyError, TypeError, ValueError, AttributeError):  # not yet, or edited by hand
+            return default_registry(worker)
+
+    return {w.name: registry(w) for w in loaded.spec.workers}
