@@ -6,22 +6,23 @@ Every failure here is raised as `Unreachable` with a reason an operator can act 
 
 from __future__ import annotations
 
-import base64
-import fcntl
 import getpass
-import hashlib
 import itertools
 import logging
 import os
-import shlex
 import socket
-import threading
 import time
 from dataclasses import dataclass, replace
 
 import paramiko
 
 from olmirror.connection import known_hosts
+from olmirror.connection.known_hosts import (
+    HostKeyPolicy,
+    UnknownHostKey,
+    changed_key_reason,
+    unknown_key_reason,
+)
 from olmirror.connection.ssh_config import load_ssh_config
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.remote.upstream_http import Retries
@@ -39,8 +40,6 @@ GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 # next to our own, clearer report of the same failure.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 log = logging.getLogger(__name__)
-
-_RECORDING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -67,12 +66,6 @@ class Target:
     def key_name(self) -> str:
         """The name of this server in known_hosts, as OpenSSH writes it."""
         return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's SHA256 fingerprint, as `ssh-keygen -lf` prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def _option(options: paramiko.SSHConfigDict, key: str) -> str | None:
@@ -155,78 +148,6 @@ def _jump_hosts(target: Target, config: paramiko.SSHConfig) -> list[Target]:
     return hops
 
 
-class _UnknownHostKey(Exception):
-    def __init__(self, key_name: str, key: paramiko.PKey) -> None:
-        super().__init__(key_name)
-        self.key_name, self.key = key_name, key
-
-
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Called only for a host with no key in known_hosts: refuse it, or record it (accept-new)."""
-
-    def __init__(self, target: Target) -> None:
-        self.target = target
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        if not self.target.accept_new:
-            raise _UnknownHostKey(hostname, key)
-        record_host_key(self.target.known_hosts, hostname, key)
-
-
-def record_host_key(path: str, key_name: str, key: paramiko.PKey) -> None:
-    """Append `key_name`'s key to known_hosts, unless another run recorded one meanwhile."""
-    with _RECORDING:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-        with os.fdopen(fd, "r+") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            known = paramiko.HostKeys(path).lookup(key_name)
-            if known:
-                if known.get(key.get_name()) == key:
-                    return
-                raise paramiko.BadHostKeyException(key_name, key, next(iter(known.values())))
-            text = handle.read()
-            if text and not text.endswith("\n"):
-                handle.write("\n")
-            handle.write(f"{key_name} {key.get_name()} {key.get_base64()}\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-
-
-def _keyscan_type(key: paramiko.PKey) -> str:
-    kind = key.get_name()
-    if kind.startswith("ecdsa"):
-        return "ecdsa"
-    return kind.removeprefix("ssh-")
-
-
-def _unknown_key_reason(target: Target, exc: _UnknownHostKey) -> str:
-    scan = ["ssh-keyscan", "-t", _keyscan_type(exc.key)]
-    scan += ["-p", str(target.port)] if target.port != 22 else []
-    scan.append(target.hostname)
-    return (
-        f"the host key of {exc.key_name} is not known ({exc.key.get_name()} "
-        f"{fingerprint(exc.key)}, not in {target.known_hosts}); olmirror refuses unknown hosts. "
-        "Check that fingerprint with the host's administrator (`ssh-keygen -lf` of its host key), "
-        f"then either add it: `{shlex.join(scan)} >> {shlex.quote(target.known_hosts)}`, "
-        "or set `host_key_policy: accept-new` on this host in the spec to record it on first "
-        "contact"
-    )
-
-
-def _changed_key_reason(target: Target, exc: paramiko.BadHostKeyException) -> str:
-    remove = shlex.join(["ssh-keygen", "-R", target.key_name, "-f", target.known_hosts])
-    return (
-        f"the host key of {target.key_name} has CHANGED: known_hosts has "
-        f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}, the host now offers "
-        f"{exc.key.get_name()} {fingerprint(exc.key)}. Someone may be intercepting the "
-        "connection, or the host was reinstalled; olmirror always refuses a changed key. If you "
-        f"know why it changed, remove the old key with `{remove}` and accept the new one"
-    )
-
-
 def _auth_reason(target: Target, exc: paramiko.SSHException) -> str:
     offered = [f"identity file {p}" for p in target.identity_files]
     if os.environ.get("SSH_AUTH_SOCK"):
@@ -286,7 +207,7 @@ def _login(target: Target, sock: object) -> paramiko.SSHClient:
                 revoked += known_hosts.load(keys, path)
     except OSError as exc:
         raise Unreachable(f"cannot read known_hosts {target.known_hosts}: {exc}") from None
-    client.set_missing_host_key_policy(_HostKeyPolicy(target))
+    client.set_missing_host_key_policy(HostKeyPolicy(target.known_hosts, target.accept_new))
     try:
         client.connect(
             hostname=target.hostname,
@@ -319,10 +240,12 @@ def _login(target: Target, sock: object) -> paramiko.SSHClient:
 
 
 def _failure(target: Target, exc: Exception) -> Exception:
-    if isinstance(exc, _UnknownHostKey):
-        return Unreachable(_unknown_key_reason(target, exc))
+    if isinstance(exc, UnknownHostKey):
+        return Unreachable(
+            unknown_key_reason(target.hostname, target.port, target.known_hosts, exc)
+        )
     if isinstance(exc, paramiko.BadHostKeyException):
-        return Unreachable(_changed_key_reason(target, exc))
+        return Unreachable(changed_key_reason(target.key_name, target.known_hosts, exc))
     if isinstance(exc, paramiko.AuthenticationException):
         return Unreachable(_auth_reason(target, exc))
     if isinstance(exc, paramiko.SSHException) and "authentication methods" in str(exc):
