@@ -31,7 +31,7 @@ from olmirror.connection.ssh import SSHConnection
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.lock import upstream_index as index
 from olmirror.lock.lockfile import Lock, LockedFile, TargetLock
-from olmirror.lock.requirement_sets import parse_requirements
+from olmirror.lock.requirements_txt import parse_requirements
 from olmirror.lock.targets import TargetEnv
 from olmirror.lock.upstream_index import Index, IndexFile, allowed_origins
 from olmirror.mirror.bandersnatch_config import render

@@ -24,8 +24,6 @@ from olmirror.lock.targets import TargetEnv
 LOCK_FORMAT = 1
 # How olmirror makes a lock from its inputs; a lock made another way is resolved again.
 LOCK_RECIPE = 2
-# In `TargetLock.via`: the set asks for this requirement itself.
-REQUESTED = "(requested)"
 
 
 STRICT = ConfigDict(strict=True)

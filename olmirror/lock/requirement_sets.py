@@ -6,15 +6,14 @@ package; the mirror holds the union of their closures.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 
-from olmirror.errors import SpecError
+from olmirror.lock.requirements_txt import read_requirements_file
 from olmirror.spec import LoadedSpec
 
 
@@ -39,7 +38,6 @@ class FoundIn(Protocol):
 
 
 ALLOWLIST = "allowlist"
-_HASH_OPTION = re.compile(r"\s--hash[=\s]\S+")
 
 
 @dataclass(frozen=True)
@@ -87,89 +85,6 @@ def describe_set(name: str) -> str:
         worker, _, lambda_name = name.removeprefix(LAMBDA_PREFIX).partition("/")
         return f"lambda {lambda_name!r} of worker {worker!r}"
     return f"the {name}"
-
-
-_INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s*=\s*|\s+|(?=[^\s-]))(\S.*)$")
-
-
-@dataclass(frozen=True)
-class ParsedRequirements:
-    """A requirements file's requirements, `-r` includes and faults, each with "file:line"."""
-
-    requirements: tuple[tuple[str, str], ...]
-    includes: tuple[tuple[str, str], ...]
-    problems: tuple[tuple[str, str], ...]
-
-
-def parse_requirements(text: str, where: str) -> ParsedRequirements:
-    """Read pip requirements text; `where` names the file in every "file:line"."""
-    requirements, includes, problems = [], [], []
-    for number, raw in _logical_lines(text):
-        line = _HASH_OPTION.sub("", raw.split(" #")[0]).strip()
-        source = f"{where}:{number}"
-        if not line or line.startswith("#"):
-            continue
-        if include := _INCLUDE.match(line):
-            includes.append((include[1].strip(), source))
-        elif line.startswith("-"):
-            problems.append(
-                (
-                    source,
-                    f"option {line.split()[0]!r} is not supported here; the mirror decides the "
-                    "index, so list only requirements",
-                )
-            )
-        else:
-            try:
-                requirement = Requirement(line)
-            except InvalidRequirement as exc:
-                first = str(exc).splitlines()[0]
-                problems.append((source, f"{line!r} is not a PEP 508 requirement ({first})"))
-                continue
-            if requirement.url:
-                problems.append((source, f"{line!r} names a URL; give a name and version"))
-            else:
-                requirements.append((line, source))
-    return ParsedRequirements(tuple(requirements), tuple(includes), tuple(problems))
-
-
-def read_requirements_file(
-    path: Path, seen: frozenset[Path] = frozenset()
-) -> list[tuple[str, str]]:
-    """(requirement, "file:line") of a pip requirements file, following `-r` includes."""
-    if path in seen:
-        raise SpecError(f"{path}: includes itself through -r; remove the loop")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise SpecError(
-            f"{path}: cannot read this requirements file ({reason}); check the path in the spec"
-        ) from None
-    parsed = parse_requirements(text, str(path))
-    if parsed.problems:
-        source, problem = parsed.problems[0]
-        raise SpecError(f"{source}: {problem}")
-    found = list(parsed.requirements)
-    for include, _ in parsed.includes:
-        found += read_requirements_file(path.parent / include, seen | {path})
-    return found
-
-
-def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """Lines joined across backslash continuations, each with the number of its first line."""
-    lines: list[tuple[int, str]] = []
-    pending: tuple[int, str] | None = None
-    for number, physical in enumerate(text.splitlines(), start=1):
-        start, joined = pending if pending else (number, "")
-        if physical.endswith("\\"):
-            pending = (start, joined + physical[:-1] + " ")
-            continue
-        pending = None
-        lines.append((start, joined + physical))
-    if pending:
-        lines.append(pending)
-    return lines
 
 
 def requirement_sets(loaded: LoadedSpec, registries: Mapping[str, FoundIn]) -> list[RequirementSet]:

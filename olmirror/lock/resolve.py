@@ -17,7 +17,6 @@ from olmirror.lock import uv_compile
 from olmirror.lock.engine_choice import choose_engine
 from olmirror.lock.file_choice import locked_files
 from olmirror.lock.lockfile import (
-    REQUESTED,
     Lock,
     TargetLock,
     inputs_digest,
@@ -39,6 +38,7 @@ from olmirror.lock.requirement_sets import (
     requirement_name,
     requirement_sets,
 )
+from olmirror.lock.requirements_txt import REQUESTED
 from olmirror.lock.targets import TargetEnv, targets_of
 from olmirror.lock.upstream_index import retries_of, upstream_of
 from olmirror.lock.uv_compile import Resolution, Unresolvable

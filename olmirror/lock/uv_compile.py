@@ -19,12 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from uv import find_uv_bin
 
 from olmirror.errors import OlmirrorError
 from olmirror.lock.requirement_sets import RequirementSet, requirement_name
+from olmirror.lock.requirements_txt import read_compiled
 from olmirror.lock.targets import TargetEnv, uv_platform
 from olmirror.lock.uv_env import uv_env
 from olmirror.remote.upstream_http import Retries
@@ -250,17 +250,5 @@ def _compile_to(
             raise _resolve_error(requirements, target, upstream, done.stderr, tries)
         log.debug("resolving %s for %s again: %s", requirements.origin, target.key, done.stderr)
         time.sleep(pause)
-    pins, needed_by = [], {}
-    for raw in output.read_text().splitlines():
-        line, _, comment = raw.partition("#")
-        if not line.strip():
-            continue
-        requirement = Requirement(line.strip())
-        (spec,) = requirement.specifier
-        name = canonicalize_name(requirement.name)
-        pins.append(f"{name}=={spec.version}")
-        via = comment.strip().removeprefix("via").strip()
-        needed_by[name] = [
-            canonicalize_name(p.strip()) for p in via.split(",") if _NAME.fullmatch(p.strip())
-        ]
+    pins, needed_by = read_compiled(output.read_text())
     return Resolution(sorted(pins), needed_by)

@@ -18,12 +18,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from olmirror.lock.lockfile import Lock
-from olmirror.lock.requirement_sets import (
-    ParsedRequirements,
-    lambda_set_name,
-    parse_requirements,
-    worker_set_name,
-)
+from olmirror.lock.requirement_sets import lambda_set_name, worker_set_name
+from olmirror.lock.requirements_txt import ParsedRequirements, parse_requirements
 from olmirror.lock.targets import TargetEnv
 from olmirror.openlambda.packages_dir import stale_entries
 from olmirror.openlambda.registry import (

@@ -23,7 +23,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from olmirror.lock.lockfile import Lock
-from olmirror.lock.requirement_sets import parse_requirements
+from olmirror.lock.requirements_txt import parse_requirements
 from olmirror.remote.probe import registry_folder
 from olmirror.spec import LoadedSpec, Worker
 from olmirror.spec.models import LAMBDA_NAME_PATTERN

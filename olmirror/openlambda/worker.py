@@ -17,8 +17,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from olmirror.errors import OlmirrorError
-from olmirror.lock.lockfile import REQUESTED, Lock, lock_path
+from olmirror.lock.lockfile import Lock, lock_path
 from olmirror.lock.requirement_sets import describe_set, lambda_set_name, worker_set_name
+from olmirror.lock.requirements_txt import pinned_text
 from olmirror.lock.targets import TargetEnv
 from olmirror.mirror.bandersnatch_config import web_dir
 from olmirror.mirror.check import MirrorReachable
@@ -102,17 +103,7 @@ def compiled_requirements(
         "#\n"
     )
     via = locked.via.get(set_name, {})
-    return header + "".join(_annotated(pin, via.get(pin.partition("==")[0], [])) for pin in pins)
-
-
-def _annotated(pin: str, why: list[str]) -> str:
-    """A pin with pip-compile's `# via` lines (the default, split annotation style)."""
-    reasons = ["-r requirements.in" if reason == REQUESTED else reason for reason in why]
-    if not reasons:
-        return f"{pin}\n"
-    if len(reasons) == 1:
-        return f"{pin}\n    # via {reasons[0]}\n"
-    return f"{pin}\n    # via\n" + "".join(f"    #   {reason}\n" for reason in reasons)
+    return header + pinned_text(pins, via)
 
 
 Member = tuple[str, str, int]  # (file name, text, mode)
