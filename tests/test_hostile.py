@@ -32,8 +32,9 @@ from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.lock import upstream_index as index
 from olmirror.lock.lockfile import Lock, LockedFile, TargetLock
 from olmirror.lock.requirements_txt import parse_requirements
+from olmirror.lock.simple_api import IndexFile
 from olmirror.lock.targets import TargetEnv
-from olmirror.lock.upstream_index import Index, IndexFile, allowed_origins
+from olmirror.lock.upstream_index import Index, allowed_origins
 from olmirror.mirror.bandersnatch_config import render
 from olmirror.mirror.fetch import FETCH_SOURCE
 from olmirror.mirror.prune import PruneMirror

@@ -7,7 +7,7 @@ import json
 from packaging.version import Version
 
 from olmirror.lock.lockfile import Lock, LockedFile, TargetLock
-from olmirror.mirror.simple_pages import pages
+from olmirror.lock.simple_api import pages
 
 WEB = "/srv/mirror/web"
 

@@ -13,9 +13,10 @@ from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.page_cache import PageCache
 from olmirror.lock.relock import Kept, known_files
 from olmirror.lock.requirement_sets import RequirementSet
+from olmirror.lock.simple_api import IndexFile
 from olmirror.lock.state_folder import made_state_folder
 from olmirror.lock.targets import TargetEnv, release_of
-from olmirror.lock.upstream_index import Index, IndexFile, allowed_origins, upstream_of
+from olmirror.lock.upstream_index import Index, allowed_origins, upstream_of
 from olmirror.lock.uv_compile import Resolution
 from olmirror.lock.wheel_build import Built, build_wheel, with_built_wheels
 from olmirror.remote.upstream_http import Retries

@@ -14,14 +14,12 @@ import ssl
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from html.parser import HTMLParser
-from urllib.parse import urldefrag, urljoin
 
 from packaging.utils import canonicalize_name
 
 from olmirror.errors import OlmirrorError
 from olmirror.lock.page_cache import Page, PageCache
+from olmirror.lock.simple_api import PEP691, IndexFile, parse_simple_html, parse_simple_json
 from olmirror.remote.fetch_files import check_url, origin
 from olmirror.remote.upstream_http import Client, Final, Retries, chunks
 from olmirror.spec import LoadedSpec
@@ -33,7 +31,6 @@ log = logging.getLogger(__name__)
 # set together for every child that must trust the upstream's CA, since the machine may set
 # them globally and pip lets REQUESTS_CA_BUNDLE override --cert.
 CA_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT")
-PEP691 = "application/vnd.pypi.simple.v1+json"
 ACCEPT = f"{PEP691}, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"
 TIMEOUT = 30  # seconds without a byte
 PAGE_SECONDS = 120  # for a whole page, so that one that drips or never ends fails
@@ -60,82 +57,6 @@ def default_upstream() -> str:
     config = configparser.ConfigParser()
     config.read_string((importlib.resources.files("bandersnatch") / "defaults.conf").read_text())
     return config["mirror"]["master"].rstrip("/")
-
-
-@dataclass(frozen=True)
-class IndexFile:
-    filename: str
-    url: str
-    sha256: str | None
-    requires_python: str | None
-    yanked: bool
-    size: int | None = None
-
-
-class _LinkParser(HTMLParser):
-    def __init__(self, base: str) -> None:
-        super().__init__()
-        self.base = base
-        self.files: list[IndexFile] = []
-        self._attrs: dict[str, str | None] | None = None
-        self._text = ""
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._attrs, self._text = dict(attrs), ""
-
-    def handle_data(self, data: str) -> None:
-        if self._attrs is not None:
-            self._text += data
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag != "a" or self._attrs is None:
-            return
-        url, fragment = urldefrag(urljoin(self.base, self._attrs.get("href") or ""))
-        algo, _, digest = fragment.partition("=")
-        self.files.append(
-            IndexFile(
-                filename=self._text.strip() or url.rsplit("/", 1)[-1],
-                url=url,
-                sha256=digest if algo == "sha256" else None,
-                requires_python=self._attrs.get("data-requires-python"),
-                yanked="data-yanked" in self._attrs,
-            )
-        )
-        self._attrs = None
-
-
-def parse_simple_html(text: str, base: str) -> list[IndexFile]:
-    """The files a PEP 503 project page links to."""
-    parser = _LinkParser(base)
-    parser.feed(text)
-    return parser.files
-
-
-def _parse_json(page: object, base: str) -> list[IndexFile]:
-    """The files of a PEP 691 page; ValueError when the page is not of that shape."""
-    files = page.get("files", []) if isinstance(page, dict) else None
-    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
-        raise ValueError("it is not a PEP 691 project page (no list of files)")
-    found = []
-    for f in files:
-        hashes, size = f.get("hashes", {}), f.get("size")
-        if not isinstance(f.get("filename"), str) or not isinstance(f.get("url"), str):
-            raise ValueError("a file without a filename or url string")
-        if not isinstance(hashes, dict) or (size is not None and not isinstance(size, int)):
-            raise ValueError(f"file {f['filename']!r} has hashes or a size of the wrong type")
-        requires = f.get("requires-python")
-        found.append(
-            IndexFile(
-                filename=f["filename"],
-                url=urljoin(base, f["url"]),
-                sha256=hashes.get("sha256") if isinstance(hashes.get("sha256"), str) else None,
-                requires_python=requires if isinstance(requires, str) else None,
-                yanked=bool(f.get("yanked")),
-                size=size,
-            )
-        )
-    return found
 
 
 def _checked(files: list[IndexFile], page: str, origins: list[str] | None) -> list[IndexFile]:
@@ -221,7 +142,7 @@ class Index:
             self.pages.put(url, page)
         try:
             if page.kind == PEP691:
-                files = _parse_json(json.loads(page.body), page.url)
+                files = parse_simple_json(json.loads(page.body), page.url)
             else:
                 files = parse_simple_html(page.body.decode("utf-8", errors="replace"), page.url)
             return _checked(files, page.url, self.origins)

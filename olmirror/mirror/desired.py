@@ -6,12 +6,12 @@ import posixpath
 from pathlib import Path
 
 from olmirror.errors import OlmirrorError
+from olmirror.lock import simple_api
 from olmirror.lock.engine_choice import choose_engine
 from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.state_folder import made_state_folder
 from olmirror.lock.upstream_index import allowed_origins, default_upstream, retries_of
 from olmirror.lock.wheel_build import Built, build_wheel, wheel_on_this_machine
-from olmirror.mirror import simple_pages
 from olmirror.mirror.bandersnatch_config import render, stored_path, web_dir
 from olmirror.mirror.built_wheel import BuiltWheel
 from olmirror.mirror.fetch import FetchFiles
@@ -57,7 +57,7 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
     origins = tuple(allowed) if allowed is not None else None
     retries = retries_of(mirror.retries)
     if engine == "simple":
-        pages = simple_pages.pages(web_dir(directory), lock)
+        pages = simple_api.pages(web_dir(directory), lock)
         folders = sorted({posixpath.dirname(path) for path in pages})
         return [
             FetchFiles(
@@ -123,7 +123,7 @@ def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
     resources: list[Resource] = [Directory(mirror.directory), Directory(state)]
     if not lock.files():
         # Nothing to mirror yet: an empty index still answers, so workers can point at it.
-        pages = simple_pages.pages(web_dir(mirror.directory), lock)
+        pages = simple_api.pages(web_dir(mirror.directory), lock)
         resources.append(Directory(posixpath.join(web_dir(mirror.directory), "simple")))
         files = [File(path, content) for path, content in pages.items()]
         return [*resources, *files, PruneMirror(web_dir(mirror.directory), (), ())]

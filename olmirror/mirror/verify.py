@@ -16,8 +16,8 @@ from packaging.version import Version
 from olmirror.connection import Connection, FactRequest
 from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.requirement_sets import describe_set
+from olmirror.lock.simple_api import parse_simple_html
 from olmirror.lock.targets import TargetEnv, release_of
-from olmirror.lock.upstream_index import parse_simple_html
 from olmirror.mirror.bandersnatch_config import stored_path, web_dir
 
 

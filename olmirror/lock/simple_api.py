@@ -1,6 +1,9 @@
-"""The simple index of a mirror whose files olmirror fetched itself (PEP 503 HTML, PEP 691 JSON).
+"""The simple repository API (PEP 503 HTML, PEP 691 JSON, PEP 700), read and written here.
 
-Pages list exactly the locked files, link them relative to the page with their
+Read: an upstream's project pages, for the files a release has (`upstream_index.py`), and
+the mirror's own pages, to verify them (`mirror/verify.py`). Written: the pages of a
+mirror whose files olmirror fetched itself (engine `simple`). Those pages list exactly the
+locked files, link them relative to the page with their
 sha256, and carry `data-requires-python`, as bandersnatch's pages do, so pip and
 OpenLambda workers see no difference between the engines. The JSON pages follow PEP 700
 (API 1.1: the project's `versions`, each file's `size`) when the lock knows every size.
@@ -11,7 +14,9 @@ from __future__ import annotations
 import html
 import json
 import posixpath
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from urllib.parse import urldefrag, urljoin, urlsplit
 
 from packaging.utils import canonicalize_name
 
@@ -19,6 +24,83 @@ from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.targets import release_of
 
 API_VERSION = "1.1"
+PEP691 = "application/vnd.pypi.simple.v1+json"
+
+
+@dataclass(frozen=True)
+class IndexFile:
+    filename: str
+    url: str
+    sha256: str | None
+    requires_python: str | None
+    yanked: bool
+    size: int | None = None
+
+
+class _LinkParser(HTMLParser):
+    def __init__(self, base: str) -> None:
+        super().__init__()
+        self.base = base
+        self.files: list[IndexFile] = []
+        self._attrs: dict[str, str | None] | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._attrs, self._text = dict(attrs), ""
+
+    def handle_data(self, data: str) -> None:
+        if self._attrs is not None:
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag != "a" or self._attrs is None:
+            return
+        url, fragment = urldefrag(urljoin(self.base, self._attrs.get("href") or ""))
+        algo, _, digest = fragment.partition("=")
+        self.files.append(
+            IndexFile(
+                filename=self._text.strip() or url.rsplit("/", 1)[-1],
+                url=url,
+                sha256=digest if algo == "sha256" else None,
+                requires_python=self._attrs.get("data-requires-python"),
+                yanked="data-yanked" in self._attrs,
+            )
+        )
+        self._attrs = None
+
+
+def parse_simple_html(text: str, base: str) -> list[IndexFile]:
+    """The files a PEP 503 project page links to."""
+    parser = _LinkParser(base)
+    parser.feed(text)
+    return parser.files
+
+
+def parse_simple_json(page: object, base: str) -> list[IndexFile]:
+    """The files of a PEP 691 page; ValueError when the page is not of that shape."""
+    files = page.get("files", []) if isinstance(page, dict) else None
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        raise ValueError("it is not a PEP 691 project page (no list of files)")
+    found = []
+    for f in files:
+        hashes, size = f.get("hashes", {}), f.get("size")
+        if not isinstance(f.get("filename"), str) or not isinstance(f.get("url"), str):
+            raise ValueError("a file without a filename or url string")
+        if not isinstance(hashes, dict) or (size is not None and not isinstance(size, int)):
+            raise ValueError(f"file {f['filename']!r} has hashes or a size of the wrong type")
+        requires = f.get("requires-python")
+        found.append(
+            IndexFile(
+                filename=f["filename"],
+                url=urljoin(base, f["url"]),
+                sha256=hashes.get("sha256") if isinstance(hashes.get("sha256"), str) else None,
+                requires_python=requires if isinstance(requires, str) else None,
+                yanked=bool(f.get("yanked")),
+                size=size,
+            )
+        )
+    return found
 
 
 def _href(file: LockedFile) -> str:
