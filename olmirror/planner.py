@@ -15,8 +15,8 @@ from olmirror.desired import desired_state
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.lock.lockfile import Lock, lock_path, read_lock
 from olmirror.lock.resolve import current_lock, lock_inputs
-from olmirror.mirror.bandersnatch_config import stored_path
 from olmirror.mirror.fetch import absent
+from olmirror.mirror.layout import stored_path
 from olmirror.openlambda.detect import with_detected_targets
 from olmirror.openlambda.findings import Finding, Held, registry_findings
 from olmirror.openlambda.registry import (

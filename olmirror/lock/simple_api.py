@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html
 import json
-import posixpath
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -150,22 +149,20 @@ def _project_json(name: str, files: list[LockedFile]) -> str:
     return json.dumps(page, indent=1, sort_keys=True) + "\n"
 
 
-def pages(web: str, lock: Lock) -> dict[str, str]:
-    """Every page of the mirror's simple index: path on the mirror host -> content."""
+def pages(lock: Lock) -> dict[str, str]:
+    """Every page of the mirror's simple index: its path under the index's folder (`simple/`
+    on the mirror, `mirror/layout.py`) -> content."""
     by_project: dict[str, dict[str, LockedFile]] = {}
     for target in lock.targets.values():
         for pin, file in target.files.items():
             by_project.setdefault(canonicalize_name(pin.partition("==")[0]), {})[file.url] = file
-    simple = posixpath.join(web, "simple")
     out: dict[str, str] = {}
     for name, files in sorted(by_project.items()):
         ordered = sorted(files.values(), key=lambda f: f.filename)
-        out[posixpath.join(simple, name, "index.html")] = _project_html(name, ordered)
-        out[posixpath.join(simple, name, "index.v1_json")] = _project_json(name, ordered)
+        out[f"{name}/index.html"] = _project_html(name, ordered)
+        out[f"{name}/index.v1_json"] = _project_json(name, ordered)
     names = sorted(by_project)
-    out[posixpath.join(simple, "index.html")] = _html(
-        "Simple index", [f'<a href="{n}/">{n}</a>' for n in names]
-    )
+    out["index.html"] = _html("Simple index", [f'<a href="{n}/">{n}</a>' for n in names])
     listing = {"meta": {"api-version": API_VERSION}, "projects": [{"name": n} for n in names]}
-    out[posixpath.join(simple, "index.v1_json")] = json.dumps(listing, indent=1) + "\n"
+    out["index.v1_json"] = json.dumps(listing, indent=1) + "\n"
     return out

@@ -8,34 +8,13 @@ manylinux glibc or CPython ABI from another).
 
 from __future__ import annotations
 
-import posixpath
 import re
-from urllib.parse import unquote, urlsplit
 
 from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import Lock
 
 WORKERS = 3
 TIMEOUT = 30
-
-
-def web_dir(directory: str) -> str:
-    return posixpath.join(directory, "web")
-
-
-def stored_path(directory: str, url: str) -> str:
-    """Where bandersnatch stores the file at `url`: its unquoted URL path under the web
-    folder, normalised as the filesystem resolves it (`//`, `.` and `..` are refused
-    when they would leave the web folder)."""
-    web = web_dir(directory)
-    path = posixpath.normpath(posixpath.join(web, unquote(urlsplit(url).path).lstrip("/")))
-    if not path.startswith(web.rstrip("/") + "/"):
-        raise OlmirrorError(
-            f"the upstream gives the file URL {url!r}, whose path leaves the mirror's web "
-            "folder; olmirror stores no file outside it, so fix the upstream or pin another "
-            "release"
-        )
-    return path
 
 
 def _value(text: str, what: str) -> str:

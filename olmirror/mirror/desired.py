@@ -12,9 +12,17 @@ from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.state_folder import made_state_folder
 from olmirror.lock.upstream_index import allowed_origins, default_upstream, retries_of
 from olmirror.lock.wheel_build import Built, build_wheel, wheel_on_this_machine
-from olmirror.mirror.bandersnatch_config import render, stored_path, web_dir
+from olmirror.mirror.bandersnatch_config import render
 from olmirror.mirror.built_wheel import BuiltWheel
 from olmirror.mirror.fetch import FetchFiles
+from olmirror.mirror.layout import (
+    config_path,
+    own_dir,
+    project_page,
+    simple_dir,
+    stored_path,
+    web_dir,
+)
 from olmirror.mirror.prune import PruneMirror
 from olmirror.mirror.python_tool import PythonTool
 from olmirror.mirror.sync import BandersnatchSync
@@ -57,7 +65,8 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
     origins = tuple(allowed) if allowed is not None else None
     retries = retries_of(mirror.retries)
     if engine == "simple":
-        pages = simple_api.pages(web_dir(directory), lock)
+        simple = simple_dir(directory)
+        pages = {posixpath.join(simple, p): text for p, text in simple_api.pages(lock).items()}
         folders = sorted({posixpath.dirname(path) for path in pages})
         return [
             FetchFiles(
@@ -74,8 +83,8 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
             *(File(path, content) for path, content in pages.items()),
             prune,
         ]
-    venv = posixpath.join(directory, ".olmirror", "venv")
-    config = posixpath.join(directory, "bandersnatch.conf")
+    venv = own_dir(directory, "venv")
+    config = config_path(directory)
     return [
         PythonTool("bandersnatch", BANDERSNATCH, venv),
         File(config, render(directory, lock)),
@@ -83,9 +92,7 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
             config=config,
             venv_program=posixpath.join(venv, "bin", "bandersnatch"),
             files=stored,
-            pages=tuple(
-                posixpath.join(web_dir(directory), "simple", p, "index.html") for p in projects
-            ),
+            pages=tuple(project_page(directory, p) for p in projects),
             ca_file=ca_file,
             min_seconds=mirror.download_timeout,
             origins=origins,
@@ -119,13 +126,14 @@ def _built_wheels(loaded: LoadedSpec, built: list[LockedFile]) -> list[Resource]
 def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
     """The mirror folder and the engine that fills it with the locked files (none: no engine)."""
     mirror = loaded.spec.mirror
-    state = posixpath.join(mirror.directory, ".olmirror")
+    state = own_dir(mirror.directory)
     resources: list[Resource] = [Directory(mirror.directory), Directory(state)]
     if not lock.files():
         # Nothing to mirror yet: an empty index still answers, so workers can point at it.
-        pages = simple_api.pages(web_dir(mirror.directory), lock)
-        resources.append(Directory(posixpath.join(web_dir(mirror.directory), "simple")))
-        files = [File(path, content) for path, content in pages.items()]
+        simple = simple_dir(mirror.directory)
+        resources.append(Directory(simple))
+        pages = simple_api.pages(lock).items()
+        files = [File(posixpath.join(simple, path), content) for path, content in pages]
         return [*resources, *files, PruneMirror(web_dir(mirror.directory), (), ())]
     ca_file = None
     if mirror.ca_file:

@@ -7,7 +7,6 @@ must have that hash. Everything is read in one round trip to the mirror host.
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass, replace
 
 from packaging.utils import canonicalize_name
@@ -18,7 +17,7 @@ from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.requirement_sets import describe_set
 from olmirror.lock.simple_api import parse_simple_html
 from olmirror.lock.targets import TargetEnv, release_of
-from olmirror.mirror.bandersnatch_config import stored_path, web_dir
+from olmirror.mirror.layout import project_page, stored_path
 
 
 @dataclass(frozen=True)
@@ -37,10 +36,6 @@ def _needed_by(lock: Lock, gap: Gap) -> Gap:
     sets = lock.targets[gap.target].sets
     names = sorted(name for name, pins in sets.items() if gap.pin in pins)
     return replace(gap, needed_by=tuple(describe_set(name) for name in names))
-
-
-def _page(directory: str, project: str) -> str:
-    return posixpath.join(web_dir(directory), "simple", canonicalize_name(project), "index.html")
 
 
 def _release(pin: str) -> tuple[str, Version]:
@@ -83,7 +78,7 @@ def verify_mirror(
     stored = frozenset(stored_path(directory, url) for url in files)
     facts = conn.gather(
         FactRequest(
-            content=frozenset(_page(directory, p) for p in projects),
+            content=frozenset(project_page(directory, p) for p in projects),
             hashes=stored if deep else frozenset(),
             paths=frozenset() if deep else stored,
         )
@@ -96,7 +91,7 @@ def verify_mirror(
         for pin, locked in sorted(target.files.items()):
             checked += 1
             project = pin.partition("==")[0]
-            page = facts.path(_page(directory, project))
+            page = facts.path(project_page(directory, project))
             if page.kind != "file" or page.content is None:
                 gaps.append(
                     Gap(

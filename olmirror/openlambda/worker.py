@@ -21,9 +21,9 @@ from olmirror.lock.lockfile import Lock, lock_path
 from olmirror.lock.requirement_sets import describe_set, lambda_set_name, worker_set_name
 from olmirror.lock.requirements_txt import pinned_text
 from olmirror.lock.targets import TargetEnv
-from olmirror.mirror.bandersnatch_config import web_dir
 from olmirror.mirror.check import MirrorReachable
 from olmirror.mirror.desired import pip_mirror
+from olmirror.mirror.layout import web_dir
 from olmirror.openlambda.lambda_tarball import LambdaTarball
 from olmirror.openlambda.pip_conf import config_paths
 from olmirror.openlambda.pip_conf_file import SandboxPipConf

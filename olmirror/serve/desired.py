@@ -22,7 +22,7 @@ from __future__ import annotations
 import posixpath
 
 from olmirror.errors import OlmirrorError
-from olmirror.mirror.bandersnatch_config import web_dir
+from olmirror.mirror.layout import own_dir, web_dir
 from olmirror.resources import Directory, File, Resource
 from olmirror.serve.http_check import HttpCheck
 from olmirror.serve.nginx import Nginx, NginxStopped
@@ -33,7 +33,7 @@ TEMP_KINDS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 def nginx_folder(directory: str) -> str:
     """Where olmirror's nginx instance keeps its config, pid file, logs and temp files."""
-    return posixpath.join(directory, ".olmirror", "nginx")
+    return own_dir(directory, "nginx")
 
 
 def _quoted(path: str) -> str:
