@@ -19,7 +19,7 @@ from olmirror.cli import main
 from olmirror.errors import SpecError
 from olmirror.lock.requirement_sets import requirement_sets
 from olmirror.spec import LOCAL, LoadedSpec, load_spec
-from olmirror.spec.loader import MAX_SPEC_BYTES
+from olmirror.spec.yaml_reader import MAX_SPEC_BYTES
 
 REPO = Path(__file__).resolve().parent.parent
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yaml"))
