@@ -26,7 +26,7 @@ from olmirror.lock.lockfile import Lock
 from olmirror.lock.requirements_txt import parse_requirements
 from olmirror.remote.probe import registry_folder
 from olmirror.spec import LoadedSpec, Worker
-from olmirror.spec.models import LAMBDA_NAME_PATTERN
+from olmirror.spec.values import LAMBDA_NAME_PATTERN
 
 REQUIREMENTS_IN = "requirements.in"
 REQUIREMENTS_TXT = "requirements.txt"

@@ -14,7 +14,8 @@ from pydantic import BaseModel
 
 from olmirror.errors import SpecError
 from olmirror.spec.checks import Loc
-from olmirror.spec.models import PATTERN_HINTS, Spec
+from olmirror.spec.models import Spec
+from olmirror.spec.values import PATTERN_HINTS
 from olmirror.spec.yaml_reader import Positions, at, loc_text, yaml_type
 
 MAX_REPORTED = 10
