@@ -19,7 +19,7 @@ from olmirror.lock.lockfile import Lock, lock_path, read_lock
 from olmirror.lock.resolve import lock_inputs
 from olmirror.openlambda.registry import recorded_registries
 from olmirror.plan import Plan
-from olmirror.spec import LOCAL, LoadedSpec, Target, host_config, load_spec
+from olmirror.spec import LOCAL, LoadedSpec, TargetSetting, host_config, load_spec
 
 REFUSED = "refusing the saved plan {source}: {why}; make a new one with `olmirror plan --out`"
 
@@ -40,7 +40,7 @@ def _with_detected(loaded: LoadedSpec, plan: Plan) -> LoadedSpec:
     for worker in loaded.spec.workers:
         found = plan.detected.get(worker.name)
         if worker.target == "detect":
-            target = Target.model_validate(found) if found else None
+            target = TargetSetting.model_validate(found) if found else None
             if target is not None and target not in loaded.spec.mirror.targets:
                 raise OlmirrorError(f"worker {worker.name!r}'s detected target is not a target")
             worker = worker.model_copy(update={"target": target})

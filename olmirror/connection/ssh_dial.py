@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Target:
+class Endpoint:
     """One SSH server to log in to, with everything needed to do so."""
 
     hostname: str
@@ -81,7 +81,7 @@ def _number(options: paramiko.SSHConfigDict, key: str, default: float) -> float:
         raise OlmirrorError(f"~/.ssh/config: {key} {value!r} is not a number") from None
 
 
-def resolve(name: str, host: Host, config: paramiko.SSHConfig) -> Target:
+def resolve(name: str, host: Host, config: paramiko.SSHConfig) -> Endpoint:
     """Spec fields win over ~/.ssh/config, which wins over OpenSSH's defaults.
 
     As with `ssh`, the config is consulted for every host, under its `ssh_alias`, or else
@@ -102,7 +102,7 @@ def resolve(name: str, host: Host, config: paramiko.SSHConfig) -> Target:
         identities = tuple(p for p in configured if os.path.isfile(p))
     user_files = (_option(options, "userknownhostsfile") or "").split()
     known_hosts = host.known_hosts or (user_files[0] if user_files else "~/.ssh/known_hosts")
-    return Target(
+    return Endpoint(
         hostname=hostname,
         port=port,
         user=host.user or options.get("user") or getpass.getuser(),
@@ -117,7 +117,7 @@ def resolve(name: str, host: Host, config: paramiko.SSHConfig) -> Target:
     )
 
 
-def _jump_hosts(target: Target, config: paramiko.SSHConfig) -> list[Target]:
+def _jump_hosts(target: Endpoint, config: paramiko.SSHConfig) -> list[Endpoint]:
     """The hops of ProxyJump (`[user@]host[:port],...`), each with its own ~/.ssh/config entry."""
     hops = []
     for spec in (target.proxy_jump or "").split(","):
@@ -148,7 +148,7 @@ def _jump_hosts(target: Target, config: paramiko.SSHConfig) -> list[Target]:
     return hops
 
 
-def _auth_reason(target: Target, exc: paramiko.SSHException) -> str:
+def _auth_reason(target: Endpoint, exc: paramiko.SSHException) -> str:
     offered = [f"identity file {p}" for p in target.identity_files]
     if os.environ.get("SSH_AUTH_SOCK"):
         offered.append("the keys in ssh-agent")
@@ -168,7 +168,7 @@ class _Passing(Unreachable):
     connection reset or dropped before the SSH banner."""
 
 
-def _tcp(target: Target) -> socket.socket:
+def _tcp(target: Endpoint) -> socket.socket:
     where = f"{target.hostname}:{target.port}"
     try:
         sock = socket.create_connection((target.hostname, target.port), target.connect_timeout)
@@ -196,7 +196,7 @@ def _tcp(target: Target) -> socket.socket:
     return sock
 
 
-def _login(target: Target, sock: object) -> paramiko.SSHClient:
+def _login(target: Endpoint, sock: object) -> paramiko.SSHClient:
     """Handshake, verify the host key, authenticate; `sock` is closed on failure."""
     client = paramiko.SSHClient()
     keys = client.get_host_keys()
@@ -239,7 +239,7 @@ def _login(target: Target, sock: object) -> paramiko.SSHClient:
     return client
 
 
-def _failure(target: Target, exc: Exception) -> Exception:
+def _failure(target: Endpoint, exc: Exception) -> Exception:
     if isinstance(exc, UnknownHostKey):
         return Unreachable(
             unknown_key_reason(target.hostname, target.port, target.known_hosts, exc)
@@ -267,7 +267,7 @@ class Session:
     """A logged-in client and the jump-host clients it travels through (closed after it)."""
 
     client: paramiko.SSHClient
-    target: Target
+    target: Endpoint
     hops: list[paramiko.SSHClient]
 
     def close(self) -> None:
@@ -275,7 +275,7 @@ class Session:
             client.close()
 
 
-def _first_socket(target: Target) -> object:
+def _first_socket(target: Endpoint) -> object:
     if target.proxy_command:
         try:
             return paramiko.ProxyCommand(target.proxy_command)
@@ -284,7 +284,7 @@ def _first_socket(target: Target) -> object:
     return _tcp(target)
 
 
-def _next_socket(client: paramiko.SSHClient, hop: Target, after: Target) -> paramiko.Channel:
+def _next_socket(client: paramiko.SSHClient, hop: Endpoint, after: Endpoint) -> paramiko.Channel:
     """A tunnel from jump host `hop` to the next server, as `ssh -J` opens it."""
     transport = client.get_transport()
     assert transport is not None
@@ -330,7 +330,7 @@ def open_session(name: str, host: Host) -> Session:
         raise Unreachable(f"host {name!r} ({target.label}{via}): {reason}") from None
 
 
-def _dial(target: Target, chain: list[Target]) -> Session:
+def _dial(target: Endpoint, chain: list[Endpoint]) -> Session:
     hops: list[paramiko.SSHClient] = []
     try:
         sock = _first_socket(chain[0])

@@ -18,7 +18,7 @@ from olmirror.errors import OlmirrorError
 from olmirror.lock.targets import compatible_platforms
 from olmirror.openlambda.registry import worker_dir
 from olmirror.remote import source
-from olmirror.spec import LoadedSpec, Target, Worker
+from olmirror.spec import LoadedSpec, TargetSetting, Worker
 
 _FACTS = source("sandbox_facts")
 
@@ -72,7 +72,9 @@ def _sandbox(worker: Worker, connections: Connections) -> dict:
     return facts
 
 
-def detect_target(worker: Worker, targets: list[Target], connections: Connections) -> Target:
+def detect_target(
+    worker: Worker, targets: list[TargetSetting], connections: Connections
+) -> TargetSetting:
     facts = _sandbox(worker, connections)
     platforms = _host_platforms(facts["machine"], facts["libc"])
     for target in targets:
@@ -101,7 +103,7 @@ def with_detected_targets(
         return loaded, {}
     asked = {w.name: w for w in spec.workers if w.target == "detect" and w.host in hosts}
 
-    def detect(name: str) -> Target | OlmirrorError:
+    def detect(name: str) -> TargetSetting | OlmirrorError:
         try:
             return detect_target(asked[name], spec.mirror.targets, connections)
         except OlmirrorError as exc:
@@ -109,14 +111,18 @@ def with_detected_targets(
 
     found = in_parallel(asked, detect, forks)
     failed = {
-        asked[n].host: result for n, result in found.items() if not isinstance(result, Target)
+        asked[n].host: result
+        for n, result in found.items()
+        if not isinstance(result, TargetSetting)
     }
 
     def settled(worker: Worker) -> Worker:
         if worker.target != "detect":
             return worker
         target = found.get(worker.name)
-        return worker.model_copy(update={"target": target if isinstance(target, Target) else None})
+        return worker.model_copy(
+            update={"target": target if isinstance(target, TargetSetting) else None}
+        )
 
     detected = spec.model_copy(update={"workers": [settled(w) for w in spec.workers]})
     return LoadedSpec(detected, loaded.path, loaded.digest), failed

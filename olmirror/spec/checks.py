@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from olmirror.spec.models import LOCAL, Host, Spec, Target
+from olmirror.spec.models import LOCAL, Host, Spec, TargetSetting
 
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
@@ -131,7 +131,7 @@ def _check_worker_target(spec: Spec, i: int) -> Iterator[Problem]:
             f"the mirror has {len(targets)} targets, so this worker needs a 'target' naming "
             f"the one its Python matches: {listed}",
         )
-    elif isinstance(target, Target) and target not in targets:
+    elif isinstance(target, TargetSetting) and target not in targets:
         yield (
             ("workers", i, "target"),
             f"this target is not one of mirror.targets ({listed}); add it there or pick one",

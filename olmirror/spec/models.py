@@ -83,8 +83,9 @@ class Host(_Model):
     )
 
 
-class Target(_Model):
-    """A Python environment that installs from the mirror."""
+class TargetSetting(_Model):
+    """A Python environment that installs from the mirror, as the spec declares it
+    (`lock.targets.TargetEnv` is the target itself: its tags and markers)."""
 
     python: Annotated[str, StringConstraints(pattern=PYTHON_PATTERN)] = Field(
         description="Python version as MAJOR.MINOR, e.g. '3.12'."
@@ -156,7 +157,7 @@ class Mirror(_Model):
         "olmirror uses it to resolve and copies it to the mirror host for bandersnatch.",
     )
     serve: Serve = Serve()
-    targets: list[Target] = Field(min_length=1)
+    targets: list[TargetSetting] = Field(min_length=1)
     index_timeout: float = Field(
         30,
         gt=0,
@@ -211,7 +212,7 @@ class Worker(_Model):
         {}, description="Lambdas olmirror writes into the worker's registry, by name."
     )
     state: Literal["running", "stopped"] = "running"
-    target: Target | Literal["detect"] | None = Field(
+    target: TargetSetting | Literal["detect"] | None = Field(
         None,
         description="The mirror target this worker's Python matches (optional with one target), "
         "or 'detect': the target that the Python of the worker's sandbox (its base image, "

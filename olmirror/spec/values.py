@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -180,15 +181,6 @@ def _address(value: str) -> str:
     return value
 
 
-def _user(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9._-]{0,31}", value):
-        raise ValueError(
-            f"{value!r} is not a login name; use letters, digits, '.', '_' and '-', "
-            "starting with a letter or '_', for example 'ol'"
-        )
-    return value
-
-
 def _ssh_alias(value: str) -> str:
     """OpenSSH's own rule for a host name (ssh.c valid_hostname, since 9.6, CVE-2023-51385):
     ~/.ssh/config may hand it to a shell (`Match exec`, `%n`), so no shell metacharacter."""
@@ -201,13 +193,16 @@ def _ssh_alias(value: str) -> str:
     return value
 
 
-def _env_name(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ValueError(
-            f"{value!r} is not an environment variable name; give the name of the variable "
-            "that holds the password, like 'OLMIRROR_SUDO_PASSWORD', never the password"
-        )
-    return value
+def _whole(pattern: str, problem: Callable[[str], str]) -> AfterValidator:
+    """A value that `pattern` must match whole; `problem(value)` says why not and the fix."""
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.fullmatch(value):
+            raise ValueError(problem(value))
+        return value
+
+    return AfterValidator(check)
 
 
 RequirementStr = Annotated[str, AfterValidator(_requirement)]
@@ -217,6 +212,24 @@ ConfigPath = Annotated[str, AfterValidator(_path), AfterValidator(_config_path)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Listen = Annotated[str, AfterValidator(_listen)]
 Address = Annotated[str, AfterValidator(_address)]
-User = Annotated[str, AfterValidator(_user)]
+User = Annotated[
+    str,
+    _whole(
+        r"[A-Za-z_][A-Za-z0-9._-]{0,31}",
+        lambda v: (
+            f"{v!r} is not a login name; use letters, digits, '.', '_' and '-', starting "
+            "with a letter or '_', for example 'ol'"
+        ),
+    ),
+]
 SshAlias = Annotated[str, AfterValidator(_ssh_alias)]
-EnvName = Annotated[str, AfterValidator(_env_name)]
+EnvName = Annotated[
+    str,
+    _whole(
+        r"[A-Za-z_][A-Za-z0-9_]*",
+        lambda v: (
+            f"{v!r} is not an environment variable name; give the name of the variable "
+            "that holds the password, like 'OLMIRROR_SUDO_PASSWORD', never the password"
+        ),
+    ),
+]
