@@ -176,16 +176,19 @@ def test_a_key_marked_revoked_in_known_hosts_is_refused(farm: SshFarm) -> None:
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "where"),
     [
-        "[]",
-        '{"format": 1}',
-        '{"format": 1, "inputs": "x", "upstream": "u", "targets": {"t": {"python": "3.12", '
-        '"platform": "any", "sets": "oops", "files": {}}}}',
+        ("[]", "olmirror.lock:1:1: the top level: Input should be an object"),
+        ('{"format": 1}', "olmirror.lock:1:1: inputs: Field required"),
+        (
+            '{"format": 1, "inputs": "x", "upstream": "u",\n "targets": {"t": {"python": "3.12", '
+            '"platform": "any",\n "sets": "oops", "files": {}}}}',
+            "olmirror.lock:3:10: targets.t.sets: Input should be an object",
+        ),
     ],
 )
-def test_a_lock_of_the_wrong_shape_names_its_field(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+def test_a_lock_of_the_wrong_shape_names_its_line_and_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: str
 ) -> None:
     spec = tmp_path / "olmirror.yaml"
     spec.write_text(HEAD)
@@ -193,8 +196,9 @@ def test_a_lock_of_the_wrong_shape_names_its_field(
     capsys.readouterr()
     code = main(["verify", "-f", str(spec)])
     out = capsys.readouterr()
-    assert code == 1 and "the lock file is damaged (" in out.out + out.err
-    assert "did not expect" not in out.out + out.err and "Traceback" not in out.err
+    message = out.out + out.err
+    assert code == 1 and f"{where}; the lock file is damaged; run `olmirror lock`" in message
+    assert "did not expect" not in message and "Traceback" not in out.err
 
 
 def test_a_recorded_registry_of_the_wrong_shape_is_taken_as_not_recorded(tmp_path: Path) -> None:

@@ -7,19 +7,21 @@ spec's requirements, targets or upstream changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name
-from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
-from typing_extensions import NotRequired, TypedDict
+from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
 
-from olmirror.errors import OlmirrorError
+from olmirror.errors import OlmirrorError, SpecError
 from olmirror.lock.requirement_sets import RequirementSet
 from olmirror.lock.targets import TargetEnv
+from olmirror.spec.yaml_reader import parse_yaml
 
 LOCK_FORMAT = 1
 # How olmirror makes a lock from its inputs; a lock made another way is resolved again.
@@ -29,60 +31,7 @@ LOCK_RECIPE = 2
 STRICT = ConfigDict(strict=True)
 
 
-@with_config(STRICT)
-class _BuiltShape(TypedDict):
-    """Where a wheel olmirror built came from (`wheel_build.py`)."""
-
-    sdist: str
-    sdist_url: str
-    sdist_sha256: str
-    builder: str
-
-
-@with_config(STRICT)
-class _FileShape(TypedDict):
-    filename: str
-    url: str
-    sha256: str
-    size: NotRequired[int | None]
-    requires_python: NotRequired[str | None]
-    built: NotRequired[_BuiltShape]
-
-
-@with_config(STRICT)
-class _TargetShape(TypedDict):
-    python: str
-    platform: str
-    sets: dict[str, list[str]]
-    files: dict[str, _FileShape]
-    via: NotRequired[dict[str, dict[str, list[str]]]]
-    inputs: NotRequired[dict[str, str]]
-
-
-@with_config(STRICT)
-class _LockShape(TypedDict):
-    """The lock file's JSON, checked before it is used: a damaged lock names its field."""
-
-    format: int
-    inputs: str
-    upstream: str
-    targets: dict[str, _TargetShape]
-    auto_engine: NotRequired[str | None]
-    auto_engine_why: NotRequired[str | None]
-    registries: NotRequired[dict[str, dict[str, Any]]]
-    failed: NotRequired[dict[str, str]]
-
-
-_SHAPE: TypeAdapter[_LockShape] = TypeAdapter(_LockShape)
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "the top level"
-    return f"{where}: {error['msg']}"
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=STRICT)
 class LockedFile:
     filename: str
     url: str
@@ -94,7 +43,7 @@ class LockedFile:
     built: dict[str, str] | None = None
 
 
-@dataclass
+@dataclass(config=STRICT)
 class TargetLock:
     python: str
     platform: str
@@ -111,7 +60,7 @@ class TargetLock:
         return TargetEnv(self.python, self.platform)
 
 
-@dataclass
+@dataclass(config=STRICT)
 class Lock:
     inputs: str
     upstream: str
@@ -125,12 +74,13 @@ class Lock:
     registries: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Sets found on a host that could not be locked, and why: reported on their lambda.
     failed: dict[str, str] = field(default_factory=dict)
+    format: int = LOCK_FORMAT
     # How this run came by the lock (resolved, kept, the last plan's), for the plan's
     # reader; never written.
     note: str | None = field(default=None, compare=False)
 
     def to_text(self) -> str:
-        data = {"format": LOCK_FORMAT, **asdict(self)}
+        data = asdict(self)
         del data["note"]
         for target in data["targets"].values():
             for file in target["files"].values():
@@ -140,39 +90,20 @@ class Lock:
 
     @classmethod
     def from_text(cls, text: str, source: Path) -> Lock:
+        """The lock in `text`; a damaged one is an error naming the line and field."""
         try:
-            raw: dict[str, Any] = dict(_SHAPE.validate_python(json.loads(text)))
-            if raw.get("format") != LOCK_FORMAT:
-                raise ValueError(f"format {raw.get('format')!r}, expected {LOCK_FORMAT}")
-            targets = {
-                key: TargetLock(
-                    python=t["python"],
-                    platform=t["platform"],
-                    sets=t["sets"],
-                    files={pin: LockedFile(**f) for pin, f in t["files"].items()},
-                    via=t.get("via", {}),
-                    inputs=t.get("inputs", {}),
-                )
-                for key, t in raw["targets"].items()
-            }
-            return cls(
-                inputs=raw["inputs"],
-                upstream=raw["upstream"],
-                targets=targets,
-                auto_engine=raw.get("auto_engine"),
-                auto_engine_why=raw.get("auto_engine_why"),
-                registries=dict(raw.get("registries", {})),
-                failed=dict(raw.get("failed", {})),
-            )
+            lock = _LOCK.validate_json(text)
         except ValidationError as exc:
             raise OlmirrorError(
-                f"{source}: the lock file is damaged ({_first_error(exc)}); run `olmirror lock` "
+                f"{_where(source, text, exc)} the lock file is damaged; run `olmirror lock` "
                 "to write it again"
             ) from None
-        except (ValueError, KeyError, TypeError) as exc:
+        if lock.format != LOCK_FORMAT:
             raise OlmirrorError(
-                f"{source}: the lock file is damaged ({exc}); run `olmirror lock` to write it again"
-            ) from None
+                f"{source}: a lock of format {lock.format}, where this olmirror reads "
+                f"{LOCK_FORMAT}; run `olmirror lock` to write it again"
+            )
+        return lock
 
     def files(self) -> dict[str, LockedFile]:
         """Every locked file of every target, by its URL (the mirror holds each once)."""
@@ -220,6 +151,24 @@ def set_digest(
         "recipe": LOCK_RECIPE,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+_LOCK: TypeAdapter[Lock] = TypeAdapter(Lock)
+
+
+def _where(source: Path, text: str, exc: ValidationError) -> str:
+    """ "file:line:column: field: what is wrong;" for the first fault of a lock, the line
+    found by reading the JSON as YAML (which keeps positions)."""
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    field_text = ".".join(str(part) for part in loc) or "the top level"
+    if error["type"] == "json_invalid":  # pydantic's message gives the place in the JSON
+        return f"{source}: {error['msg']};"
+    mark = None
+    with contextlib.suppress(SpecError):
+        mark = parse_yaml(str(source), text)[1].find(loc)  # None: the document itself
+    place = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else f"{source}:1:1"
+    return f"{place}: {field_text}: {error['msg']};"
 
 
 def lock_path(spec_path: Path) -> Path:
