@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -27,6 +28,7 @@ from olmirror.openlambda.call import Called, call_lambdas
 from olmirror.openlambda.detect import with_detected_targets
 from olmirror.openlambda.registry import recorded_registries
 from olmirror.plan import Plan
+from olmirror.plan_summary import PackageChange, plan_packages
 from olmirror.planner import limit_hosts, plan_spec
 from olmirror.remote.host_program import atomic_write
 from olmirror.render import (
@@ -121,15 +123,22 @@ def _cmd_validate(args: argparse.Namespace, out: Painter) -> int:
     return 0
 
 
+def _plan_json(plan: Plan, packages: list[PackageChange]) -> dict[str, Any]:
+    """The plan as saved, with its package changes (read, not needed, by `apply FILE`)."""
+    return plan.to_json() | {"packages": [p.to_json() for p in packages]}
+
+
 def _cmd_plan(args: argparse.Namespace, out: Painter) -> int:
     with Connections({}) as connections:
         plan = _make_plan(args, connections)
+    packages = plan_packages(plan)
     if args.out:
-        atomic_write(args.out, (json.dumps(plan.to_json(), indent=2) + "\n").encode(), 0o600)
+        text = json.dumps(_plan_json(plan, packages), indent=2) + "\n"
+        atomic_write(args.out, text.encode(), 0o600)
     if args.json:
-        dump_json(plan.to_json(), out.stream)
+        dump_json(_plan_json(plan, packages), out.stream)
     else:
-        print_plan(plan, out)
+        print_plan(plan, out, packages, full_diff=args.diff)
         if args.out:
             out.line(f"Saved the plan to {args.out}; apply it with `olmirror apply {args.out}`.")
     if plan.failed:
@@ -193,8 +202,9 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
             plan.hosts = [h for h in plan.hosts if h.host in names]
         else:
             plan = _make_plan(args, connections)
+        packages = plan_packages(plan)  # before the apply writes the lock they compare with
         if not args.json:
-            print_plan(plan, out)
+            print_plan(plan, out, packages, full_diff=args.diff)
         results: list[HostResult] = []
         if plan.change_count:
             _confirm(plan, args)
@@ -208,7 +218,7 @@ def _cmd_apply(args: argparse.Namespace, out: Painter) -> int:
         verified = _verify_after_apply(plan, failed, connections)
     gaps = verified[1] if verified else []
     if args.json:
-        dump_json(results_json(plan, results, gaps), out.stream)
+        dump_json(results_json(plan, results, gaps, packages), out.stream)
     else:
         if results:
             print_recap(results, out)

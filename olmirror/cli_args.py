@@ -29,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
     hosts.add_argument("--limit", help="only these hosts, comma-separated")
     hosts.add_argument("--forks", type=int, default=DEFAULT_FORKS, help="hosts worked on at once")
     hosts.add_argument("--json", action="store_true", help="print JSON instead of text")
+    hosts.add_argument(
+        "--diff",
+        action="store_true",
+        help="show every diff in full, the lock's and the index pages' too, and every "
+        "package change (by default those and other long file diffs are one line each)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="olmirror",

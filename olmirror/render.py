@@ -7,16 +7,22 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from olmirror.apply import HostResult
 from olmirror.mirror.verify import Gap
 from olmirror.openlambda.findings import Finding
 from olmirror.plan import Plan
-from olmirror.resources import Change
+from olmirror.plan_summary import PackageChange, mirror_generated, writes_lock
+from olmirror.resources import Change, File
 
 _COLOURS = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "bold": "1", "dim": "2"}
 MAX_DIFF_LINES = 60
+# By default: a file's diff longer than this is one line, and so are the package changes
+# past the first MAX_PACKAGE_LINES; --diff shows them all.
+MAX_FILE_DIFF = 24
+MAX_PACKAGE_LINES = 30
 _MARKS = {"create": ("+", "green"), "update": ("~", "yellow"), "run": (">", "cyan")}
 
 
@@ -67,21 +73,77 @@ def _diff_line(paint: Painter, line: str) -> str:
     return line
 
 
-def _change(paint: Painter, change: Change) -> None:
+def _change(paint: Painter, change: Change, limit: int | None) -> None:
+    """One change and its diff, cut after `limit` lines (None: the whole diff)."""
     mark, style = _MARKS[change.action]
     paint.line(f"  {paint(mark, style)} {change.summary}")
-    for line in change.diff[:MAX_DIFF_LINES]:
+    shown = change.diff if limit is None else change.diff[:limit]
+    for line in shown:
         paint.line(f"      {_diff_line(paint, line)}")
-    if len(change.diff) > MAX_DIFF_LINES:
-        hidden = len(change.diff) - MAX_DIFF_LINES
+    if len(shown) < len(change.diff):
+        hidden = len(change.diff) - len(shown)
         paint.line(
-            paint(f"      ... {plural(hidden, 'more line')} (the whole diff is in --json)", "dim")
+            paint(f"      ... {plural(hidden, 'more line')} (--diff shows them, --json too)", "dim")
         )
 
 
-def print_plan(plan: Plan, paint: Painter) -> None:
+def _unified_start(diff: tuple[str, ...]) -> int | None:
+    """Where a file's unified diff begins (its "---" line), after lines such as a mode change."""
+    return next((i for i, line in enumerate(diff) if line.startswith("---")), None)
+
+
+def _collapsed(paint: Painter, change: Change, start: int) -> None:
+    """A file's change on one line, with the lines its diff adds and removes counted."""
+    mark, style = _MARKS[change.action]
+    body = change.diff[start + 2 :]  # after the "---" and "+++" lines
+    added = sum(1 for line in body if line.startswith("+"))
+    removed = sum(1 for line in body if line.startswith("-"))
+    size = paint(f"(+{added} -{removed} lines; --diff shows them)", "dim")
+    paint.line(f"  {paint(mark, style)} {change.summary} {size}")
+    for line in change.diff[:start]:
+        paint.line(f"      {_diff_line(paint, line)}")
+
+
+def _quiet(plan: Plan, host: str, change: Change, packages: bool) -> int | None:
+    """Where the unified diff of a file change shown on one line by default begins, else
+    None: a mechanical file's (bandersnatch.conf, an index page; the lock, when `packages`
+    tell its changes), or one whose diff is long."""
+    start = _unified_start(change.diff) if isinstance(change.resource, File) else None
+    if start is None:
+        return None
+    mechanical = mirror_generated(plan, host, change) or (
+        packages and writes_lock(plan, host, change)
+    )
+    return start if mechanical or len(change.diff) > MAX_FILE_DIFF else None
+
+
+def _packages(packages: Sequence[PackageChange], paint: Painter, limit: int | None) -> None:
+    """The plan as package changes, before the per-host changes that make them."""
+    if not packages:
+        return
+    paint.line(paint("Packages", "bold"))
+    shown = packages if limit is None else packages[:limit]
+    styles = {"+": "green", "-": "red", "~": "yellow"}
+    for change in shown:
+        paint.line(f"  {paint(change.mark, styles[change.mark])} {change}")
+    if len(shown) < len(packages):
+        more = plural(len(packages) - len(shown), "more package change")
+        paint.line(paint(f"  ... {more} (--diff or --json lists them all)", "dim"))
+    paint.line()
+
+
+def print_plan(
+    plan: Plan,
+    paint: Painter,
+    packages: Sequence[PackageChange] = (),
+    *,
+    full_diff: bool = False,
+) -> None:
+    """The plan for a person: the lock, its package changes, then each host's changes;
+    `full_diff` shows every diff whole, else the mechanical and long ones are one line."""
     if plan.lock_note:
         paint.line(f"{paint('Lock', 'bold')}: {plan.lock_note}")
+    _packages(packages, paint, None if full_diff else MAX_PACKAGE_LINES)
     for host in plan.hosts:
         if host.error:
             label = "unreachable" if host.unreachable else "error"
@@ -90,7 +152,11 @@ def print_plan(plan: Plan, paint: Painter) -> None:
         counts = f"{len(host.pending)} to change, {len(host.unchanged)} unchanged"
         paint.line(f"{paint(host.host, 'bold')}: {counts}")
         for change in host.pending:
-            _change(paint, change)
+            start = None if full_diff else _quiet(plan, host.host, change, bool(packages))
+            if start is not None:
+                _collapsed(paint, change, start)
+            else:
+                _change(paint, change, None if full_diff else MAX_DIFF_LINES)
     _findings(plan.findings, paint)
     hosts = len(plan.hosts)
     unchanged = sum(len(h.unchanged) for h in plan.hosts)
@@ -168,9 +234,14 @@ def print_recap(results: list[HostResult], paint: Painter) -> None:
             paint.line(f"  {'':<{width}}  {paint(r.error, 'red')}")
 
 
-def results_json(plan: Plan, results: list[HostResult], gaps: list[Gap]) -> dict[str, Any]:
+def results_json(
+    plan: Plan,
+    results: list[HostResult],
+    gaps: list[Gap],
+    packages: Sequence[PackageChange] = (),
+) -> dict[str, Any]:
     return {
-        "plan": plan.to_json(),
+        "plan": plan.to_json() | {"packages": [p.to_json() for p in packages]},
         "verify_gaps": [str(gap) for gap in gaps],
         "results": [
             {
