@@ -148,14 +148,14 @@ def _cmd_plan(args: argparse.Namespace, out: Painter) -> int:
 
 def _load_plan(path: str) -> Plan:
     try:
-        raw = json.loads(Path(path).read_text())
+        text = Path(path).read_text()
     except FileNotFoundError:
         raise OlmirrorError(
             f"{path}: no such plan file; make one with `olmirror plan --out {path}`"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise OlmirrorError(f"{path}: not a readable plan file ({exc})") from None
-    return Plan.from_json(raw, path)
+    return Plan.from_text(text, path)
 
 
 def _confirm(plan: Plan, args: argparse.Namespace) -> None:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypedDict
 
 from olmirror import __version__
 from olmirror.connection import Connection, FactRequest, Facts
@@ -17,7 +20,9 @@ from olmirror.connection.hosts import Connections, in_parallel
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.openlambda.findings import Finding
 from olmirror.resources import Change, Resource, ResourceError
+from olmirror.resources.base import Action
 from olmirror.spec import Host
+from olmirror.spec.yaml_reader import json_fault
 
 PLAN_FORMAT = 1
 
@@ -50,16 +55,6 @@ class HostPlan:
             "changes": [c.to_json() for c in self.changes],
             "fingerprints": self.fingerprints,
         }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> HostPlan:
-        return cls(
-            host=raw["host"],
-            changes=[Change.from_json(c) for c in raw["changes"]],
-            fingerprints=dict(raw["fingerprints"]),
-            error=raw["error"],
-            unreachable=raw["unreachable"],
-        )
 
 
 @dataclass
@@ -115,30 +110,80 @@ class Plan:
         }
 
     @classmethod
-    def from_json(cls, raw: dict[str, Any], source: str) -> Plan:
-        if not isinstance(raw, dict) or raw.get("format") != PLAN_FORMAT:
-            raise OlmirrorError(
-                f"{source}: not an olmirror plan of format {PLAN_FORMAT}; "
-                "make a new one with `olmirror plan --out FILE`"
-            )
+    def from_text(cls, text: str, source: str) -> Plan:
+        """The plan saved in `text`; a damaged one is an error naming the line and field."""
         try:
-            return cls(
-                spec=raw["spec"],
-                spec_digest=raw["spec_digest"],
-                inventory={n: Host.model_validate(h) for n, h in raw["inventory"].items()},
-                hosts=[HostPlan.from_json(h) for h in raw["hosts"]],
-                mirror=raw["mirror"],
-                findings=[Finding.from_json(f) for f in raw.get("findings", [])],
-                complete=raw.get("complete", False),
-                detected=dict(raw.get("detected", {})),
-                lock_note=raw.get("lock_note"),
-                created=raw["created"],
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raw = _PLAN_FILE.validate_json(text)
+            hosts = [_host(h, n, text, source) for n, h in enumerate(raw["hosts"])]
+        except ValidationError as exc:
             raise OlmirrorError(
-                f"{source}: the plan file is damaged ({type(exc).__name__}: {exc}); "
-                "make a new one with `olmirror plan --out FILE`"
+                f"{json_fault(source, text, exc)}; the plan file is damaged: make a new one with "
+                "`olmirror plan --out FILE`"
             ) from None
+        return cls(
+            spec=raw["spec"],
+            spec_digest=raw["spec_digest"],
+            inventory=raw["inventory"],
+            hosts=hosts,
+            mirror=raw["mirror"],
+            findings=raw["findings"],
+            complete=raw["complete"],
+            detected=raw["detected"],
+            lock_note=raw["lock_note"],
+            created=raw["created"],
+        )
+
+
+class _ChangeFile(TypedDict):
+    id: str
+    action: Action
+    summary: str
+    diff: tuple[str, ...]
+    resource: dict[str, Any]  # read by its kind's own type (`Resource.from_json`)
+
+
+class _HostFile(TypedDict):
+    host: str
+    error: str | None
+    unreachable: bool
+    changes: list[_ChangeFile]
+    fingerprints: dict[str, str]
+
+
+class _PlanFile(TypedDict):
+    """A saved plan's JSON, checked before it is used: a damaged plan names its field."""
+
+    format: Literal[1]
+    olmirror: str
+    created: str
+    spec: str
+    spec_digest: str
+    mirror: dict[str, str] | None
+    inventory: dict[str, Host]
+    findings: list[Finding]
+    complete: bool
+    detected: dict[str, dict[str, str]]
+    lock_note: str | None
+    hosts: list[_HostFile]
+
+
+_PLAN_FILE: TypeAdapter[_PlanFile] = TypeAdapter(_PlanFile)
+
+
+def _host(raw: _HostFile, index: int, text: str, source: str) -> HostPlan:
+    """A host's part of a saved plan, each resource read by its kind's own type."""
+    changes = []
+    for n, change in enumerate(raw["changes"]):
+        try:
+            resource = Resource.from_json(change["resource"])
+        except ValidationError as exc:
+            within = ("hosts", index, "changes", n, "resource")
+            raise OlmirrorError(
+                f"{json_fault(source, text, exc, within)}; the plan file is damaged: make a new "
+                "one with `olmirror plan --out FILE`"
+            ) from None
+        changes.append(Change(resource, change["action"], change["summary"], change["diff"]))
+    return HostPlan(raw["host"], changes, raw["fingerprints"], raw["error"], raw["unreachable"])
 
 
 def fact_request(resources: list[Resource]) -> FactRequest:

@@ -19,9 +19,16 @@ from olmirror.lock.lockfile import Lock, lock_path, read_lock
 from olmirror.lock.resolve import lock_inputs
 from olmirror.openlambda.registry import recorded_registries
 from olmirror.plan import Plan
+from olmirror.resources import Resource
 from olmirror.spec import LOCAL, LoadedSpec, TargetSetting, host_config, load_spec
 
 REFUSED = "refusing the saved plan {source}: {why}; make a new one with `olmirror plan --out`"
+
+
+def _saved_form(resource: Resource) -> str:
+    """A resource as a saved plan holds it once read back: through JSON and its kind's
+    validation (a float field given 30 reads back as 30.0), so both sides compare alike."""
+    return json.dumps(Resource.from_json(resource.to_json()).to_json(), sort_keys=True)
 
 
 def _lock_of(plan: Plan, loaded: LoadedSpec) -> Lock | None:
@@ -77,9 +84,9 @@ def check_saved_plan(plan: Plan, source: str) -> None:
     except OlmirrorError as exc:
         raise refuse(str(exc)) from None
     for host in plan.hosts:
-        made = {json.dumps(r.to_json(), sort_keys=True) for r in desired.get(host.host, [])}
+        made = {_saved_form(r) for r in desired.get(host.host, [])}
         for change in host.changes:
-            if json.dumps(change.resource.to_json(), sort_keys=True) not in made:
+            if _saved_form(change.resource) not in made:
                 raise refuse(
                     f"{change.resource.id} on host {host.host!r} is not what the spec makes"
                 )

@@ -7,6 +7,7 @@ import configparser
 import contextlib
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -655,6 +656,9 @@ def test_an_edited_saved_plan_runs_nothing(
     assert "did not expect" not in applied.err
     refused = "refusing the saved plan" if edit not in ("shape", "kind") else "plan file is damaged"
     assert refused in applied.err
+    if edit in ("shape", "kind"):  # the line and the field, as a bad spec's error gives them
+        field = "inventory" if edit == "shape" else r"hosts\.0\.changes\.\d+\.resource\.kind"
+        assert re.search(rf"plan\.json:1:\d+: {field}: ", applied.err), applied.err
     assert not sentinel.exists() and not (tmp_path / "w").exists()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
 from olmirror.errors import OlmirrorError
@@ -23,6 +24,24 @@ from olmirror.remote.upstream_http import Retries
 from olmirror.spec import LoadedSpec
 
 
+def _rank(file: IndexFile, target: TargetEnv) -> tuple[int, int] | None:
+    """(tag rank, minus the build number) of a wheel the target can install; else None."""
+    rank = target.wheel_rank(file.filename)
+    if rank is None:
+        return None
+    build = parse_wheel_filename(file.filename)[2]
+    return rank, -(build[0] if build else 0)
+
+
+def _preference(file: IndexFile, target: TargetEnv) -> tuple[object, ...]:
+    """pip's order among a release's files (its PackageFinder's sort key): a file not yanked
+    first, then a wheel before the sdist, the best-ranked tags, the highest build tag; of
+    files equal in all that, the first by name (pip takes the first listed: a lock must not
+    change when an upstream lists the same files in another order)."""
+    wheel = _rank(file, target) if file.filename.endswith(".whl") else None
+    return (file.yanked, wheel is None, wheel or (0, 0), file.filename)
+
+
 def choose_file(pin: str, files: list[IndexFile], target: TargetEnv) -> LockedFile:
     """The file pip on `target` would install for `pin`: its best wheel, else the sdist."""
     name, _, version = pin.partition("==")
@@ -32,13 +51,9 @@ def choose_file(pin: str, files: list[IndexFile], target: TargetEnv) -> LockedFi
         if release_of(f.filename) == (name, Version(version))
         and target.accepts_python(f.requires_python)
     ]
-    ranked = [(target.wheel_rank(f.filename), f) for f in release]
-    wheels = sorted(((rank, f.filename, f) for rank, f in ranked if rank is not None))
-    sdists = [f for rank, f in ranked if rank is None and not f.filename.endswith(".whl")]
-    if wheels:
-        chosen = wheels[0][2]
-    elif sdists:
-        chosen = sdists[0]
+    usable = [f for f in release if not f.filename.endswith(".whl") or _rank(f, target)]
+    if usable:
+        chosen = min(usable, key=lambda f: _preference(f, target))
     else:
         present = ", ".join(
             f.filename for f in files if release_of(f.filename) == (name, Version(version))

@@ -7,7 +7,6 @@ spec's requirements, targets or upstream changed.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 from dataclasses import asdict, field
@@ -18,10 +17,10 @@ from packaging.utils import canonicalize_name
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 from pydantic.dataclasses import dataclass
 
-from olmirror.errors import OlmirrorError, SpecError
+from olmirror.errors import OlmirrorError
 from olmirror.lock.requirement_sets import RequirementSet
 from olmirror.lock.targets import TargetEnv
-from olmirror.spec.yaml_reader import parse_yaml
+from olmirror.spec.yaml_reader import json_fault
 
 LOCK_FORMAT = 1
 # How olmirror makes a lock from its inputs; a lock made another way is resolved again.
@@ -95,8 +94,8 @@ class Lock:
             lock = _LOCK.validate_json(text)
         except ValidationError as exc:
             raise OlmirrorError(
-                f"{_where(source, text, exc)} the lock file is damaged; run `olmirror lock` "
-                "to write it again"
+                f"{json_fault(str(source), text, exc)}; the lock file is damaged; run "
+                "`olmirror lock` to write it again"
             ) from None
         if lock.format != LOCK_FORMAT:
             raise OlmirrorError(
@@ -154,21 +153,6 @@ def set_digest(
 
 
 _LOCK: TypeAdapter[Lock] = TypeAdapter(Lock)
-
-
-def _where(source: Path, text: str, exc: ValidationError) -> str:
-    """ "file:line:column: field: what is wrong;" for the first fault of a lock, the line
-    found by reading the JSON as YAML (which keeps positions)."""
-    error = exc.errors()[0]
-    loc = tuple(error["loc"])
-    field_text = ".".join(str(part) for part in loc) or "the top level"
-    if error["type"] == "json_invalid":  # pydantic's message gives the place in the JSON
-        return f"{source}: {error['msg']};"
-    mark = None
-    with contextlib.suppress(SpecError):
-        mark = parse_yaml(str(source), text)[1].find(loc)  # None: the document itself
-    place = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else f"{source}:1:1"
-    return f"{place}: {field_text}: {error['msg']};"
 
 
 def lock_path(spec_path: Path) -> Path:

@@ -82,10 +82,10 @@ def uv_platform(platform: str) -> str | None:
 # The operating system of a platform tag, by its prefix.
 _SYSTEMS = (("macosx", "Darwin"), ("win", "Windows"))
 # `platform.machine()` on a platform tag's architecture, by the tag's suffix.
-_MACHINES = (
+_MACHINES = (  # Windows' own names first: win_arm64 ends in arm64 too
+    ("win_amd64", "AMD64"), ("win32", "x86"), ("win_arm64", "ARM64"),
     ("x86_64", "x86_64"), ("aarch64", "aarch64"), ("i686", "i686"), ("armv7l", "armv7l"),
     ("ppc64le", "ppc64le"), ("s390x", "s390x"), ("arm64", "arm64"), ("universal2", "arm64"),
-    ("win_amd64", "AMD64"), ("win32", "x86"), ("win_arm64", "ARM64"),
 )  # fmt: skip
 
 
@@ -129,6 +129,7 @@ class TargetEnv:
         environment = {
             "python_version": self.python,
             "python_full_version": f"{self.python}.0",
+            "implementation_version": f"{self.python}.0",  # CPython's is its own version
             "implementation_name": "cpython",
             "platform_python_implementation": "CPython",
             "platform_system": system,

@@ -56,12 +56,6 @@ class FetchFiles(Resource):
     origins: tuple[str, ...] | None = None  # where files may come from; None: anywhere
     retries: Retries = DEFAULT_RETRIES  # mirror.retries
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "files", tuple(tuple(f) for f in self.files))
-        object.__setattr__(self, "retries", Retries(*self.retries))  # a list in a saved plan
-        if self.origins is not None:
-            object.__setattr__(self, "origins", tuple(self.origins))
-
     @property
     def id(self) -> str:
         return f"mirror files {self.directory}"

@@ -32,10 +32,6 @@ class PruneMirror(Resource):
     projects: tuple[str, ...]  # the lock's projects, canonical names
     keep: tuple[str, ...]  # where the locked files are stored
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "projects", tuple(self.projects))
-        object.__setattr__(self, "keep", tuple(self.keep))
-
     @property
     def id(self) -> str:
         return f"mirror prune {self.web}"

@@ -56,10 +56,6 @@ class Finding:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Finding:
-        return cls(**raw)
-
 
 def _exact(requirement: Requirement) -> bool:
     specs = list(requirement.specifier)

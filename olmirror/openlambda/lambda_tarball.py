@@ -25,9 +25,6 @@ class LambdaTarball(Resource):
     members: tuple[tuple[str, str, int], ...]  # (name, text, mode)
     present: bool = True
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "members", tuple(tuple(m) for m in self.members))
-
     @property
     def id(self) -> str:
         return f"lambda {self.path}"

@@ -24,10 +24,6 @@ class SandboxPipConf(Resource):
     others: tuple[str, ...]  # the sandbox's other pip configuration files
     worker: str  # for messages
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "values", tuple(tuple(v) for v in self.values))
-        object.__setattr__(self, "others", tuple(self.others))
-
     @property
     def id(self) -> str:
         return f"pip.conf {self.path}"

@@ -36,9 +36,6 @@ class WorkerState(Resource):
     # 285-297); empty for the older generation, which answers on its TCP port.
     unix_socket: str = ""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "watches", tuple(self.watches))
-
     @property
     def id(self) -> str:
         return f"worker {self.path}"

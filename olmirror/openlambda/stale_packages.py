@@ -20,9 +20,6 @@ class StalePackages(Resource):
     packages: str  # the worker's Pkgs_dir
     pins: tuple[str, ...]  # every name==version the worker's requirements.txt files list
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "pins", tuple(self.pins))
-
     @property
     def id(self) -> str:
         return f"stale packages {self.packages}"

@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from pydantic import TypeAdapter, ValidationError
+
 from olmirror.connection.base import Connection, FactRequest, Facts
 from olmirror.errors import OlmirrorError
 
@@ -42,15 +44,6 @@ class Change:
             "diff": list(self.diff),
             "resource": self.resource.to_json(),
         }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Change:
-        return cls(
-            resource=Resource.from_json(raw["resource"]),
-            action=raw["action"],
-            summary=raw["summary"],
-            diff=tuple(raw["diff"]),
-        )
 
 
 class Resource(ABC):
@@ -99,6 +92,20 @@ class Resource(ABC):
 
     @staticmethod
     def from_json(raw: dict[str, Any]) -> Resource:
+        """A resource saved by `to_json`, validated as its kind's dataclass (lists back to
+        tuples); pydantic's ValidationError says which field is wrong."""
         fields = dict(raw)
-        kind = Resource._kinds[fields.pop("kind")]
-        return kind(**fields)
+        kind = Resource._kinds.get(fields.pop("kind", None))  # type: ignore[arg-type]
+        if kind is None:
+            raise ValidationError.from_exception_data(
+                "Resource",
+                [
+                    {
+                        "type": "literal_error",
+                        "loc": ("kind",),
+                        "input": raw.get("kind"),
+                        "ctx": {"expected": ", ".join(sorted(Resource._kinds))},
+                    }
+                ],
+            )
+        return TypeAdapter(kind).validate_python(fields)

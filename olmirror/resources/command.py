@@ -17,10 +17,6 @@ class Command(Resource):
     missing_hint: str = ""
     also: tuple[str, ...] = ()  # other paths the program is known to create
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "argv", tuple(self.argv))
-        object.__setattr__(self, "also", tuple(self.also))
-
     @property
     def id(self) -> str:
         return f"command {shlex.join(self.argv)}"

@@ -60,12 +60,6 @@ class JsonKeys(Resource):
     values: tuple[tuple[tuple[str, ...], Any], ...]
     absent: tuple[tuple[str, ...], ...] = ()  # removed when present
 
-    def __post_init__(self) -> None:
-        # A plan read back from JSON gives lists; keep one hashable, comparable shape.
-        frozen = tuple((tuple(keys), value) for keys, value in self.values)
-        object.__setattr__(self, "values", frozen)
-        object.__setattr__(self, "absent", tuple(tuple(keys) for keys in self.absent))
-
     @property
     def id(self) -> str:
         return f"json {self.path}"

@@ -38,9 +38,6 @@ class HttpCheck(Resource):
     log: str | None = None  # a log whose last warnings and errors explain a failure
     hint: str = ""  # what to look at when the URL answers 403
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "after", tuple(self.after))
-
     @property
     def id(self) -> str:
         return f"http check {self.url}"

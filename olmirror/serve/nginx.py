@@ -41,9 +41,6 @@ class Nginx(Resource):
     # Debian puts nginx in /usr/sbin, which is not on a non-root user's PATH.
     fallbacks: tuple[str, ...] = ("/usr/sbin/nginx",)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "fallbacks", tuple(self.fallbacks))
-
     @property
     def conf(self) -> str:
         return posixpath.join(self.folder, "nginx.conf")

@@ -8,10 +8,12 @@ nest too deep and documents too large are refused before anything is built.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from olmirror.errors import SpecError
 from olmirror.spec.checks import Loc
@@ -305,3 +307,18 @@ def parse_yaml(name: str, text: str) -> tuple[Any, Positions]:
             f"(version, hosts, mirror, allowlist, workers), not a {type(data).__name__}"
         )
     return data, builder.positions
+
+
+def json_fault(source: str, text: str, exc: ValidationError, within: Loc = ()) -> str:
+    """ "file:line:column: field: what is wrong" for the first fault pydantic found in the
+    JSON file `source` (`within`: where the validated part sits in the document); the line
+    comes from reading the JSON as YAML, which keeps positions."""
+    error = exc.errors()[0]
+    if error["type"] == "json_invalid":  # pydantic's message gives the place in the JSON
+        return f"{source}: {error['msg']}"
+    loc = (*within, *error["loc"])
+    mark = None
+    with contextlib.suppress(SpecError):
+        mark = parse_yaml(source, text)[1].find(loc)  # None: the document itself
+    place = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else f"{source}:1:1"
+    return f"{place}: {'.'.join(str(part) for part in loc) or 'the top level'}: {error['msg']}"
