@@ -16,10 +16,10 @@ from olmirror.errors import OlmirrorError
 from olmirror.lock.file_choice import choose_file
 from olmirror.lock.lockfile import Lock, LockedFile, TargetLock
 from olmirror.lock.simple_api import IndexFile, pages, parse_simple_html, parse_simple_json
-from olmirror.lock.targets import TargetEnv
+from olmirror.lock.targets import Target
 
 UP = "https://up.example"
-X86 = TargetEnv("3.11", "manylinux_2_28_x86_64")
+X86 = Target("3.11", "manylinux_2_28_x86_64")
 
 
 def _sha(filename: str) -> str:
@@ -73,7 +73,7 @@ def test_pure_python_wheel_when_no_binary_fits() -> None:
         _file("demo-1.0.tar.gz"),
     ]
     assert choose_file("demo==1.0", files, X86).filename == "demo-1.0-py3-none-any.whl"
-    windows = TargetEnv("3.11", "win_amd64")
+    windows = Target("3.11", "win_amd64")
     assert choose_file("demo==1.0", files, windows).filename == "demo-1.0-cp311-cp311-win_amd64.whl"
 
 
@@ -111,7 +111,7 @@ def test_a_file_whose_requires_python_excludes_the_target_is_skipped() -> None:
     chosen = choose_file("demo==1.0", files, X86)
     assert chosen.filename == "demo-1.0-py3-none-any.whl"
     assert chosen.requires_python == ">=3.8", "kept in the lock, for the mirror's pages"
-    newer = TargetEnv("3.12", "manylinux_2_28_x86_64")
+    newer = Target("3.12", "manylinux_2_28_x86_64")
     assert choose_file("demo==1.0", files, newer).filename == "demo-1.0-py3-none-any.whl", (
         "a cp311 wheel is no use to 3.12, whatever its requires-python"
     )

@@ -34,7 +34,7 @@ from olmirror.lock import upstream_index as index
 from olmirror.lock.lockfile import Lock, LockedFile, TargetLock
 from olmirror.lock.requirements_txt import parse_requirements
 from olmirror.lock.simple_api import IndexFile
-from olmirror.lock.targets import TargetEnv
+from olmirror.lock.targets import Target
 from olmirror.lock.upstream_index import Index, allowed_origins
 from olmirror.mirror.bandersnatch_config import render
 from olmirror.mirror.fetch import FETCH_SOURCE
@@ -214,7 +214,7 @@ def test_a_recorded_registry_of_the_wrong_shape_is_taken_as_not_recorded(tmp_pat
 def test_a_marker_packaging_cannot_evaluate_is_a_clear_error() -> None:
     line = Requirement('omega==1.2; python_version ~= "3"')
     with pytest.raises(ValueError, match="its marker cannot be evaluated"):
-        TargetEnv("3.11", "manylinux_2_17_x86_64").installs(line)
+        Target("3.11", "manylinux_2_17_x86_64").installs(line)
 
 
 def test_what_a_host_sends_is_printed_escaped_on_any_stdout(

@@ -25,7 +25,7 @@ from packaging.requirements import Requirement
 from sshd import SshFarm
 from upstream import Upstream
 
-from olmirror.lock.targets import TargetEnv
+from olmirror.lock.targets import Target
 from olmirror.openlambda.registry import registry_from_probe
 from olmirror.remote.probe import registry_folder
 from olmirror.spec import Worker
@@ -394,8 +394,8 @@ def test_the_registry_folder_is_read_from_config_json_as_openlambda_writes_it() 
 
 def test_requirements_txt_lines_are_judged_by_the_markers_of_the_workers_target() -> None:
     line = Requirement('foo==1; platform_machine == "x86_64" and sys_platform == "linux"')
-    assert TargetEnv("3.11", "manylinux_2_28_x86_64").installs(line)
-    assert not TargetEnv("3.11", "manylinux_2_17_aarch64").installs(line)
-    assert not TargetEnv("3.11", "win_amd64").installs(line)
-    assert TargetEnv("3.11", "win_amd64").installs(Requirement('foo; platform_machine == "AMD64"'))
-    assert not TargetEnv("3.10", "any").installs(Requirement('foo; python_version >= "3.11"'))
+    assert Target("3.11", "manylinux_2_28_x86_64").installs(line)
+    assert not Target("3.11", "manylinux_2_17_aarch64").installs(line)
+    assert not Target("3.11", "win_amd64").installs(line)
+    assert Target("3.11", "win_amd64").installs(Requirement('foo; platform_machine == "AMD64"'))
+    assert not Target("3.10", "any").installs(Requirement('foo; python_version >= "3.11"'))

@@ -15,9 +15,9 @@ from packaging import tags
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from olmirror.lock.targets import TargetEnv, compatible_platforms, release_of, uv_platform
+from olmirror.lock.targets import Target, compatible_platforms, release_of, uv_platform
 
-X86 = TargetEnv("3.11", "manylinux_2_28_x86_64")
+X86 = Target("3.11", "manylinux_2_28_x86_64")
 
 
 # ---------------------------------------------------------------------------------------
@@ -145,11 +145,11 @@ def test_uv_platform_is_none_when_uv_has_no_name(tag: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# TargetEnv.wheel_rank
+# Target.wheel_rank
 # ---------------------------------------------------------------------------------------
 
 
-def _rank(target: TargetEnv, filename: str) -> int:
+def _rank(target: Target, filename: str) -> int:
     rank = target.wheel_rank(filename)
     assert rank is not None, f"{target.key} should accept {filename}"
     return rank
@@ -208,13 +208,13 @@ def test_wheels_the_target_cannot_install_have_no_rank(filename: str) -> None:
 
 
 def test_musllinux_and_any_targets_rank_their_own_wheels_only() -> None:
-    musl = TargetEnv("3.11", "musllinux_1_2_x86_64")
+    musl = Target("3.11", "musllinux_1_2_x86_64")
     assert _rank(musl, "a-1.0-cp311-cp311-musllinux_1_1_x86_64.whl") < _rank(
         musl, "a-1.0-cp311-cp311-linux_x86_64.whl"
     )
     assert musl.wheel_rank("a-1.0-cp311-cp311-manylinux_2_17_x86_64.whl") is None
     assert musl.wheel_rank("a-1.0-cp311-cp311-musllinux_1_3_x86_64.whl") is None
-    anywhere = TargetEnv("3.11", "any")
+    anywhere = Target("3.11", "any")
     assert _rank(anywhere, "a-1.0-py3-none-any.whl") is not None
     assert anywhere.wheel_rank("a-1.0-cp311-abi3-manylinux_2_17_x86_64.whl") is None
 
@@ -230,14 +230,14 @@ def test_ranks_are_pips_order_on_a_machine_like_the_target() -> None:
     sys_tags, which pip uses) is accepted, and in pip's order of preference."""
     glibc = platform.libc_ver()[1].replace(".", "_")
     python = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    here = TargetEnv(python, f"manylinux_{glibc}_{platform.machine()}")
+    here = Target(python, f"manylinux_{glibc}_{platform.machine()}")
     supported = list(tags.sys_tags())
     ranks = [here.wheel_rank(f"a-1.0-{tag}.whl") for tag in supported]
     assert ranks == list(range(len(supported)))
 
 
 # ---------------------------------------------------------------------------------------
-# TargetEnv.accepts_python
+# Target.accepts_python
 # ---------------------------------------------------------------------------------------
 
 
@@ -264,22 +264,22 @@ def test_accepts_python(requires_python: str | None, accepted: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# TargetEnv.installs
+# Target.installs
 # ---------------------------------------------------------------------------------------
 
 
-def _installs(target: TargetEnv, marker: str) -> bool:
+def _installs(target: Target, marker: str) -> bool:
     return target.installs(Requirement(f"a; {marker}"))
 
 
 def test_a_requirement_without_a_marker_is_installed_everywhere() -> None:
     assert X86.installs(Requirement("a==1.0"))
-    assert TargetEnv("3.8", "win32").installs(Requirement("a"))
+    assert Target("3.8", "win32").installs(Requirement("a"))
 
 
 def test_python_version_markers_are_the_targets_not_this_interpreters() -> None:
-    old = TargetEnv("3.8", "manylinux_2_17_x86_64")
-    new = TargetEnv("3.13", "manylinux_2_17_x86_64")
+    old = Target("3.8", "manylinux_2_17_x86_64")
+    new = Target("3.13", "manylinux_2_17_x86_64")
     assert _installs(old, 'python_version < "3.9"') and not _installs(new, 'python_version < "3.9"')
     assert _installs(new, 'python_version >= "3.12"')
     assert not _installs(old, 'python_version >= "3.12"')
@@ -307,7 +307,7 @@ def test_platform_markers_are_the_targets(
 ) -> None:
     """What `sys.platform`, `os.name`, `platform.system()` and `platform.machine()` say on
     the target, whatever machine olmirror runs on."""
-    target = TargetEnv("3.11", platform_tag)
+    target = Target("3.11", platform_tag)
     assert _installs(target, f'sys_platform == "{sys_platform}"')
     assert _installs(target, f'os_name == "{os_name}"')
     assert _installs(target, f'platform_system == "{system}"')
@@ -317,7 +317,7 @@ def test_platform_markers_are_the_targets(
 
 
 def test_markers_combine_and_implementation_is_cpython() -> None:
-    windows = TargetEnv("3.12", "win_amd64")
+    windows = Target("3.12", "win_amd64")
     marker = 'python_version >= "3.12" and sys_platform == "win32"'
     assert _installs(windows, marker) and not _installs(X86, marker)
     assert _installs(X86, 'python_version >= "3.12" or sys_platform == "linux"')
@@ -340,7 +340,7 @@ def test_implementation_version_is_the_targets() -> None:
     """On CPython, implementation_version is the Python version: a 3.12 target's, not that of
     the interpreter running olmirror."""
     other = "3.12" if sys.version_info[:2] != (3, 12) else "3.11"
-    target = TargetEnv(other, "manylinux_2_17_x86_64")
+    target = Target(other, "manylinux_2_17_x86_64")
     assert _installs(target, f'implementation_version >= "{other}"')
 
 

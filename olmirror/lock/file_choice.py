@@ -16,7 +16,7 @@ from olmirror.lock.relock import Kept, known_files
 from olmirror.lock.requirement_sets import RequirementSet
 from olmirror.lock.simple_api import IndexFile
 from olmirror.lock.state_folder import made_state_folder
-from olmirror.lock.targets import TargetEnv, release_of
+from olmirror.lock.targets import Target, release_of
 from olmirror.lock.upstream_index import Index, allowed_origins, upstream_of
 from olmirror.lock.uv_compile import Resolution
 from olmirror.lock.wheel_build import Built, build_wheel, with_built_wheels
@@ -24,7 +24,7 @@ from olmirror.remote.upstream_http import Retries
 from olmirror.spec import LoadedSpec
 
 
-def _rank(file: IndexFile, target: TargetEnv) -> tuple[int, int] | None:
+def _rank(file: IndexFile, target: Target) -> tuple[int, int] | None:
     """(tag rank, minus the build number) of a wheel the target can install; else None."""
     rank = target.wheel_rank(file.filename)
     if rank is None:
@@ -33,7 +33,7 @@ def _rank(file: IndexFile, target: TargetEnv) -> tuple[int, int] | None:
     return rank, -(build[0] if build else 0)
 
 
-def _preference(file: IndexFile, target: TargetEnv) -> tuple[object, ...]:
+def _preference(file: IndexFile, target: Target) -> tuple[object, ...]:
     """pip's order among a release's files (its PackageFinder's sort key): a file not yanked
     first, then a wheel before the sdist, the best-ranked tags, the highest build tag; of
     files equal in all that, the first by name (pip takes the first listed: a lock must not
@@ -42,7 +42,7 @@ def _preference(file: IndexFile, target: TargetEnv) -> tuple[object, ...]:
     return (file.yanked, wheel is None, wheel or (0, 0), file.filename)
 
 
-def choose_file(pin: str, files: list[IndexFile], target: TargetEnv) -> LockedFile:
+def choose_file(pin: str, files: list[IndexFile], target: Target) -> LockedFile:
     """The file pip on `target` would install for `pin`: its best wheel, else the sdist."""
     name, _, version = pin.partition("==")
     release = [
@@ -72,7 +72,7 @@ def choose_file(pin: str, files: list[IndexFile], target: TargetEnv) -> LockedFi
 def locked_files(
     loaded: LoadedSpec,
     sets: list[RequirementSet],
-    targets: list[TargetEnv],
+    targets: list[Target],
     resolutions: dict[tuple[str, str], Resolution],
     kept: dict[tuple[str, str], Kept],
     earlier: list[Lock],
@@ -111,7 +111,7 @@ def locked_files(
 def _choose(
     loaded: LoadedSpec,
     sets: list[RequirementSet],
-    targets: list[TargetEnv],
+    targets: list[Target],
     new: set[tuple[str, str, str]],
     chosen: dict[tuple[str, str], LockedFile],
     failed: dict[str, str],

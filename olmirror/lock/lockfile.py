@@ -19,7 +19,7 @@ from pydantic.dataclasses import dataclass
 
 from olmirror.errors import OlmirrorError
 from olmirror.lock.requirement_sets import RequirementSet
-from olmirror.lock.targets import TargetEnv
+from olmirror.lock.targets import Target
 from olmirror.spec.yaml_reader import json_fault
 
 LOCK_FORMAT = 1
@@ -55,8 +55,8 @@ class TargetLock:
     inputs: dict[str, str] = field(default_factory=dict)
 
     @property
-    def env(self) -> TargetEnv:
-        return TargetEnv(self.python, self.platform)
+    def env(self) -> Target:
+        return Target(self.python, self.platform)
 
 
 @dataclass(config=STRICT)
@@ -120,7 +120,7 @@ class Lock:
 
 def inputs_digest(
     sets: list[RequirementSet],
-    targets: list[TargetEnv],
+    targets: list[Target],
     upstream: str,
     block: list[str],
     auto_engine: bool,
@@ -137,7 +137,7 @@ def inputs_digest(
 
 
 def set_digest(
-    requirements: RequirementSet, target: TargetEnv, upstream: str, block: list[str]
+    requirements: RequirementSet, target: Target, upstream: str, block: list[str]
 ) -> str:
     """What one set's pins for one target depend on: its requirements, the target, the
     upstream and the blocked projects."""

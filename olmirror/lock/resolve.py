@@ -39,7 +39,7 @@ from olmirror.lock.requirement_sets import (
     requirement_sets,
 )
 from olmirror.lock.requirements_txt import REQUESTED
-from olmirror.lock.targets import TargetEnv, targets_of
+from olmirror.lock.targets import Target, targets_of
 from olmirror.lock.upstream_index import retries_of, upstream_of
 from olmirror.lock.uv_compile import Resolution, Unresolvable
 from olmirror.spec import LoadedSpec
@@ -126,7 +126,7 @@ def resolve(
     jobs = [(s, t) for t in targets for s in sets if (s.name, t.key) not in kept]
     retries = retries_of(loaded.spec.mirror.retries)
 
-    def attempt(job: tuple[RequirementSet, TargetEnv]) -> Resolution | Unresolvable:
+    def attempt(job: tuple[RequirementSet, Target]) -> Resolution | Unresolvable:
         s, t = job
         prefer = preferred(earlier, s.name, t.key, upgrade)
         try:

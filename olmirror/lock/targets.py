@@ -90,7 +90,7 @@ _MACHINES = (  # Windows' own names first: win_arm64 ends in arm64 too
 
 
 @dataclass(frozen=True)
-class TargetEnv:
+class Target:
     """One Python environment that installs from the mirror."""
 
     python: str
@@ -164,6 +164,6 @@ def release_of(filename: str) -> tuple[str, Version] | None:
     return canonicalize_name(name), version
 
 
-def targets_of(loaded: LoadedSpec) -> list[TargetEnv]:
+def targets_of(loaded: LoadedSpec) -> list[Target]:
     """The spec's mirror targets."""
-    return [TargetEnv(t.python, t.platform) for t in loaded.spec.mirror.targets]
+    return [Target(t.python, t.platform) for t in loaded.spec.mirror.targets]

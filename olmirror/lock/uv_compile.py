@@ -25,7 +25,7 @@ from uv import find_uv_bin
 from olmirror.errors import OlmirrorError
 from olmirror.lock.requirement_sets import RequirementSet, requirement_name
 from olmirror.lock.requirements_txt import read_compiled
-from olmirror.lock.targets import TargetEnv, uv_platform
+from olmirror.lock.targets import Target, uv_platform
 from olmirror.lock.uv_env import uv_env
 from olmirror.remote.upstream_http import Retries
 
@@ -117,7 +117,7 @@ def _transient(stderr: str) -> bool:
 
 
 def _resolve_error(
-    requirements: RequirementSet, target: TargetEnv, upstream: str, stderr: str, tries: int = 1
+    requirements: RequirementSet, target: Target, upstream: str, stderr: str, tries: int = 1
 ) -> OlmirrorError:
     headline, causes = _uv_report(stderr)
     where = f"cannot resolve {requirements.origin} for target {target.key}"
@@ -174,7 +174,7 @@ def _build_error(where: str, pin: str, stderr: str, causes: str) -> Unresolvable
 
 def compile_set(
     requirements: RequirementSet,
-    target: TargetEnv,
+    target: Target,
     upstream: str,
     ca: str | None,
     index_timeout: float = 30,
@@ -194,7 +194,7 @@ def compile_set(
 
 def _compile_to(
     requirements: RequirementSet,
-    target: TargetEnv,
+    target: Target,
     upstream: str,
     ca: str | None,
     index_timeout: float,

@@ -38,7 +38,7 @@ from uv import find_uv_bin
 from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import LockedFile
 from olmirror.lock.requirement_sets import RequirementSet
-from olmirror.lock.targets import TargetEnv, compatible_platforms
+from olmirror.lock.targets import Target, compatible_platforms
 from olmirror.lock.uv_env import uv_env
 from olmirror.remote.upstream_http import Client, Final, Retries, Transient, chunks
 
@@ -66,7 +66,7 @@ class Builder:
     def describe(self) -> str:
         return f"{self.uv} build --wheel, CPython {self.python} on {self.platform or 'no glibc'}"
 
-    def serves(self, wheel: str, target: TargetEnv) -> bool:
+    def serves(self, wheel: str, target: Target) -> bool:
         """Whether `target` can install the wheel named `wheel`, built here."""
         if target.wheel_rank(wheel) is None:
             return False
@@ -230,7 +230,7 @@ def _keep(sdist: LockedFile, wheel: Path, state: Path | None) -> Built:
     return Built(sdist, target, _sha256(target), target.stat().st_size)
 
 
-def wrong_target(pin: str, built: Built, target: TargetEnv) -> str:
+def wrong_target(pin: str, built: Built, target: Target) -> str:
     """Why `target` cannot use the wheel built for `pin`, and the ways out."""
     builder = this_builder()
     python = ".".join(builder.python.split(".")[:2])
@@ -246,7 +246,7 @@ def wrong_target(pin: str, built: Built, target: TargetEnv) -> str:
 def with_built_wheels(
     chosen: dict[tuple[str, str], LockedFile],
     users: dict[tuple[str, str], list[RequirementSet]],
-    targets: dict[str, TargetEnv],
+    targets: dict[str, Target],
     build: Callable[[LockedFile], Built],
     failed: dict[str, str],
 ) -> None:

@@ -16,7 +16,7 @@ from olmirror.connection import Connection, FactRequest
 from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.requirement_sets import describe_set
 from olmirror.lock.simple_api import parse_simple_html
-from olmirror.lock.targets import TargetEnv, release_of
+from olmirror.lock.targets import Target, release_of
 from olmirror.mirror.layout import project_page, stored_path
 
 
@@ -48,7 +48,7 @@ def _page_url(project: str) -> str:
     return f"file:///simple/{canonicalize_name(project)}/"
 
 
-def _describe(names: list[str], target: TargetEnv) -> str:
+def _describe(names: list[str], target: Target) -> str:
     """What the mirror has instead, and whether this target could install it."""
     if not names:
         return "no other file of this release"

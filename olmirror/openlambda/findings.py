@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 from olmirror.lock.lockfile import Lock
 from olmirror.lock.requirement_sets import lambda_set_name, worker_set_name
 from olmirror.lock.requirements_txt import ParsedRequirements, parse_requirements
-from olmirror.lock.targets import TargetEnv
+from olmirror.lock.targets import Target
 from olmirror.openlambda.packages_dir import stale_entries
 from olmirror.openlambda.registry import (
     REQUIREMENTS_IN,
@@ -72,7 +72,7 @@ class _Worker:
     def __init__(self, loaded: LoadedSpec, lock: Lock, worker: Worker, held: Held):
         self.worker = worker
         self.discover = loaded.spec.allowlist.from_registry
-        self.target: TargetEnv = worker_target(loaded.spec, worker)
+        self.target: Target = worker_target(loaded.spec, worker)
         self.locked = lock.targets[self.target.key]
         self.failed = lock.failed
         self.held = held

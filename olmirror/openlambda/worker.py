@@ -20,7 +20,7 @@ from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import Lock, lock_path
 from olmirror.lock.requirement_sets import describe_set, lambda_set_name, worker_set_name
 from olmirror.lock.requirements_txt import pinned_text
-from olmirror.lock.targets import TargetEnv
+from olmirror.lock.targets import Target
 from olmirror.mirror.check import MirrorReachable
 from olmirror.mirror.desired import pip_mirror
 from olmirror.mirror.layout import web_dir
@@ -73,11 +73,11 @@ def requirements_in(spec_name: str, lines: list[str], what: str) -> str:
     return header + "".join(f"{line}\n" for line in lines)
 
 
-def worker_target(spec: Spec, worker: Worker) -> TargetEnv:
+def worker_target(spec: Spec, worker: Worker) -> Target:
     """The worker's target; `detect` was replaced by the detected one before planning."""
     target = worker.target or spec.mirror.targets[0]
     assert not isinstance(target, str), "with_detected_targets runs before desired state"
-    return TargetEnv(target.python, target.platform)
+    return Target(target.python, target.platform)
 
 
 def compiled_requirements(

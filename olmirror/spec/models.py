@@ -85,7 +85,7 @@ class Host(_Model):
 
 class TargetSetting(_Model):
     """A Python environment that installs from the mirror, as the spec declares it
-    (`lock.targets.TargetEnv` is the target itself: its tags and markers)."""
+    (`lock.targets.Target` is the target itself: its tags and markers)."""
 
     python: Annotated[str, StringConstraints(pattern=PYTHON_PATTERN)] = Field(
         description="Python version as MAJOR.MINOR, e.g. '3.12'."
