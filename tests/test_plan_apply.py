@@ -142,7 +142,8 @@ def test_changes_show_a_unified_diff_and_key_diff(cli, local_spec: Path, tmp_pat
     assert "sync the mirror with bandersnatch (1 missing)" in plan.out
     assert "omega-1.2-py3-none-any.whl" in plan.out
 
-    assert cli("apply", "-f", str(local_spec), "--yes").code == 0
+    applied = cli("apply", "-f", str(local_spec), "--yes")
+    assert applied.code == 0, applied.out + applied.err
     assert json.loads(config.read_text())["pip_mirror"] == url
     assert (tmp_path / "beta" / "registry" / "requirements.in").stat().st_mode & 0o777 == 0o644
     assert cli("plan", "-f", str(local_spec), "--detailed-exitcode").code == 0

@@ -1,6 +1,6 @@
 """Download files by URL, check each one's sha256, and move it into place atomically.
 
-Plain standard library on purpose: like `connection/probe.py`, its source is sent
+Plain standard library on purpose: like `probe.py`, its source is sent
 to the mirror host's python3 and run there, so the files travel from the upstream
 to the mirror directly; `upstream_http.py`'s source goes before it, for the client.
 Reads a JSON request on stdin, prints a JSON report.

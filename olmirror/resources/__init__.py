@@ -1,4 +1,5 @@
-"""Resources: one module per kind of thing olmirror manages on a host."""
+"""Resources: the generic primitives every domain builds on (a file, a directory, keys of a
+JSON file, a command), and the base every managed thing shares."""
 
 from olmirror.resources.base import Change, Resource, ResourceError
 from olmirror.resources.command import Command
