@@ -191,6 +191,16 @@ exec "$p" "$@"
 """
 
 
+@dataclass(frozen=True)
+class Run:
+    """How `Connection.run` runs a program (see there)."""
+
+    stdin: bytes | None = None
+    timeout: float | None = None
+    env: dict[str, str] | None = None
+    on_line: Callable[[str], None] | None = None
+
+
 class Connection(ABC):
     """One host. Implementations: `LocalConnection`, and SSH for remote hosts."""
 
@@ -205,7 +215,6 @@ class Connection(ABC):
         python = ("sh", "-c", FIND_PYTHON, "sh") if self.python is None else (self.python,)
         return (*python, "-I", "-S", "-c", source, *args)
 
-    @abstractmethod
     def run(
         self,
         argv: Sequence[str],
@@ -220,6 +229,11 @@ class Connection(ABC):
         `env` adds variables to the host's environment for this program only;
         `on_line` sees each line of its stderr as it comes, for progress.
         """
+        return self._run(tuple(argv), Run(stdin, timeout, env, on_line))
+
+    @abstractmethod
+    def _run(self, argv: tuple[str, ...], how: Run) -> CommandResult:
+        """`run`, as each kind of connection does it."""
 
     @abstractmethod
     def read_file(self, path: str) -> bytes:

@@ -19,6 +19,7 @@ from olmirror.connection.base import (
     FileChange,
     PartlyDone,
     PathFact,
+    Run,
     WriteFile,
 )
 
@@ -94,18 +95,12 @@ class Batched(Connection):
         self.flush()
         return self.conn.read_file(path)
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        timeout: float | None = None,
-        env: dict[str, str] | None = None,
-        on_line: Callable[[str], None] | None = None,
-    ) -> CommandResult:
+    def _run(self, argv: tuple[str, ...], how: Run) -> CommandResult:
         self.flush()
         self._known = {}
-        return self.conn.run(argv, stdin=stdin, timeout=timeout, env=env, on_line=on_line)
+        return self.conn.run(
+            argv, stdin=how.stdin, timeout=how.timeout, env=how.env, on_line=how.on_line
+        )
 
     def stat(self, path: str) -> PathFact:
         self.flush()

@@ -19,6 +19,7 @@ from olmirror.connection.base import (
     MakeDir,
     PartlyDone,
     PathFact,
+    Run,
 )
 from olmirror.errors import OlmirrorError
 from olmirror.remote import apply_lock, probe
@@ -53,15 +54,8 @@ class LocalConnection(Connection):
         self.python = python or sys.executable  # olmirror's own: known, and no shim
         self._lock_fd: int | None = None
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        timeout: float | None = None,
-        env: dict[str, str] | None = None,
-        on_line: Callable[[str], None] | None = None,
-    ) -> CommandResult:
+    def _run(self, argv: tuple[str, ...], how: Run) -> CommandResult:
+        stdin, timeout, env, on_line = how.stdin, how.timeout, how.env, how.on_line
         try:
             process = subprocess.Popen(
                 list(argv),

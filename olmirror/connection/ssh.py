@@ -30,6 +30,7 @@ from olmirror.connection.base import (
     FileChange,
     PartlyDone,
     PathFact,
+    Run,
     WriteFile,
 )
 from olmirror.connection.local import DEFAULT_STATE_DIR
@@ -216,19 +217,11 @@ class SSHConnection(Connection):
 
     # -- the Connection interface ------------------------------------------------------------
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        stdin: bytes | None = None,
-        timeout: float | None = None,
-        env: dict[str, str] | None = None,
-        on_line: Callable[[str], None] | None = None,
-    ) -> CommandResult:
+    def _run(self, argv: tuple[str, ...], how: Run) -> CommandResult:
         with self._guard(f"running {shlex.join(argv)}"):
-            channel, early = self._open(_with_env(argv, env))
+            channel, early = self._open(_with_env(argv, how.env))
             try:
-                code, out, err = self._communicate(channel, stdin, timeout, on_line)
+                code, out, err = self._communicate(channel, how.stdin, how.timeout, how.on_line)
             finally:
                 channel.close()
         return CommandResult(
