@@ -117,7 +117,13 @@ def test_plan_and_apply_across_five_hosts_then_a_noop_plan_of_one_command_per_ho
 
     code, out = run_cli(capsys, "plan", "-f", str(spec), "--limit", limit, "--detailed-exitcode")
     assert code == 2, out
-    assert "Plan: 35 to change on 5 hosts, 10 unchanged" in out  # 7 to change per worker
+    capsys.readouterr()
+    assert main(["plan", "-f", str(spec), "--limit", limit, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    pending = {h["host"]: sum(c["action"] != "none" for c in h["changes"]) for h in plan["hosts"]}
+    assert set(pending) == {n.name for n in nodes}, "every host planned"
+    assert len(set(pending.values())) == 1 and 0 not in pending.values(), pending  # alike
+    assert plan["summary"]["changes"] == sum(pending.values())
 
     for counter in calls.values():
         counter.clear()
