@@ -368,6 +368,16 @@ class _Hostile(BaseHTTPRequestHandler):
         ),
         "nul": ("text/html", b'<a href="http://h/x\x00-1.whl#sha256=00">x-1.whl</a>'),
         "slash": ("text/html", b'<a href="http://h/x-1.whl">../../etc/x-1.whl</a>'),
+        # the sha256 names the folder of a wheel olmirror builds: a path here would be read
+        "hashpath": (
+            "text/html",
+            b'<a href="http://h/x-1.tar.gz#sha256=/tmp/private">x-1.tar.gz</a>',
+        ),
+        "boolsize": (
+            "application/vnd.pypi.simple.v1+json",
+            b'{"files": [{"filename": "x-1.whl", "url": "http://h/x-1.whl", "hashes": {}, '
+            b'"size": true}]}',
+        ),
         "notjson": ("application/vnd.pypi.simple.v1+json", b"{not json"),
         "elsewhere": (
             "application/vnd.pypi.simple.v1+json",
@@ -562,6 +572,8 @@ def test_shell_characters_in_a_remote_workers_path_reach_no_shell(
         ("fileurl", "not an http(s) URL"),
         ("nul", "not an http(s) URL"),
         ("slash", "not a file name"),
+        ("hashpath", "the sha256 '/tmp/private', not one"),
+        ("boolsize", "hashes or a size of the wrong type"),
         ("notjson", "cannot be used"),
         ("endless", "the page is larger than"),
         ("drip", "took more than 1 s"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,8 +31,10 @@ from test_workers import (
 )
 from upstream import Upstream, running_upstream
 
+from olmirror.errors import OlmirrorError
+from olmirror.lock.lockfile import LockedFile
 from olmirror.lock.relock import resolved_path
-from olmirror.lock.wheel_build import this_builder
+from olmirror.lock.wheel_build import BuildFailed, Built, built_as_pinned, sdist_of, this_builder
 
 ARM = {"python": "3.12", "platform": "manylinux_2_28_aarch64"}
 
@@ -79,12 +82,20 @@ def test_a_pure_sdist_becomes_one_wheel_for_every_target_and_a_worker_installs_i
     again = apply_ok(cli, spec)
     assert "Nothing to change" in again.out, again.out
 
-    # a rebuild (the kept wheel gone, as on another checkout) gives the same bytes
+    # another checkout, without the kept wheel: the mirror holds it, so nothing is built
     lock = spec.with_suffix(".lock").read_text()
     kept.unlink()
     (spec.parent / ".olmirror" / spec.with_suffix(".lock").name).unlink(missing_ok=True)
     plan = cli("plan", "-f", str(spec), "--no-color", "--detailed-exitcode")
     assert plan.code == 0, plan.out + plan.err
+    assert not kept.exists()
+    # ... and when the mirror lacks it too, the apply builds it again, to the same bytes
+    placed = served / "mirror" / "web" / wheel["url"].lstrip("/")
+    placed.unlink()
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert "to be built again first" in plan.out, plan.out
+    apply_ok(cli, spec)
+    assert hashlib.sha256(placed.read_bytes()).hexdigest() == wheel["sha256"]
     assert hashlib.sha256(kept.read_bytes()).hexdigest() == wheel["sha256"]
     assert spec.with_suffix(".lock").read_text() == lock
 
@@ -181,3 +192,34 @@ def test_a_built_wheel_reaches_a_mirror_on_a_remote_host(
     page = (directory / "web" / "simple" / "docopt" / "index.html").read_text()
     assert f"{wheel['filename']}</a>" in page and wheel["sha256"] in page
     assert "Nothing to change" in apply_ok(cli, spec).out
+
+
+def test_a_build_that_gives_another_project_or_version_fails_that_build(tmp_path: Path) -> None:
+    sdist = LockedFile("docopt-0.6.2.tar.gz", "https://up.example/docopt-0.6.2.tar.gz", "0" * 64)
+    with pytest.raises(BuildFailed, match="a wheel of another project or version"):
+        built_as_pinned(Built(sdist, tmp_path / "docopt-0.7-py3-none-any.whl", "1" * 64, 1))
+    right = tmp_path / "docopt-0.6.2-py2.py3-none-any.whl"
+    assert built_as_pinned(Built(sdist, right, "1" * 64, 1)).path == right
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"sdist_sha256": "../../tmp/x"}, "is not one"),
+        ({"sdist": "../secret.tar.gz"}, "is not a file name"),
+        ({"sdist_url": "https://elsewhere.example/docopt-0.6.2.tar.gz"}, "its sdist's URL"),
+    ],
+)
+def test_a_lock_edited_to_build_from_elsewhere_is_refused(change: dict, says: str) -> None:
+    """A lock is a file anyone may edit; the sdist it names is downloaded and built (run)."""
+    built = {
+        "sdist": "docopt-0.6.2.tar.gz",
+        "sdist_url": "https://up.example/packages/docopt-0.6.2.tar.gz",
+        "sdist_sha256": "0" * 64,
+        "builder": "uv",
+    }
+    wheel = LockedFile("docopt-0.6.2-py3-none-any.whl", "/packages/built/x", "1" * 64, 1)
+    origins = ["https://up.example:443"]  # as `upstream_index.allowed_origins` writes them
+    assert sdist_of(replace(wheel, built=built), origins).filename == "docopt-0.6.2.tar.gz"
+    with pytest.raises(OlmirrorError, match=says):
+        sdist_of(replace(wheel, built=built | change), origins)

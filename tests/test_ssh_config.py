@@ -25,6 +25,14 @@ def test_relative_globbed_nested_and_missing_includes(tmp_path: Path) -> None:
     assert config.lookup("a")["user"] == "ops"
 
 
+def test_options_after_a_top_level_include_apply_to_every_host(tmp_path: Path) -> None:
+    """OpenSSH is back at "every host" after an included file, whatever blocks it opened."""
+    (tmp_path / "a.conf").write_text("Host a\n  Port 2201\n")
+    config = _config(tmp_path, "Include a.conf\nUser deploy\nPort 2222\n")
+    assert config.lookup("b")["user"] == "deploy" and config.lookup("b")["port"] == "2222"
+    assert config.lookup("a")["port"] == "2201", "the first value found wins, as in OpenSSH"
+
+
 def test_an_include_inside_a_host_block_keeps_that_block_after_it(tmp_path: Path) -> None:
     (tmp_path / "keys").write_text("  IdentityFile ~/.ssh/work\n")
     (tmp_path / "others").write_text("Host other\n  Port 2200\n")

@@ -5,8 +5,8 @@ As OpenSSH does (ssh_config(5)): a path that is not absolute and does not start 
 is relative to ~/.ssh; globs expand in sorted order; a file that does not exist is no
 error; one line may name several paths; includes nest up to 16 deep. An `Include` inside a
 Host or Match block applies under that block: the included lines are put in its place,
-and when they open blocks of their own, the enclosing block's line is repeated after them
-so the rest of it keeps its condition.
+and the enclosing block's line (`Host *` at the top level) is repeated after them, so what
+follows keeps its condition even when the included file opened blocks of its own.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def expand_includes(text: str, folder: str, depth: int = 0) -> str:
             path = os.path.join(folder, os.path.expanduser(pattern))
             for file in sorted(glob.glob(path)):
                 out.append(expand_includes(_read(file), folder, depth + 1))
-                if block:
-                    out.append(block)
+                # back to the enclosing block, or to every host after a top-level Include
+                # (OpenSSH restores the state it had before the file: readconf.c)
+                out.append(block or "Host *")
     return "\n".join(out) + "\n"
 
 

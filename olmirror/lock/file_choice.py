@@ -12,7 +12,7 @@ from packaging.version import Version
 from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.page_cache import PageCache
-from olmirror.lock.relock import Kept, known_files
+from olmirror.lock.relock import Kept, Upgrade, known_files
 from olmirror.lock.requirement_sets import RequirementSet
 from olmirror.lock.simple_api import IndexFile
 from olmirror.lock.state_folder import made_state_folder
@@ -78,11 +78,21 @@ def locked_files(
     earlier: list[Lock],
     failed: dict[str, str],
     retries: Retries,
+    upgrade: Upgrade,
 ) -> dict[tuple[str, str], LockedFile]:
     """(target key, pin) -> the file it installs: kept, known from an earlier lock, or
-    chosen from the index, which is read once per project, for the pins new to a target."""
+    chosen from the index, which is read once per project, for the pins new to a target.
+    A wheel olmirror built is built again (`olmirror lock`, `-P` of its project) unless this
+    machine keeps it, so a build that is not reproducible can be locked anew."""
     chosen = {(key, pin): f for (_, key), entry in kept.items() for pin, f in entry.files.items()}
-    known = {t.key: known_files(earlier, t.key) for t in targets}
+    known = {
+        t.key: {
+            pin: f
+            for pin, f in known_files(earlier, t.key).items()
+            if not (f.built and upgrade.forces("", [pin]))
+        }
+        for t in targets
+    }
     for (set_name, key), resolution in resolutions.items():
         if set_name not in failed:
             chosen |= {(key, p): known[key][p] for p in resolution.pins if p in known[key]}

@@ -23,8 +23,9 @@ from olmirror.lock.targets import Target
 from olmirror.spec.yaml_reader import json_fault
 
 LOCK_FORMAT = 1
-# How olmirror makes a lock from its inputs; a lock made another way is resolved again.
-LOCK_RECIPE = 2
+# How olmirror makes a lock from its inputs; a lock made another way is resolved again
+# (from its pins). 3: a pin whose only file is an sdist gets a built wheel, not the sdist.
+LOCK_RECIPE = 3
 
 
 STRICT = ConfigDict(strict=True)

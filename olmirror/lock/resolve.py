@@ -153,7 +153,9 @@ def resolve(
         if not by_name[set_name].discovered:
             raise OlmirrorError(why)
         failed.setdefault(set_name, why)
-    chosen = locked_files(loaded, sets, targets, resolutions, kept, earlier, failed, retries)
+    chosen = locked_files(
+        loaded, sets, targets, resolutions, kept, earlier, failed, retries, upgrade
+    )
     locked = {}
     for target in targets:
         target_lock = TargetLock(target.python, target.platform)

@@ -86,7 +86,8 @@ def parse_simple_json(page: object, base: str) -> list[IndexFile]:
         hashes, size = f.get("hashes", {}), f.get("size")
         if not isinstance(f.get("filename"), str) or not isinstance(f.get("url"), str):
             raise ValueError("a file without a filename or url string")
-        if not isinstance(hashes, dict) or (size is not None and not isinstance(size, int)):
+        wrong_size = size is not None and (not isinstance(size, int) or isinstance(size, bool))
+        if not isinstance(hashes, dict) or wrong_size:
             raise ValueError(f"file {f['filename']!r} has hashes or a size of the wrong type")
         requires = f.get("requires-python")
         found.append(

@@ -36,6 +36,7 @@ TIMEOUT = 30  # seconds without a byte
 PAGE_SECONDS = 120  # for a whole page, so that one that drips or never ends fails
 MAX_PAGE = 64 << 20  # bytes: a project page is far smaller
 FETCHERS = 16
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def allowed_origins(upstream: str | None, file_origins: list[str]) -> list[str] | None:
@@ -61,8 +62,8 @@ def default_upstream() -> str:
 
 def _checked(files: list[IndexFile], page: str, origins: list[str] | None) -> list[IndexFile]:
     """Upstream data is not trusted: every file is fetched over http(s), from an allowed
-    origin, never over http from an https page, and its name is one line without a path
-    (it reaches configuration files and folders)."""
+    origin, never over http from an https page, its name is one line without a path (it
+    reaches configuration files and folders), and its sha256 is 64 hex digits."""
     for file in files:
         try:
             check_url(file.url, origins)
@@ -72,6 +73,9 @@ def _checked(files: list[IndexFile], page: str, origins: list[str] | None) -> li
             raise ValueError(f"it lists {file.filename!r} over plain http: {file.url!r}")
         if re.search(r"[\x00-\x1f\x7f/\\]", file.filename) or file.filename in ("", ".", ".."):
             raise ValueError(f"it lists a file named {file.filename!r}, not a file name")
+        if file.sha256 is not None and not SHA256.fullmatch(file.sha256):
+            # it names folders and URL paths of wheels olmirror builds (`wheel_build.py`)
+            raise ValueError(f"it gives {file.filename!r} the sha256 {file.sha256!r}, not one")
     return files
 
 

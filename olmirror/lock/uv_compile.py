@@ -107,7 +107,7 @@ def _damaged(stderr: str) -> bool:
     return any(sign in stderr for sign in _DAMAGED)
 
 
-def _transient(stderr: str) -> bool:
+def transient(stderr: str) -> bool:
     """Whether uv failed in a way another run may not meet (see `_DAMAGED`, `_FLAKY`)."""
     if _damaged(stderr) or any(sign in stderr for sign in _BUSY):
         return True  # uv says "no solution" of a wheel that arrived cut, too
@@ -246,7 +246,7 @@ def _compile_to(
         # (what it already read is in its cache), as long as the retries allow.
         failed = failed or time.monotonic()
         pause = retries.pause(tries, failed)
-        if pause is None or not _transient(done.stderr):
+        if pause is None or not transient(done.stderr):
             raise _resolve_error(requirements, target, upstream, done.stderr, tries)
         log.debug("resolving %s for %s again: %s", requirements.origin, target.key, done.stderr)
         time.sleep(pause)

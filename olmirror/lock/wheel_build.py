@@ -32,14 +32,17 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from packaging.utils import parse_wheel_filename
+from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from uv import find_uv_bin
 
 from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import LockedFile
 from olmirror.lock.requirement_sets import RequirementSet
 from olmirror.lock.targets import Target, compatible_platforms
+from olmirror.lock.upstream_index import SHA256
+from olmirror.lock.uv_compile import transient
 from olmirror.lock.uv_env import uv_env
+from olmirror.remote.fetch_files import check_url
 from olmirror.remote.upstream_http import Client, Final, Retries, Transient, chunks
 
 BUILD_SECONDS = 900
@@ -198,8 +201,15 @@ def build_wheel(
         return _keep(sdist, wheels[0], state)
 
 
-def _failure(sdist: LockedFile, output: str) -> BuildFailed:
-    """Why the build failed: a build requirement the upstream lacks, else the log's end."""
+def _failure(sdist: LockedFile, output: str) -> OlmirrorError:
+    """Why the build failed: the upstream out of reach (not the release's fault), a build
+    requirement the upstream lacks, or else the end of the build's log."""
+    if transient(output):
+        return OlmirrorError(
+            f"building {sdist.filename} into a wheel could not reach the upstream for its build "
+            f"requirements ({output.strip().splitlines()[-1]}); try again, or raise "
+            "mirror.retries.attempts"
+        )
     missing = re.search(r"No solution found when resolving: `([^`]+)`", output)
     if missing and "Failed to resolve requirements from" in output:
         return BuildFailed(
@@ -230,6 +240,19 @@ def _keep(sdist: LockedFile, wheel: Path, state: Path | None) -> Built:
     return Built(sdist, target, _sha256(target), target.stat().st_size)
 
 
+def built_as_pinned(built: Built) -> Built:
+    """`built`, when its wheel is of the sdist's project and version (pip on a worker would
+    pass over any other, and the pin would not install)."""
+    wheel_name, wheel_version = parse_wheel_filename(built.path.name)[:2]
+    sdist_name, sdist_version = parse_sdist_filename(built.sdist.filename)
+    if (wheel_name, wheel_version) != (sdist_name, sdist_version):
+        raise BuildFailed(
+            f"building {built.sdist.filename} gave {built.path.name}, a wheel of another "
+            "project or version; fix the sdist's metadata, or pin a release that has a wheel"
+        )
+    return built
+
+
 def wrong_target(pin: str, built: Built, target: Target) -> str:
     """Why `target` cannot use the wheel built for `pin`, and the ways out."""
     builder = this_builder()
@@ -258,10 +281,10 @@ def with_built_wheels(
     if not sdists:
         return
 
-    def attempt(sdist: LockedFile) -> Built | OlmirrorError:
+    def attempt(sdist: LockedFile) -> Built | BuildFailed:
         try:
-            return build(sdist)
-        except OlmirrorError as exc:
+            return built_as_pinned(build(sdist))
+        except BuildFailed as exc:  # the release's fault; an unreachable upstream stops here
             return exc
 
     with ThreadPoolExecutor(BUILDERS) as pool:
@@ -275,7 +298,7 @@ def with_built_wheels(
             continue
         why = (
             f"{pin} for target {key}: {result}"
-            if isinstance(result, OlmirrorError)
+            if isinstance(result, BuildFailed)
             else wrong_target(pin, result, targets[key])
         )
         for s in users.get((key, pin), []):
@@ -284,21 +307,40 @@ def with_built_wheels(
             failed.setdefault(s.name, f"{s.origin}: {why}")
 
 
-def wheel_on_this_machine(locked: LockedFile, build: Callable[[LockedFile], Built]) -> Path:
-    """The wheel the lock records as built (`locked.built`), from the state folder or built
-    again; a rebuild that differs from the lock's is an error, as the lock's hash is what the
-    mirror must serve."""
-    assert locked.built is not None
+def sdist_of(locked: LockedFile, origins: list[str] | None) -> LockedFile:
+    """The sdist a built wheel of the lock came from, checked as upstream data is: a lock is
+    a file anyone may edit, and its sdist is downloaded, built (run) and kept by name."""
+    built = locked.built or {}
     sdist = LockedFile(
-        locked.built["sdist"], locked.built["sdist_url"], locked.built["sdist_sha256"]
+        built.get("sdist", ""), built.get("sdist_url", ""), built.get("sdist_sha256", "")
     )
-    built = build(sdist)
-    if built.sha256 != locked.sha256:
+    problem = None
+    if not SHA256.fullmatch(sdist.sha256):
+        problem = f"its sdist's sha256 {sdist.sha256!r} is not one"
+    elif not sdist.filename or "/" in sdist.filename or sdist.filename.startswith("."):
+        problem = f"its sdist's name {sdist.filename!r} is not a file name"
+    else:
+        try:
+            check_url(sdist.url, origins)
+        except ValueError as exc:
+            problem = f"its sdist's URL {sdist.url!r}: {exc}"
+    if problem:
         raise OlmirrorError(
-            f"{locked.filename}: building it again from {sdist.filename} here gives sha256 "
-            f"{built.sha256}, and the lock records {locked.sha256} (built with "
-            f"{locked.built['builder']}); builds of it are not reproducible between these "
-            "builders. Copy .olmirror/wheels/ from the machine that ran the plan, or run "
-            "`olmirror lock` to record this build"
+            f"{locked.filename} in the lock: {problem}; run `olmirror lock` to write it again"
+        )
+    return sdist
+
+
+def rebuilt(locked: LockedFile, built: Built) -> Path:
+    """The rebuilt wheel's path, when it is the one the lock records."""
+    if built.sha256 != locked.sha256:
+        project = locked.filename.partition("-")[0]
+        raise OlmirrorError(
+            f"{locked.filename}: building it again from {built.sdist.filename} here gives "
+            f"sha256 {built.sha256}, and the lock records {locked.sha256} (built with "
+            f"{(locked.built or {}).get('builder')}); builds of it are not reproducible between "
+            "these builders, and the mirror does not hold the locked one. Copy .olmirror/wheels/ "
+            f"from the machine that ran the plan, or run `olmirror lock -P {project}` to build "
+            "it again and lock that build"
         )
     return built.path

@@ -11,7 +11,7 @@ from olmirror.lock.engine_choice import choose_engine
 from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.state_folder import made_state_folder
 from olmirror.lock.upstream_index import allowed_origins, default_upstream, retries_of
-from olmirror.lock.wheel_build import Built, build_wheel, wheel_on_this_machine
+from olmirror.lock.wheel_build import sdist_of
 from olmirror.mirror.bandersnatch_config import render
 from olmirror.mirror.built_wheel import BuiltWheel
 from olmirror.mirror.fetch import FetchFiles
@@ -103,24 +103,28 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
 
 
 def _built_wheels(loaded: LoadedSpec, built: list[LockedFile]) -> list[Resource]:
-    """The wheels olmirror built, placed from this machine (built again if not kept)."""
-    mirror, state = loaded.spec.mirror, made_state_folder(Path(loaded.path))
-
-    def build(sdist: LockedFile) -> Built:
-        retries = retries_of(mirror.retries)
-        upstream = (mirror.upstream or default_upstream()).rstrip("/")
-        return build_wheel(sdist, upstream, mirror.ca_file, mirror.index_timeout, retries, state)
-
-    return [
-        BuiltWheel(
-            stored_path(mirror.directory, f.url),
-            f.sha256,
-            f.size or 0,
-            str(wheel_on_this_machine(f, build)),
-            f.built["sdist"] if f.built else "",
+    """The wheels olmirror built, placed from this machine (built again at apply if neither
+    this machine nor the mirror has them)."""
+    mirror = loaded.spec.mirror
+    state = made_state_folder(Path(loaded.path))
+    origins = allowed_origins(mirror.upstream, list(mirror.file_origins))
+    resources: list[Resource] = []
+    for f in built:
+        sdist = sdist_of(f, origins)
+        resources.append(
+            BuiltWheel(
+                stored_path(mirror.directory, f.url),
+                f.sha256,
+                f.size or 0,
+                (sdist.filename, sdist.url, sdist.sha256),
+                str(state) if state else None,
+                (mirror.upstream or default_upstream()).rstrip("/"),
+                mirror.ca_file,
+                mirror.index_timeout,
+                retries_of(mirror.retries),
+            )
         )
-        for f in built
-    ]
+    return resources
 
 
 def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:

@@ -29,6 +29,7 @@ MAX_TARBALL = 64 << 20
 MAX_ENTRIES = 10000
 CHUNK = 1 << 20
 REQUIREMENTS_FILES = ("requirements.in", "requirements.txt")
+AT_ONCE = 4  # commands and URL checks run together on one host
 
 
 def _stat(path):
@@ -264,20 +265,23 @@ def _tree(folder):
 
 
 def _at_once(*groups):
-    """Each group's {key: function(argument)}, every call in its own thread: commands and
-    URL checks mostly wait (on a child, a server), and a host often has several."""
+    """Each group's {key: function(argument)}, AT_ONCE calls at a time, each in a thread:
+    commands and URL checks mostly wait (on a child, a server), and a host often has
+    several; a host with many workers still starts only a few programs together."""
     calls = [call for group in groups for call in group]
     if len(calls) < 2:
         return [{key: do(arg) for key, do, arg in group} for group in groups]
     import threading
 
     found = [None] * len(calls)
+    slots = threading.BoundedSemaphore(AT_ONCE)
 
     def run(index, do, arg):
-        try:
-            found[index] = (True, do(arg))
-        except BaseException as exc:  # raised again below, in the caller's thread
-            found[index] = (False, exc)
+        with slots:
+            try:
+                found[index] = (True, do(arg))
+            except BaseException as exc:  # raised again below, in the caller's thread
+                found[index] = (False, exc)
 
     threads = [
         threading.Thread(target=run, args=(i, do, arg)) for i, (_, do, arg) in enumerate(calls)
