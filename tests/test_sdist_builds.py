@@ -34,7 +34,14 @@ from upstream import Upstream, running_upstream
 from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import LockedFile
 from olmirror.lock.relock import resolved_path
-from olmirror.lock.wheel_build import BuildFailed, Built, built_as_pinned, sdist_of, this_builder
+from olmirror.lock.wheel_build import (
+    BuildFailed,
+    Built,
+    build_env,
+    built_as_pinned,
+    sdist_of,
+    this_builder,
+)
 
 ARM = {"python": "3.12", "platform": "manylinux_2_28_aarch64"}
 
@@ -223,3 +230,17 @@ def test_a_lock_edited_to_build_from_elsewhere_is_refused(change: dict, says: st
     assert sdist_of(replace(wheel, built=built), origins).filename == "docopt-0.6.2.tar.gz"
     with pytest.raises(OlmirrorError, match=says):
         sdist_of(replace(wheel, built=built | change), origins)
+
+
+def test_a_build_sees_no_secret_of_this_machines_environment() -> None:
+    """The sdist's backend is the upstream's code: it gets what a build needs, not the
+    variable that holds a `become` password or a token."""
+    env = build_env(
+        {"PATH": "/usr/bin", "HOME": "/root", "https_proxy": "http://proxy:3128",
+         "UV_HTTP_RETRIES": "4", "SSL_CERT_FILE": "/ca.pem",
+         "OLMIRROR_SUDO_PASSWORD": "hunter2", "AWS_SECRET_ACCESS_KEY": "k", "GITHUB_TOKEN": "t"}
+    )  # fmt: skip
+    assert "hunter2" not in env.values() and "k" not in env.values() and "t" not in env.values()
+    assert env["PATH"] == "/usr/bin" and env["https_proxy"] == "http://proxy:3128"
+    assert env["UV_HTTP_RETRIES"] == "4" and env["SSL_CERT_FILE"] == "/ca.pem"
+    assert env["SOURCE_DATE_EPOCH"] == "315532800"

@@ -49,6 +49,11 @@ BUILD_SECONDS = 900
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip can hold
 LOG_LINES = 15  # of a failed build's output, in its error
 BUILDERS = 2  # builds at once: each may compile
+BUILD_VARIABLES = frozenset({
+    "PATH", "HOME", "TMPDIR", "LANG", "TERM", "XDG_CACHE_HOME", "CC", "CXX", "CFLAGS",
+    "LDFLAGS", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "PIP_CERT", "no_proxy", "NO_PROXY",
+})  # fmt: skip
 log = logging.getLogger(__name__)
 
 
@@ -181,10 +186,7 @@ def build_wheel(
             "--python", sys.executable, "--out-dir", str(out),
             "--index-url", f"{upstream}/simple/", str(source),
         ]  # fmt: skip
-        env = uv_env(ca_file, index_timeout, retries) | {
-            "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH,
-            "PYTHONHASHSEED": "0",
-        }
+        env = build_env(uv_env(ca_file, index_timeout, retries))
         log.debug("building %s: %s", sdist.filename, " ".join(argv))
         try:
             done = subprocess.run(
@@ -199,6 +201,18 @@ def build_wheel(
         if done.returncode != 0 or len(wheels) != 1:
             raise _failure(sdist, done.stderr + done.stdout)
         return _keep(sdist, wheels[0], state)
+
+
+def build_env(env: dict[str, str]) -> dict[str, str]:
+    """What a build sees of this machine's environment: the sdist's backend is the upstream's
+    code, so it gets the variables a build needs (the tools' PATH, the caches, the proxies,
+    the CA, uv's own settings) and none of the rest, where secrets live (a `become`
+    password's variable, tokens)."""
+    kept = {
+        k: v for k, v in env.items()
+        if k in BUILD_VARIABLES or k.startswith(("UV_", "LC_")) or k.lower().endswith("_proxy")
+    }  # fmt: skip
+    return kept | {"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "PYTHONHASHSEED": "0"}
 
 
 def _failure(sdist: LockedFile, output: str) -> OlmirrorError:
