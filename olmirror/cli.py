@@ -10,7 +10,6 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from packaging.utils import canonicalize_name
 
@@ -28,13 +27,14 @@ from olmirror.openlambda.call import Called, call_lambdas
 from olmirror.openlambda.detect import with_detected_targets
 from olmirror.openlambda.registry import recorded_registries
 from olmirror.plan import Plan
-from olmirror.plan_summary import PackageChange, plan_packages
+from olmirror.plan_summary import plan_packages
 from olmirror.planner import limit_hosts, plan_spec
 from olmirror.remote.host_program import atomic_write
 from olmirror.render import (
     Painter,
     Progress,
     dump_json,
+    plan_json,
     plural,
     print_plan,
     print_recap,
@@ -123,20 +123,15 @@ def _cmd_validate(args: argparse.Namespace, out: Painter) -> int:
     return 0
 
 
-def _plan_json(plan: Plan, packages: list[PackageChange]) -> dict[str, Any]:
-    """The plan as saved, with its package changes (read, not needed, by `apply FILE`)."""
-    return plan.to_json() | {"packages": [p.to_json() for p in packages]}
-
-
 def _cmd_plan(args: argparse.Namespace, out: Painter) -> int:
     with Connections({}) as connections:
         plan = _make_plan(args, connections)
     packages = plan_packages(plan)
     if args.out:
-        text = json.dumps(_plan_json(plan, packages), indent=2) + "\n"
+        text = json.dumps(plan_json(plan, packages), indent=2) + "\n"
         atomic_write(args.out, text.encode(), 0o600)
     if args.json:
-        dump_json(_plan_json(plan, packages), out.stream)
+        dump_json(plan_json(plan, packages), out.stream)
     else:
         print_plan(plan, out, packages, full_diff=args.diff)
         if args.out:

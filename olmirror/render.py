@@ -234,6 +234,11 @@ def print_recap(results: list[HostResult], paint: Painter) -> None:
             paint.line(f"  {'':<{width}}  {paint(r.error, 'red')}")
 
 
+def plan_json(plan: Plan, packages: Sequence[PackageChange]) -> dict[str, Any]:
+    """The plan as JSON, with its package changes (`plan_summary.py`)."""
+    return plan.to_json() | {"packages": [p.to_json() for p in packages]}
+
+
 def results_json(
     plan: Plan,
     results: list[HostResult],
@@ -241,7 +246,7 @@ def results_json(
     packages: Sequence[PackageChange] = (),
 ) -> dict[str, Any]:
     return {
-        "plan": plan.to_json() | {"packages": [p.to_json() for p in packages]},
+        "plan": plan_json(plan, packages),
         "verify_gaps": [str(gap) for gap in gaps],
         "results": [
             {

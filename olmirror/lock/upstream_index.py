@@ -60,6 +60,12 @@ def default_upstream() -> str:
     return config["mirror"]["master"].rstrip("/")
 
 
+def not_a_file_name(name: str) -> bool:
+    """Whether `name` is more than one line without a path: a file name from elsewhere (an
+    index page, a lock) reaches folders, configuration files and URL paths."""
+    return bool(re.search(r"[\x00-\x1f\x7f/\\]", name)) or name in ("", ".", "..")
+
+
 def _checked(files: list[IndexFile], page: str, origins: list[str] | None) -> list[IndexFile]:
     """Upstream data is not trusted: every file is fetched over http(s), from an allowed
     origin, never over http from an https page, its name is one line without a path (it
@@ -71,7 +77,7 @@ def _checked(files: list[IndexFile], page: str, origins: list[str] | None) -> li
             raise ValueError(f"it lists {file.filename!r} at {file.url!r}: {exc}") from None
         if file.url.lower().startswith("http:") and page.startswith("https:"):
             raise ValueError(f"it lists {file.filename!r} over plain http: {file.url!r}")
-        if re.search(r"[\x00-\x1f\x7f/\\]", file.filename) or file.filename in ("", ".", ".."):
+        if not_a_file_name(file.filename):
             raise ValueError(f"it lists a file named {file.filename!r}, not a file name")
         if file.sha256 is not None and not SHA256.fullmatch(file.sha256):
             # it names folders and URL paths of wheels olmirror builds (`wheel_build.py`)

@@ -153,14 +153,21 @@ def _resolve_error(
     )
 
 
+def missing_build_requirement(output: str) -> str | None:
+    """The build requirement uv could not find on the upstream, when that is why building
+    an sdist failed (for its metadata, or for a wheel)."""
+    missing = _BUILD_NEEDS.search(output)
+    return missing[1] if missing and "Failed to resolve requirements from" in output else None
+
+
 def _build_error(where: str, pin: str, stderr: str, causes: str) -> Unresolvable:
     """uv had to build `pin`'s sdist to read its metadata, and could not: a fault of that
     release on this upstream, so a set found on a host fails alone."""
-    missing = _BUILD_NEEDS.search(stderr)
-    if "Failed to resolve requirements from" in stderr and missing:
+    missing = missing_build_requirement(stderr)
+    if missing:
         return Unresolvable(
             f"{where}: uv cannot read the metadata of {pin}, which the upstream has only as a "
-            f"source distribution: building it needs {missing[1]}, one of its build "
+            f"source distribution: building it needs {missing}, one of its build "
             f"requirements, and the upstream does not have it ({causes}). Add its build "
             f"requirements to the upstream, or pin a release of {pin.partition('==')[0]} "
             "that has a wheel"

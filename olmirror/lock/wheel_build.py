@@ -21,7 +21,6 @@ import hashlib
 import logging
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -39,8 +38,8 @@ from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import LockedFile
 from olmirror.lock.requirement_sets import RequirementSet
 from olmirror.lock.targets import Target, compatible_platforms
-from olmirror.lock.upstream_index import SHA256
-from olmirror.lock.uv_compile import transient
+from olmirror.lock.upstream_index import SHA256, not_a_file_name
+from olmirror.lock.uv_compile import missing_build_requirement, transient
 from olmirror.lock.uv_env import uv_env
 from olmirror.remote.fetch_files import check_url
 from olmirror.remote.upstream_http import Client, Final, Retries, Transient, chunks
@@ -224,11 +223,11 @@ def _failure(sdist: LockedFile, output: str) -> OlmirrorError:
             f"requirements ({output.strip().splitlines()[-1]}); try again, or raise "
             "mirror.retries.attempts"
         )
-    missing = re.search(r"No solution found when resolving: `([^`]+)`", output)
-    if missing and "Failed to resolve requirements from" in output:
+    missing = missing_build_requirement(output)
+    if missing:
         return BuildFailed(
             f"the upstream has only the source distribution {sdist.filename}, and building it "
-            f"into a wheel needs {missing[1]}, one of its build requirements, which the "
+            f"into a wheel needs {missing}, one of its build requirements, which the "
             "upstream does not have. Add its build requirements to the upstream, or pin a "
             "release that has a wheel for the target"
         )
@@ -331,7 +330,7 @@ def sdist_of(locked: LockedFile, origins: list[str] | None) -> LockedFile:
     problem = None
     if not SHA256.fullmatch(sdist.sha256):
         problem = f"its sdist's sha256 {sdist.sha256!r} is not one"
-    elif not sdist.filename or "/" in sdist.filename or sdist.filename.startswith("."):
+    elif not_a_file_name(sdist.filename) or sdist.filename.startswith("."):
         problem = f"its sdist's name {sdist.filename!r} is not a file name"
     else:
         try:
@@ -345,16 +344,15 @@ def sdist_of(locked: LockedFile, origins: list[str] | None) -> LockedFile:
     return sdist
 
 
-def rebuilt(locked: LockedFile, built: Built) -> Path:
-    """The rebuilt wheel's path, when it is the one the lock records."""
-    if built.sha256 != locked.sha256:
-        project = locked.filename.partition("-")[0]
+def rebuilt(wheel: str, sha256: str, built: Built) -> Path:
+    """The rebuilt wheel's path, when it is the one the lock records (`wheel`, `sha256`)."""
+    if built.sha256 != sha256:
+        project = wheel.partition("-")[0]
         raise OlmirrorError(
-            f"{locked.filename}: building it again from {built.sdist.filename} here gives "
-            f"sha256 {built.sha256}, and the lock records {locked.sha256} (built with "
-            f"{(locked.built or {}).get('builder')}); builds of it are not reproducible between "
-            "these builders, and the mirror does not hold the locked one. Copy .olmirror/wheels/ "
-            f"from the machine that ran the plan, or run `olmirror lock -P {project}` to build "
-            "it again and lock that build"
+            f"{wheel}: building it again from {built.sdist.filename} here gives sha256 "
+            f"{built.sha256}, and the lock records {sha256}; builds of it are not reproducible "
+            "between the machine that locked it and this one, and the mirror does not hold "
+            "the locked one. Copy .olmirror/wheels/ from the machine that ran the plan, or run "
+            f"`olmirror lock -P {project}` to build it again and lock that build"
         )
     return built.path

@@ -75,7 +75,7 @@ class BuiltWheel(Resource):
                 built = build_wheel(
                     sdist, self.upstream, self.ca_file, self.index_timeout, self.retries, state
                 )
-                kept = rebuilt(LockedFile(posixpath.basename(self.path), "", self.sha256), built)
+                kept = rebuilt(posixpath.basename(self.path), self.sha256, built)
             except OlmirrorError as exc:
                 raise ResourceError(str(exc)) from None
         data = kept.read_bytes()

@@ -10,7 +10,7 @@ from olmirror.lock import simple_api
 from olmirror.lock.engine_choice import choose_engine
 from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.state_folder import made_state_folder
-from olmirror.lock.upstream_index import allowed_origins, default_upstream, retries_of
+from olmirror.lock.upstream_index import allowed_origins, retries_of, upstream_of
 from olmirror.lock.wheel_build import sdist_of
 from olmirror.mirror.bandersnatch_config import render
 from olmirror.mirror.built_wheel import BuiltWheel
@@ -40,6 +40,12 @@ def pip_mirror(spec: Spec) -> str:
     return web_dir(spec.mirror.directory)
 
 
+def _index_pages(directory: str, lock: Lock) -> dict[str, str]:
+    """The simple index olmirror writes for `lock`: each page's path on the mirror host."""
+    simple = simple_dir(directory)
+    return {posixpath.join(simple, path): text for path, text in simple_api.pages(lock).items()}
+
+
 def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> list[Resource]:
     mirror = loaded.spec.mirror
     directory = mirror.directory
@@ -65,8 +71,7 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
     origins = tuple(allowed) if allowed is not None else None
     retries = retries_of(mirror.retries)
     if engine == "simple":
-        simple = simple_dir(directory)
-        pages = {posixpath.join(simple, p): text for p, text in simple_api.pages(lock).items()}
+        pages = _index_pages(directory, lock)
         folders = sorted({posixpath.dirname(path) for path in pages})
         return [
             FetchFiles(
@@ -118,7 +123,7 @@ def _built_wheels(loaded: LoadedSpec, built: list[LockedFile]) -> list[Resource]
                 f.size or 0,
                 (sdist.filename, sdist.url, sdist.sha256),
                 str(state) if state else None,
-                (mirror.upstream or default_upstream()).rstrip("/"),
+                upstream_of(loaded),
                 mirror.ca_file,
                 mirror.index_timeout,
                 retries_of(mirror.retries),
@@ -134,10 +139,8 @@ def mirror_resources(loaded: LoadedSpec, lock: Lock) -> list[Resource]:
     resources: list[Resource] = [Directory(mirror.directory), Directory(state)]
     if not lock.files():
         # Nothing to mirror yet: an empty index still answers, so workers can point at it.
-        simple = simple_dir(mirror.directory)
-        resources.append(Directory(simple))
-        pages = simple_api.pages(lock).items()
-        files = [File(posixpath.join(simple, path), content) for path, content in pages]
+        resources.append(Directory(simple_dir(mirror.directory)))
+        files = [File(path, text) for path, text in _index_pages(mirror.directory, lock).items()]
         return [*resources, *files, PruneMirror(web_dir(mirror.directory), (), ())]
     ca_file = None
     if mirror.ca_file:
