@@ -39,6 +39,7 @@ from olmirror.lock.wheel_build import (
     Built,
     build_env,
     built_as_pinned,
+    kept_wheel,
     sdist_of,
     this_builder,
 )
@@ -244,3 +245,17 @@ def test_a_build_sees_no_secret_of_this_machines_environment() -> None:
     assert env["PATH"] == "/usr/bin" and env["https_proxy"] == "http://proxy:3128"
     assert env["UV_HTTP_RETRIES"] == "4" and env["SSL_CERT_FILE"] == "/ca.pem"
     assert env["SOURCE_DATE_EPOCH"] == "315532800"
+
+
+def test_built_wheels_are_never_kept_through_a_link(tmp_path: Path) -> None:
+    """As the rest of olmirror's state: a `wheels` folder that is a link points elsewhere."""
+    elsewhere = tmp_path / "elsewhere" / ("0" * 64)
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "x-1.0-py3-none-any.whl").write_bytes(b"x")
+    state = tmp_path / ".olmirror"
+    state.mkdir()
+    (state / "wheels").symlink_to(tmp_path / "elsewhere")
+    assert kept_wheel(state, "0" * 64) is None
+    (state / "wheels").unlink()
+    (tmp_path / "elsewhere").rename(state / "wheels")
+    assert kept_wheel(state, "0" * 64) == state / "wheels" / ("0" * 64) / "x-1.0-py3-none-any.whl"

@@ -127,11 +127,19 @@ class Built:
         )
 
 
+def _wheels_dir(state: Path | None) -> Path | None:
+    """Where the state folder keeps built wheels; None without one, or when that folder is
+    a symbolic link (olmirror keeps no state through one, as `page_cache.py` does not)."""
+    wheels = state / "wheels" if state else None
+    return None if wheels is None or wheels.is_symlink() else wheels
+
+
 def kept_wheel(state: Path | None, sdist_sha256: str) -> Path | None:
     """The wheel built earlier from the sdist with this sha256, if the state folder keeps it."""
-    folder = state / "wheels" / sdist_sha256 if state else None
-    wheels = sorted(folder.glob("*.whl")) if folder and folder.is_dir() else []
-    return wheels[0] if len(wheels) == 1 else None
+    base = _wheels_dir(state)
+    folder = base / sdist_sha256 if base else None
+    found = sorted(folder.glob("*.whl")) if folder and folder.is_dir() else []
+    return found[0] if len(found) == 1 else None
 
 
 def _sha256(path: Path) -> str:
@@ -242,7 +250,7 @@ def _failure(sdist: LockedFile, output: str) -> OlmirrorError:
 def _keep(sdist: LockedFile, wheel: Path, state: Path | None) -> Built:
     """Move the new wheel into the state folder (kept for the apply; without one, in a temp
     folder that lives as long as this run)."""
-    base = state / "wheels" if state else Path(tempfile.mkdtemp(prefix="olmirror-wheels-"))
+    base = _wheels_dir(state) or Path(tempfile.mkdtemp(prefix="olmirror-wheels-"))
     folder = base / sdist.sha256
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.whl"):
