@@ -79,36 +79,90 @@ def _check_mirror(spec: Spec) -> Iterator[Problem]:
     yield from _absolute_on(
         spec, mirror.host, mirror.directory, ("mirror", "directory"), "mirror directory"
     )
-    serve = mirror.serve
-    if serve.backend == "http":
-        examples = {"listen": "'0.0.0.0:8080'", "url": "'http://10.0.0.5:8080'"}
-        for field in ("listen", "url"):
-            if getattr(serve, field) is None:
-                yield (
-                    ("mirror", "serve"),
-                    (f"backend 'http' needs '{field}'; add it, like {field}: {examples[field]}"),
-                )
-        if serve.url is not None and serve.url.rstrip("/").endswith("/simple"):
-            yield (
-                ("mirror", "serve", "url"),
-                (
-                    f"{serve.url!r} ends in /simple; give the mirror's base URL, "
-                    "workers add /simple/ themselves"
-                ),
-            )
-    else:
-        for field in ("listen", "url"):
-            if getattr(serve, field) is not None:
-                yield (
-                    ("mirror", "serve", field),
-                    (f"'{field}' is only used with backend 'http'; remove it or set backend: http"),
-                )
+    yield from _check_serve(spec)
+    yield from _check_upstream_auth(spec)
     seen: dict[tuple[str, str], int] = {}
     for i, target in enumerate(mirror.targets):
         key = (target.python, target.platform)
         if key in seen:
             yield ("mirror", "targets", i), f"same target as targets[{seen[key]}]; remove one"
         seen.setdefault(key, i)
+
+
+# The fields each serve backend takes, and those it needs, with an example of each.
+SERVE_FIELDS = {
+    "filesystem": (),
+    "http": ("listen", "url"),
+    "s3": ("bucket", "url", "prefix", "endpoint_url", "region"),
+}
+SERVE_NEEDS = {
+    "listen": "'0.0.0.0:8080'",
+    "url": "'http://10.0.0.5:8080'",
+    "bucket": "'ol-mirror'",
+}
+
+
+def _check_serve(spec: Spec) -> Iterator[Problem]:
+    serve = spec.mirror.serve
+    for field in SERVE_FIELDS[serve.backend]:
+        if field in SERVE_NEEDS and getattr(serve, field) is None:
+            yield (
+                ("mirror", "serve"),
+                f"backend '{serve.backend}' needs '{field}'; add it, like "
+                f"{field}: {SERVE_NEEDS[field]}",
+            )
+    for field in sorted({f for fields in SERVE_FIELDS.values() for f in fields}):
+        used_by = [b for b, fields in SERVE_FIELDS.items() if field in fields]
+        if serve.backend not in used_by and getattr(serve, field) not in (None, ""):
+            yield (
+                ("mirror", "serve", field),
+                f"'{field}' is only used with backend {' or '.join(map(repr, used_by))}; "
+                f"remove it or set backend: {used_by[0]}",
+            )
+    if serve.url is not None and serve.url.rstrip("/").endswith("/simple"):
+        yield (
+            ("mirror", "serve", "url"),
+            f"{serve.url!r} ends in /simple; give the mirror's base URL, "
+            "workers add /simple/ themselves",
+        )
+    if serve.backend == "s3":
+        if spec.mirror.host != LOCAL:
+            yield (
+                ("mirror", "host"),
+                "serve.backend 's3' publishes the mirror folder from the machine that runs "
+                "olmirror, with its AWS credentials; set mirror.host to local (the bucket is "
+                "what workers read)",
+            )
+        if spec.mirror.engine == "bandersnatch":
+            yield (
+                ("mirror", "engine"),
+                "serve.backend 's3' is filled by engine 'simple': bandersnatch's own S3 "
+                "storage keeps a project's page only at simple/<project>/index.html, which a "
+                "plain S3 endpoint does not answer for pip's simple/<project>/, and it reads "
+                "every object back to hash it; set engine: simple (or auto)",
+            )
+
+
+def _check_upstream_auth(spec: Spec) -> Iterator[Problem]:
+    auth = spec.mirror.upstream_auth
+    if auth is None:
+        return
+    loc = ("mirror", "upstream_auth")
+    pair = (auth.username_env, auth.password_env)
+    if auth.token_env is not None and any(pair):
+        yield loc, "give either token_env, or username_env and password_env, not both"
+    elif auth.token_env is None and not all(pair):
+        yield (
+            loc,
+            "give username_env and password_env (the names of the variables that hold them), "
+            "or token_env for an access token",
+        )
+    if spec.mirror.upstream is None:
+        yield (
+            loc,
+            "credentials are for a private upstream; set mirror.upstream to its index URL, "
+            "or remove upstream_auth",
+        )
 
 
 def _check_allowlist(spec: Spec) -> Iterator[Problem]:

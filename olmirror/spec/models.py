@@ -23,14 +23,17 @@ from olmirror.spec.values import (
     PLATFORM_PATTERN,
     PYTHON_PATTERN,
     Address,
+    BucketName,
     ConfigPath,
     EnvName,
     HttpUrl,
+    KeyPrefix,
     LambdaName,
     Listen,
     Name,
     PathStr,
     ProjectName,
+    Region,
     RequirementStr,
     SshAlias,
     User,
@@ -96,11 +99,28 @@ class TargetSetting(_Model):
 
 
 class Serve(_Model):
-    """How workers reach the mirror's web directory."""
+    """How workers reach the mirror's web directory: the folder itself, nginx over HTTP, or an
+    S3-compatible bucket that the mirror folder (on this machine) is published to."""
 
-    backend: Literal["filesystem", "http"] = "filesystem"
+    backend: Literal["filesystem", "http", "s3"] = "filesystem"
     listen: Listen | None = Field(None, description="HOST:PORT the web server listens on (http).")
-    url: HttpUrl | None = Field(None, description="Base URL workers use, without /simple (http).")
+    url: HttpUrl | None = Field(
+        None,
+        description="Base URL workers use, without /simple (http; s3: the bucket's HTTP URL "
+        "with the prefix, public-read or behind a CDN).",
+    )
+    bucket: BucketName | None = Field(
+        None, description="The bucket the mirror is published to (s3)."
+    )
+    prefix: KeyPrefix = Field(
+        "", description="Key prefix in the bucket, without slashes at either end (s3)."
+    )
+    endpoint_url: HttpUrl | None = Field(
+        None, description="The S3 API endpoint of a store other than AWS (MinIO, Ceph RGW...) (s3)."
+    )
+    region: Region | None = Field(
+        None, description="The bucket's region (s3; default: the AWS configuration's)."
+    )
 
 
 class Retries(_Model):
@@ -127,6 +147,24 @@ class Retries(_Model):
         le=3600,
         description="Seconds one request may go on trying after its first failure (its "
         "waits and later tries): no new try starts past it.",
+    )
+
+
+class UpstreamAuth(_Model):
+    """Credentials for a private upstream, read from this machine's environment when olmirror
+    runs: the spec names the variables, never the values. Without it, ~/.netrc (or $NETRC)
+    is read for the upstream's host, as pip, uv and curl do."""
+
+    username_env: EnvName | None = Field(
+        None, description="Variable holding the user name (with password_env)."
+    )
+    password_env: EnvName | None = Field(
+        None, description="Variable holding the password (with username_env)."
+    )
+    token_env: EnvName | None = Field(
+        None,
+        description="Variable holding an access token, sent as HTTP basic auth with the user "
+        "name __token__ (instead of username_env and password_env).",
     )
 
 
@@ -174,6 +212,11 @@ class Mirror(_Model):
         "drips or never ends fails, not the apply.",
     )
     retries: Retries = Retries()
+    upstream_auth: UpstreamAuth | None = Field(
+        None,
+        description="Credentials for a private upstream (Artifactory, Nexus, devpi), from "
+        "environment variables; without it, ~/.netrc.",
+    )
 
 
 class Allowlist(_Model):

@@ -223,6 +223,36 @@ User = Annotated[
     ),
 ]
 SshAlias = Annotated[str, AfterValidator(_ssh_alias)]
+# S3's rules for a bucket name (no dots: a dotted name breaks virtual-host TLS).
+BucketName = Annotated[
+    str,
+    _whole(
+        r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]",
+        lambda v: (
+            f"{v!r} is not an S3 bucket name; use 3 to 63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, like 'ol-mirror'"
+        ),
+    ),
+]
+# Key prefix segments that a URL path carries unquoted: no empty segment, none starting
+# with '.' (so no '.' or '..'), nothing a shell or the store would read otherwise.
+KeyPrefix = Annotated[
+    str,
+    _whole(
+        r"|[A-Za-z0-9_-][A-Za-z0-9._-]*(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*",
+        lambda v: (
+            f"{v!r} is not a key prefix; give folder names of letters, digits, '.', '_' and "
+            "'-' joined by '/', without a '/' at either end, like 'pypi' or 'ol/mirror'"
+        ),
+    ),
+]
+Region = Annotated[
+    str,
+    _whole(
+        r"[a-z0-9][a-z0-9-]{0,31}",
+        lambda v: f"{v!r} is not a region name; write it like 'us-east-1'",
+    ),
+]
 EnvName = Annotated[
     str,
     _whole(
