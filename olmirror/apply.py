@@ -118,7 +118,7 @@ def apply_host(
     resources = [c.resource for c in plan.changes]
     try:
         conn = connections.get(plan.host)
-        conn.hold_lock(connections.inventory[plan.host].state_dir)
+        conn.hold_lock(connections.host(plan.host).state_dir)
         if recheck:
             facts = conn.gather(fact_request(resources))
             _check_fresh({r.id: r.observe(facts) for r in resources}, plan)
@@ -170,14 +170,16 @@ def apply_plan(
     `recheck`: as `apply_host`'s (False only for a plan made in this run with `connections`
     holding every host's lock from the start).
 
-    The mirror host goes first (workers elsewhere check that it answers), then the other
-    hosts, then, only when the plan is complete and every host converged, the changes
-    that wait for all of them (the mirror's removals). Final events are lasting lines
-    (a change made, a sync's summary); others are transient.
+    The mirror host goes first (workers elsewhere check that it answers), then the bucket
+    it is published to (from the folder the mirror host filled), then the other hosts,
+    then, only when the plan is complete and every host converged, the changes that wait
+    for all of them (the mirror's removals). Final events are lasting lines (a change
+    made, a sync's summary); others are transient.
     """
     by_host = {h.host: _part(h, last=False) for h in plan.hosts}
-    mirror = (plan.mirror or {}).get("host")
-    phases = [[mirror], [h for h in by_host if h != mirror]] if mirror in by_host else [[*by_host]]
+    first = [(plan.mirror or {}).get(key) for key in ("host", "bucket")]
+    phases = [[host] for host in first if host in by_host]
+    phases.append([h for h in by_host if h not in first])
     results: dict[str, HostResult] = {}
     for phase in phases:
         results |= in_parallel(

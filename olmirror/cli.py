@@ -15,13 +15,16 @@ from packaging.utils import canonicalize_name
 
 from olmirror.apply import HostResult, apply_plan
 from olmirror.cli_args import parse_args
+from olmirror.connection import Connection
 from olmirror.connection.hosts import DEFAULT_FORKS, Connections
+from olmirror.connection.web import WebView
 from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import lock_path, read_lock
 from olmirror.lock.relock import Upgrade, forget_resolved
 from olmirror.lock.requirement_sets import requirement_sets
 from olmirror.lock.resolve import current_lock
 from olmirror.mirror.desired import pip_mirror
+from olmirror.mirror.layout import web_dir
 from olmirror.mirror.verify import Gap, verify_mirror
 from olmirror.openlambda.call import Called, call_lambdas
 from olmirror.openlambda.detect import with_detected_targets
@@ -42,6 +45,7 @@ from olmirror.render import (
 )
 from olmirror.saved_plan import check_saved_plan
 from olmirror.schema import spec_schema_text
+from olmirror.serve.bucket import location_of
 from olmirror.spec import LOCAL, LoadedSpec, host_config, load_spec
 
 EXIT_ERROR = 1
@@ -52,13 +56,30 @@ def _mirror_of(loaded: LoadedSpec) -> dict[str, str]:
     mirror = loaded.spec.mirror
     base = pip_mirror(loaded.spec)
     index = (base if "://" in base else Path(base).as_uri()) + "/simple/"
+    location = location_of(loaded.spec)
+    bucket = {"bucket": location.name} if location else {}
     return {
         "host": mirror.host,
         "directory": mirror.directory,
         "lock": str(lock_path(loaded.path)),
         "pip_mirror": base,
         "index_url": index,
+        **bucket,
     }
+
+
+@contextmanager
+def _served(mirror: dict[str, str], connections: Connections) -> Iterator[Connection]:
+    """The mirror as verify reads it: its folder on the mirror host, or, when a bucket
+    serves it, the bucket's HTTP URL, as workers read it."""
+    if "bucket" not in mirror:
+        yield connections.get(mirror["host"])
+        return
+    view = WebView(mirror["bucket"], web_dir(mirror["directory"]), mirror["pip_mirror"])
+    try:
+        yield view
+    finally:
+        view.close()
 
 
 def _make_plan(args: argparse.Namespace, connections: Connections) -> Plan:
@@ -96,9 +117,8 @@ def _cmd_verify(args: argparse.Namespace, out: Painter) -> int:
     lock = current_lock(loaded, recorded_registries(loaded, read_lock(lock_path(loaded.path))))
     hosts = {spec.mirror.host, *(w.host for w in spec.workers)} if args.call else {spec.mirror.host}
     with Connections({name: host_config(spec, name) for name in hosts}) as connections:
-        checked, gaps = verify_mirror(
-            connections.get(spec.mirror.host), spec.mirror.directory, lock
-        )
+        with _served(_mirror_of(loaded), connections) as served:
+            checked, gaps = verify_mirror(served, spec.mirror.directory, lock)
         _print_verify(checked, gaps, out)
         if not args.call:
             return EXIT_ERROR if gaps else 0
@@ -180,8 +200,8 @@ def _verify_after_apply(
     if lock is None:
         return None
     try:
-        conn = connections.get(plan.mirror["host"])
-        return verify_mirror(conn, plan.mirror["directory"], lock, deep=False)
+        with _served(plan.mirror, connections) as served:
+            return verify_mirror(served, plan.mirror["directory"], lock, deep=False)
     except OlmirrorError as exc:
         return 0, [Gap(plan.mirror["host"], "verify", f"the mirror could not be read: {exc}")]
 

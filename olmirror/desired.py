@@ -7,6 +7,7 @@ from olmirror.mirror.desired import mirror_resources
 from olmirror.openlambda.registry import Registry
 from olmirror.openlambda.worker import worker_resources
 from olmirror.resources import File, Resource
+from olmirror.serve.bucket import bucket_resources, location_of
 from olmirror.serve.desired import serve_resources
 from olmirror.spec import LOCAL, LoadedSpec
 
@@ -17,14 +18,18 @@ def desired_state(
     """Resources per host, each list in apply order, for the workers on `hosts` (a worker
     elsewhere is not planned, so its faults must not stop the plan).
 
-    The lock file comes first (on this machine), then the mirror, then the workers, whose
-    files go where `registries` (each worker's, as found on its host) says.
+    The lock file comes first (on this machine), then the mirror, then the bucket it is
+    published to (if any), then the workers, whose files go where `registries` (each
+    worker's, as found on its host) says.
     """
     by_host: dict[str, list[Resource]] = {
         LOCAL: [File(str(lock_path(loaded.path)), lock.to_text())]
     }
     by_host.setdefault(loaded.spec.mirror.host, []).extend(mirror_resources(loaded, lock))
     by_host[loaded.spec.mirror.host].extend(serve_resources(loaded.spec))
+    if location_of(loaded.spec) is not None:
+        bucket, resources = bucket_resources(loaded.spec, lock)
+        by_host[bucket] = resources
     for worker in (w for w in loaded.spec.workers if w.host in hosts):
         resources = worker_resources(loaded, lock, worker, registries[worker.name])
         by_host.setdefault(worker.host, []).extend(resources)

@@ -16,6 +16,7 @@ from typing_extensions import TypedDict
 
 from olmirror import __version__
 from olmirror.connection import Connection, FactRequest, Facts
+from olmirror.connection.bucket import is_bucket
 from olmirror.connection.hosts import Connections, in_parallel
 from olmirror.errors import OlmirrorError, Unreachable
 from olmirror.openlambda.findings import Finding
@@ -236,5 +237,5 @@ def build_plan(
             return HostPlan(host, error=str(exc))
 
     results = in_parallel(desired, one, forks)
-    inventory = {name: connections.inventory[name] for name in desired}
+    inventory = {name: connections.inventory[name] for name in desired if not is_bucket(name)}
     return Plan(spec, spec_digest, inventory, list(results.values()), mirror)

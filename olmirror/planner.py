@@ -26,6 +26,7 @@ from olmirror.openlambda.registry import (
     worker_dir,
 )
 from olmirror.plan import HostPlan, Plan, build_plan
+from olmirror.serve.bucket import location_of
 from olmirror.spec import LOCAL, LoadedSpec, Worker
 
 
@@ -112,7 +113,9 @@ def plan_spec(
 ) -> Plan:
     """The plan of `loaded` for the hosts `limit` leaves (all by default)."""
     spec = loaded.spec
-    every = sorted({LOCAL, spec.mirror.host, *(w.host for w in spec.workers)})
+    location = location_of(spec)
+    bucket = {location.name} if location else set()
+    every = sorted({LOCAL, spec.mirror.host, *bucket, *(w.host for w in spec.workers)})
     names = limit_hosts(every, limit)
     loaded, undetected = with_detected_targets(loaded, connections, names, forks)
     workers = [w for w in loaded.spec.workers if w.host in names]

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from olmirror.connection import Connection, LocalConnection
+from olmirror.connection.bucket import BucketConnection, is_bucket
 from olmirror.errors import Unreachable
 from olmirror.spec import LOCAL, Host
 
@@ -16,6 +17,8 @@ DEFAULT_FORKS = 20
 
 
 def _open(name: str, host: Host) -> Connection:
+    if is_bucket(name):
+        return BucketConnection(name)
     if name == LOCAL:
         return LocalConnection(name, host.python)
     # Imported here so that runs on the local host alone never load paramiko.
@@ -41,6 +44,10 @@ class Connections:
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
+    def host(self, name: str) -> Host:
+        """How to reach `name`: its inventory entry; a bucket needs none (its name says)."""
+        return Host() if is_bucket(name) else self.inventory[name]
+
     def get(self, name: str) -> Connection:
         with self._lock:
             host_lock = self._host_locks.setdefault(name, threading.Lock())
@@ -51,13 +58,13 @@ class Connections:
                 if name in self._open:
                     return self._open[name]
             try:
-                conn = _open(name, self.inventory[name])
+                conn = _open(name, self.host(name))
             except Unreachable as exc:
                 self._failed[name] = str(exc)
                 raise
             if self.hold_locks:
                 try:
-                    conn.hold_lock(self.inventory[name].state_dir)
+                    conn.hold_lock(self.host(name).state_dir)
                 except BaseException:
                     conn.close()
                     raise

@@ -1,0 +1,168 @@
+"""serve.backend s3: the mirror published to a bucket of a real S3 API server (moto's, on
+loopback), real pip installing from the bucket's HTTP URL, and applies that change nothing
+making no PUT and no DELETE."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import CliResult, write_spec
+from s3 import BUCKET, S3Server, s3
+from upstream import Upstream
+
+__all__ = ["s3"]  # the fixture
+
+PREFIX = "pypi"
+ALLOWLIST = ["alpha==2.0", "omega==1.1"]
+
+
+def _spec(folder: Path, upstream: Upstream, server: S3Server, **mirror: object) -> Path:
+    path = write_spec(folder, upstream, [], allowlist={"packages": ALLOWLIST})
+    data = yaml.safe_load(path.read_text())
+    data["mirror"]["serve"] = {
+        "backend": "s3",
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "endpoint_url": server.endpoint,
+        "region": "us-east-1",
+        "url": f"{server.endpoint}/{BUCKET}/{PREFIX}",
+    }
+    data["mirror"].update(mirror)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _locked(spec: Path) -> dict[str, dict]:
+    lock = json.loads(spec.with_suffix(".lock").read_text())
+    (target,) = lock["targets"].values()
+    return target["files"]
+
+
+def _ok(result: CliResult) -> CliResult:
+    assert result.code == 0, result.out + result.err
+    assert "Traceback" not in result.out + result.err
+    return result
+
+
+def _pip_install(folder: Path, index: str, pins: list[str], env: dict[str, str]) -> None:
+    venv = folder / "venv"
+    if not venv.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    for pin in pins:
+        done = subprocess.run(
+            [venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-cache-dir",
+             "--index-url", index, "--target", folder / "site" / pin, pin],
+            capture_output=True, text=True, env=env, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_apply_publishes_the_mirror_and_pip_installs_every_pin_from_the_bucket(
+    cli, tmp_path: Path, clean_upstream: Upstream, s3: S3Server
+) -> None:
+    spec = _spec(tmp_path, clean_upstream, s3)
+    plan = _ok(cli("plan", "-f", str(spec), "--no-color", "--diff"))
+    bucket_host = f"s3://{BUCKET}/{PREFIX}?endpoint={s3.endpoint}&region=us-east-1"
+    assert bucket_host in plan.out
+    assert f"+ {PREFIX}/simple/alpha/" in plan.out
+
+    _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
+    locked = _locked(spec)
+    keys = s3.keys()
+    for file in locked.values():
+        assert f"{PREFIX}{file['url'] if file['url'].startswith('/') else ''}" in keys or any(
+            key.endswith("/" + file["filename"]) for key in keys
+        )
+    assert {f"{PREFIX}/simple/", f"{PREFIX}/simple/alpha/", f"{PREFIX}/simple/alpha/index.html"} <= keys
+    head = s3.client().head_object(Bucket=BUCKET, Key=f"{PREFIX}/simple/alpha/")
+    assert head["ContentType"].startswith("text/html")
+
+    # Real pip, through the bucket's HTTP URL (a key ending in '/' answers simple/<p>/).
+    clean_upstream.counts.reset()
+    _pip_install(tmp_path, f"{s3.endpoint}/{BUCKET}/{PREFIX}/simple/", sorted(locked), clean_upstream.env())
+    assert clean_upstream.counts.requests() == 0, "every install came from the bucket"
+
+    verify = _ok(cli("verify", "-f", str(spec), "--no-color"))
+    assert f"every locked requirement ({len(locked)})" in verify.out
+
+    # A second apply changes nothing, and makes no PUT and no DELETE.
+    s3.mark()
+    again = _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
+    assert "Nothing to change" in again.out
+    counted = s3.requests()
+    assert counted["PUT"] == 0 and counted["DELETE"] == 0 and counted["POST"] == 0, counted
+    assert counted["HEAD"] > 0, "sizes and sha256 were compared"
+
+
+def test_a_changed_object_is_uploaded_again_and_what_the_lock_drops_is_deleted(
+    cli, tmp_path: Path, clean_upstream: Upstream, s3: S3Server
+) -> None:
+    spec = _spec(tmp_path, clean_upstream, s3)
+    _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
+    client = s3.client()
+    client.put_object(Bucket=BUCKET, Key="elsewhere/keep.txt", Body=b"not the mirror's")
+    client.put_object(Bucket=BUCKET, Key="hello.tar.gz", Body=b"a lambda beside it")
+    omega = sorted(k for k in s3.keys() if k.startswith(f"{PREFIX}/packages/") and "/omega-" in k)
+    assert omega
+    client.put_object(Bucket=BUCKET, Key=omega[0], Body=b"tampered")  # no sha256 metadata
+
+    verify = cli("verify", "-f", str(spec), "--no-color")
+    assert verify.code == 1 and "omega==1.1" in verify.out, verify.out
+
+    plan = _ok(cli("plan", "-f", str(spec), "--no-color", "--diff"))
+    assert f"~ {omega[0]}" in plan.out
+    s3.mark()
+    _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
+    assert s3.requests()["PUT"] == 1
+    _ok(cli("verify", "-f", str(spec), "--no-color"))
+
+    # omega leaves the allowlist: its pages and files leave the bucket, nothing else does.
+    data = yaml.safe_load(spec.read_text())
+    data["allowlist"]["packages"] = ["alpha==2.0"]
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    plan = _ok(cli("plan", "-f", str(spec), "--no-color", "--diff"))
+    assert f"- {PREFIX}/simple/omega/" in plan.out
+    assert f"- {omega[0]}" in plan.out
+    _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
+    keys = s3.keys()
+    assert not [k for k in keys if "omega" in k]
+    assert {"elsewhere/keep.txt", "hello.tar.gz", f"{PREFIX}/simple/alpha/"} <= keys
+    s3.mark()
+    assert "Nothing to change" in _ok(cli("apply", "-f", str(spec), "--yes", "--no-color")).out
+    assert s3.requests()["PUT"] == 0 and s3.requests()["DELETE"] == 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        ("no-credentials", "no AWS credentials were found"),
+        ("no-bucket", "does not exist there; create it"),
+    ],
+)
+def test_a_bucket_that_cannot_be_written_is_a_clear_error(
+    cli,
+    tmp_path: Path,
+    clean_upstream: Upstream,
+    s3: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    setup: str,
+    expected: str,
+) -> None:
+    spec = _spec(tmp_path, clean_upstream, s3)
+    if setup == "no-credentials":
+        monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+        monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    else:
+        data = yaml.safe_load(spec.read_text())
+        data["mirror"]["serve"]["bucket"] = "no-such-bucket"
+        spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert plan.code == 1
+    assert expected in plan.out + plan.err
+    assert "Traceback" not in plan.out + plan.err
+    assert "olmirror-test-secret" not in plan.out + plan.err
