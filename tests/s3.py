@@ -64,8 +64,10 @@ class S3Server:
         client.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
         return name
 
-    def keys(self, bucket: str = BUCKET, prefix: str = "") -> set[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    def objects(self, bucket: str = BUCKET, prefix: str = "") -> set[str]:
+        """The keys in `bucket` under `prefix`."""
+        listing = self.client().get_paginator("list_objects_v2")
+        pages = listing.paginate(Bucket=bucket, Prefix=prefix)
         return {item["Key"] for page in pages for item in page.get("Contents", [])}
 
     def mark(self) -> None:
@@ -97,10 +99,12 @@ def start_s3(folder: Path) -> S3Server:
         try:
             urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
             break
-        except OSError:
+        except OSError as exc:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"moto's server did not start: {log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"moto's server did not start: {log.read_text()[-2000:]}"
+                ) from exc
             time.sleep(0.1)
     return S3Server(endpoint, log, process)
 

@@ -73,18 +73,18 @@ def test_apply_publishes_the_mirror_and_pip_installs_every_pin_from_the_bucket(
 
     _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
     locked = _locked(spec)
-    keys = s3.keys()
-    for file in locked.values():
-        assert f"{PREFIX}{file['url'] if file['url'].startswith('/') else ''}" in keys or any(
-            key.endswith("/" + file["filename"]) for key in keys
-        )
-    assert {f"{PREFIX}/simple/", f"{PREFIX}/simple/alpha/", f"{PREFIX}/simple/alpha/index.html"} <= keys
+    keys = s3.objects()
+    files = {k.rpartition("/")[2] for k in keys if k.startswith(f"{PREFIX}/packages/")}
+    assert files == {file["filename"] for file in locked.values()}
+    pages = {f"{PREFIX}/simple/", f"{PREFIX}/simple/alpha/", f"{PREFIX}/simple/alpha/index.html"}
+    assert pages <= keys
     head = s3.client().head_object(Bucket=BUCKET, Key=f"{PREFIX}/simple/alpha/")
     assert head["ContentType"].startswith("text/html")
 
     # Real pip, through the bucket's HTTP URL (a key ending in '/' answers simple/<p>/).
     clean_upstream.counts.reset()
-    _pip_install(tmp_path, f"{s3.endpoint}/{BUCKET}/{PREFIX}/simple/", sorted(locked), clean_upstream.env())
+    index = f"{s3.endpoint}/{BUCKET}/{PREFIX}/simple/"
+    _pip_install(tmp_path, index, sorted(locked), clean_upstream.env())
     assert clean_upstream.counts.requests() == 0, "every install came from the bucket"
 
     verify = _ok(cli("verify", "-f", str(spec), "--no-color"))
@@ -107,7 +107,9 @@ def test_a_changed_object_is_uploaded_again_and_what_the_lock_drops_is_deleted(
     client = s3.client()
     client.put_object(Bucket=BUCKET, Key="elsewhere/keep.txt", Body=b"not the mirror's")
     client.put_object(Bucket=BUCKET, Key="hello.tar.gz", Body=b"a lambda beside it")
-    omega = sorted(k for k in s3.keys() if k.startswith(f"{PREFIX}/packages/") and "/omega-" in k)
+    omega = sorted(
+        k for k in s3.objects() if k.startswith(f"{PREFIX}/packages/") and "/omega-" in k
+    )
     assert omega
     client.put_object(Bucket=BUCKET, Key=omega[0], Body=b"tampered")  # no sha256 metadata
 
@@ -129,7 +131,7 @@ def test_a_changed_object_is_uploaded_again_and_what_the_lock_drops_is_deleted(
     assert f"- {PREFIX}/simple/omega/" in plan.out
     assert f"- {omega[0]}" in plan.out
     _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
-    keys = s3.keys()
+    keys = s3.objects()
     assert not [k for k in keys if "omega" in k]
     assert {"elsewhere/keep.txt", "hello.tar.gz", f"{PREFIX}/simple/alpha/"} <= keys
     s3.mark()
@@ -166,3 +168,37 @@ def test_a_bucket_that_cannot_be_written_is_a_clear_error(
     assert expected in plan.out + plan.err
     assert "Traceback" not in plan.out + plan.err
     assert "olmirror-test-secret" not in plan.out + plan.err
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"bucket": None}, "backend 's3' needs 'bucket'"),
+        ({"prefix": "/pypi/"}, "is not a key prefix"),
+        ({"prefix": "a/../b"}, "is not a key prefix"),
+        ({"bucket": "Ol_Mirror"}, "is not an S3 bucket name"),
+        ({"listen": "127.0.0.1:9"}, "'listen' is only used with backend 'http'"),
+        ({"url": None}, "backend 's3' needs 'url'"),
+        ({"engine": "bandersnatch"}, "bandersnatch's own S3 storage keeps a project's page"),
+        ({"host": "far"}, "set mirror.host to local"),
+    ],
+)
+def test_a_bad_s3_setting_names_its_field_and_the_fix(
+    cli, tmp_path: Path, clean_upstream: Upstream, change: dict, expected: str
+) -> None:
+    server = S3Server("http://127.0.0.1:9", tmp_path / "unused.log", None)  # type: ignore[arg-type]
+    spec = _spec(tmp_path, clean_upstream, server)
+    data = yaml.safe_load(spec.read_text())
+    for key, value in change.items():
+        if key in ("engine", "host"):
+            data["mirror"][key] = value
+            data["hosts"]["far"] = {"address": "10.0.0.5"}
+        elif value is None:
+            del data["mirror"]["serve"][key]
+        else:
+            data["mirror"]["serve"][key] = value
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = cli("validate", "-f", str(spec))
+    assert result.code == 1
+    assert expected in result.err, result.err
+    assert "mirror" in result.err and "Traceback" not in result.err
