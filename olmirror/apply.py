@@ -136,12 +136,25 @@ def apply_host(
     return result
 
 
-def _part(plan: HostPlan, last: bool) -> HostPlan:
-    """The pending changes of `plan` that wait for every host (`last`), or all the rest."""
-    changes = [c for c in plan.changes if (c.changes and c.resource.after_all_hosts) == last]
+def _only(plan: HostPlan, changes: list[Change]) -> HostPlan:
     ids = {c.resource.id for c in changes}
     fingerprints = {rid: seen for rid, seen in plan.fingerprints.items() if rid in ids}
     return replace(plan, changes=changes, fingerprints=fingerprints)
+
+
+def _part(plan: HostPlan, last: bool) -> HostPlan:
+    """The pending changes of `plan` that wait for every host (`last`), or all the rest."""
+    return _only(
+        plan, [c for c in plan.changes if (c.changes and c.resource.after_all_hosts) == last]
+    )
+
+
+def _until_served(plan: HostPlan) -> tuple[HostPlan, HostPlan]:
+    """`plan` cut before its first change that needs the mirror served (a worker on the
+    mirror host checking its bucket): (what goes before the bucket's upload, the rest)."""
+    changes = plan.changes
+    cut = next((i for i, c in enumerate(changes) if c.resource.needs_served_mirror), len(changes))
+    return _only(plan, changes[:cut]), _only(plan, changes[cut:])
 
 
 def _joined(first: HostResult, last: HostResult) -> HostResult:
@@ -171,13 +184,18 @@ def apply_plan(
     holding every host's lock from the start).
 
     The mirror host goes first (workers elsewhere check that it answers), then the bucket
-    it is published to (from the folder the mirror host filled), then the other hosts,
+    it is published to (from the folder the mirror host filled), then the other hosts and
+    the mirror host's own workers,
     then, only when the plan is complete and every host converged, the changes that wait
     for all of them (the mirror's removals). Final events are lasting lines (a change
     made, a sync's summary); others are transient.
     """
     by_host = {h.host: _part(h, last=False) for h in plan.hosts}
     first = [(plan.mirror or {}).get(key) for key in ("host", "bucket")]
+    after_bucket: dict[str, HostPlan] = {}
+    if all(host in by_host for host in first):
+        mirror = first[0]
+        by_host[mirror], after_bucket[mirror] = _until_served(by_host[mirror])
     phases = [[host] for host in first if host in by_host]
     phases.append([h for h in by_host if h not in first])
     results: dict[str, HostResult] = {}
@@ -187,6 +205,9 @@ def apply_plan(
             lambda h: apply_host(by_host[h], connections, on_event, recheck, by_host[h].facts),
             forks,
         )
+    for host, part in after_bucket.items():
+        if results[host].outcome not in ("failed", "unreachable"):
+            results[host] = _joined(results[host], apply_host(part, connections, on_event, recheck))
     waiting = {h.host: _part(h, last=True) for h in plan.hosts}
     waiting = {host: part for host, part in waiting.items() if part.pending}
     behind = sorted(h for h, r in results.items() if r.outcome in ("failed", "unreachable"))

@@ -202,3 +202,38 @@ def test_a_bad_s3_setting_names_its_field_and_the_fix(
     assert result.code == 1
     assert expected in result.err, result.err
     assert "mirror" in result.err and "Traceback" not in result.err
+
+
+def test_a_worker_installs_its_lambdas_packages_from_the_bucket(
+    cli, tmp_path: Path, clean_upstream: Upstream, s3: S3Server
+) -> None:
+    lam = tmp_path / "src" / "probe"
+    lam.mkdir(parents=True)
+    (lam / "f.py").write_text("import omega\n\ndef f(event):\n    return omega.__name__\n")
+    (lam / "requirements.in").write_text("omega==1.1\n")
+    worker = tmp_path / "w"
+    spec = write_spec(
+        tmp_path,
+        clean_upstream,
+        [{"name": "w", "path": str(worker), "lambdas": {"probe": {"source": str(lam)}}}],
+    )
+    data = yaml.safe_load(spec.read_text())
+    url = f"{s3.endpoint}/{BUCKET}/{PREFIX}"
+    data["mirror"]["serve"] = {
+        "backend": "s3",
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "endpoint_url": s3.endpoint,
+        "url": url,
+    }
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
+    pip_conf = (worker / "lambda" / "etc" / "pip.conf").read_text()
+    assert f"index-url = {url}/simple/" in pip_conf
+
+    clean_upstream.counts.reset()
+    called = _ok(cli("verify", "-f", str(spec), "--call", "--no-color"))
+    assert "Called 1 lambda, 0 failed" in called.out, called.out
+    assert clean_upstream.counts.requests() == 0, "the call went around the bucket"
+    logs = list((worker / "lambda" / "packages").glob("*/standin-pip.log"))
+    assert logs and all(url in log.read_text() for log in logs)

@@ -16,6 +16,7 @@ from olmirror.resources.base import Change, Resource, ResourceError
 @dataclass(frozen=True)
 class MirrorReachable(Resource):
     kind = "mirror_reachable"
+    needs_served_mirror = True
     worker: str
     pip_mirror: str
     host: str  # the worker's host in the spec, for messages

@@ -44,7 +44,7 @@ def _config_keys(spec: Spec, worker: Worker, config: str) -> JsonKeys:
     if worker.port is not None:
         values.append((("worker_port",), str(worker.port)))
     serve = spec.mirror.serve
-    if serve.backend == "http" and serve.url:
+    if serve.backend in ("http", "s3") and serve.url:
         values.append((("mirror_host",), urlsplit(serve.url).hostname or ""))
         return JsonKeys(config, tuple(values))
     return JsonKeys(config, tuple(values), absent=(("mirror_host",),))
@@ -183,7 +183,7 @@ def sandbox_index(spec: Spec, worker: Worker, sandbox: str) -> tuple[tuple[str, 
     inside the sandbox, which sees nothing else of the host's files.
     """
     serve = spec.mirror.serve
-    if serve.backend == "http" and serve.url:
+    if serve.backend in ("http", "s3") and serve.url:
         url = urlsplit(serve.url)
         index = (("index-url", serve.url.rstrip("/") + "/simple/"),)
         return (*index, ("trusted-host", url.hostname or "")) if url.scheme == "http" else index

@@ -53,6 +53,9 @@ class Resource(ABC):
     # Applied only once every host of a complete plan has converged: a removal that a
     # host not yet converged may still need (a worker still pinning an old release).
     after_all_hosts: ClassVar[bool] = False
+    # Applied only once the mirror is served where workers read it: after its bucket's
+    # upload, for a worker on the mirror host itself.
+    needs_served_mirror: ClassVar[bool] = False
     _kinds: ClassVar[dict[str, type[Resource]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
