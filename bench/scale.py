@@ -13,7 +13,12 @@ a few dependencies between them), so any checkout can run it and nothing leaves 
 machine. `--upstream public` leaves `mirror.upstream` unset (bandersnatch's default index)
 and keeps this machine's proxy settings: a manual run, with the network it needs.
 
-    python3 bench/scale.py [--lambdas 100] [--upstream test|public] [--out bench/results.json]
+`--serve s3` publishes the mirror to a bucket of moto's S3 server on loopback (as the
+tests do) instead of serving it with nginx, adds a no-op apply, and counts the S3 requests
+of the no-op plan and apply by method.
+
+    python3 bench/scale.py [--lambdas 100] [--upstream test|public] [--serve http|s3]
+                           [--out bench/results.json]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import yaml
 from common import BENCH, REPO, STANDIN_OL, TESTS, Timed, base_env, timed, tree_size
 
 sys.path.insert(0, str(TESTS))
+from s3 import BUCKET, ENV, S3Server, start_s3
 from sshd import free_port
 from upstream import Project, Release, Upstream, running_upstream
 
@@ -94,17 +100,41 @@ def upstream_for(kind: str, work: Path) -> Iterator[Upstream | None]:
         yield up
 
 
-def write_spec(folder: Path, up: Upstream | None, count: int) -> Path:
+@contextlib.contextmanager
+def bucket_for(serve: str, work: Path) -> Iterator[S3Server | None]:
+    if serve != "s3":
+        yield None
+        return
+    os.environ.update(ENV)  # this process makes the bucket, as an operator would
+    server = start_s3(work)
+    try:
+        server.make_bucket()
+        yield server
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)
+
+
+def write_spec(folder: Path, up: Upstream | None, count: int, s3: S3Server | None) -> Path:
     port = free_port()
+    serve: dict[str, Any] = {
+        "backend": "http",
+        "listen": f"127.0.0.1:{port}",
+        "url": f"http://127.0.0.1:{port}",
+    }
+    if s3 is not None:
+        serve = {
+            "backend": "s3",
+            "bucket": BUCKET,
+            "prefix": "pypi",
+            "endpoint_url": s3.endpoint,
+            "url": f"{s3.endpoint}/{BUCKET}/pypi",
+        }
     mirror: dict[str, Any] = {
         "directory": str(folder / "mirror"),
         "engine": "simple",
         "targets": TARGETS,
-        "serve": {
-            "backend": "http",
-            "listen": f"127.0.0.1:{port}",
-            "url": f"http://127.0.0.1:{port}",
-        },
+        "serve": serve,
     }
     if up is not None:
         mirror |= {"upstream": up.url, "ca_file": str(up.ca_file)}
@@ -141,7 +171,7 @@ def _lock_line(done: Timed) -> str:
     return next((line for line in done.out.splitlines() if line.startswith("Lock: ")), "")
 
 
-def run(kind: str, count: int, work: Path) -> dict[str, Any]:
+def run(kind: str, count: int, work: Path, serve: str) -> dict[str, Any]:
     env_base = dict(os.environ) if kind == "public" else base_env(work / "home")
     env = env_base | {
         "PYTHONPATH": str(REPO),
@@ -149,10 +179,13 @@ def run(kind: str, count: int, work: Path) -> dict[str, Any]:
         "UV_CACHE_DIR": str(work / "uv-cache"),  # every run starts with a cold cache
     }
     (work / "home").mkdir(exist_ok=True)
-    with upstream_for(kind, work) as up:
+    requests: dict[str, dict[str, int]] = {}
+    with upstream_for(kind, work) as up, bucket_for(serve, work) as s3:
         if up is not None:
             env = up.env(env)
-        spec = write_spec(work, up, count)
+        if s3 is not None:
+            env |= ENV
+        spec = write_spec(work, up, count, s3)
 
         def olmirror(name: str, *args: str, ok: tuple[int, ...] = (0,)) -> Timed:
             argv = [sys.executable, "-m", "olmirror", *args, "-f", str(spec), "--no-color"]
@@ -164,8 +197,15 @@ def run(kind: str, count: int, work: Path) -> dict[str, Any]:
             steps = {
                 "first_plan": olmirror("first_plan", "plan", "--detailed-exitcode", ok=(2,)),
                 "first_apply": olmirror("first_apply", "apply", "--yes"),
-                "noop_plan": olmirror("noop_plan", "plan", "--detailed-exitcode"),
             }
+            if s3 is not None:
+                s3.mark()
+            steps["noop_plan"] = olmirror("noop_plan", "plan", "--detailed-exitcode")
+            if s3 is not None:
+                requests["noop_plan"] = dict(s3.requests())
+                s3.mark()
+                steps["noop_apply"] = olmirror("noop_apply", "apply", "--yes")
+                requests["noop_apply"] = dict(s3.requests())
             change_one_lambda(spec)
             steps["change_plan"] = olmirror("change_plan", "plan", "--detailed-exitcode", ok=(2,))
             steps["change_apply"] = olmirror("change_apply", "apply", "--yes")
@@ -180,6 +220,7 @@ def run(kind: str, count: int, work: Path) -> dict[str, Any]:
         "lock": {name: _lock_line(done) for name, done in steps.items()},
         "mirror_files": files,
         "mirror_bytes": size,
+        **({"serve": serve, "s3_requests": requests} if requests else {}),
     }
 
 
@@ -194,6 +235,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lambdas", type=int, default=100)
     parser.add_argument("--upstream", choices=("test", "public"), default="test")
+    parser.add_argument("--serve", choices=("http", "s3"), default="http")
     parser.add_argument("--out", type=Path, default=BENCH / "results.json")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="olmirror-scale-"))
@@ -201,15 +243,18 @@ def main(argv: list[str]) -> int:
     try:
         print(f"scale: {args.lambdas} lambdas x {len(TARGETS)} targets, {args.upstream} "
               "upstream", file=sys.stderr)  # fmt: skip
-        found = run(args.upstream, args.lambdas, work)
+        found = run(args.upstream, args.lambdas, work, args.serve)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"{'step':<14} {'seconds':>8}  lock")
     for name, seconds in found["seconds"].items():
         print(f"{name:<14} {seconds:>8.2f}  {found['lock'][name]}")
     print(f"mirror: {found['mirror_files']} files, {found['mirror_bytes'] / 1e6:.1f} MB")
+    for step, counted in found.get("s3_requests", {}).items():
+        print(f"S3 requests, {step}: {counted}")
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results.setdefault("scale", {})[f"{args.upstream}-{args.lambdas}"] = found
+    name = f"{args.upstream}-{args.lambdas}" + ("-s3" if args.serve == "s3" else "")
+    results.setdefault("scale", {})[name] = found
     args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"results written to {args.out}", file=sys.stderr)
     return 0
