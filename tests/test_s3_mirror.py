@@ -90,13 +90,24 @@ def test_apply_publishes_the_mirror_and_pip_installs_every_pin_from_the_bucket(
     verify = _ok(cli("verify", "-f", str(spec), "--no-color"))
     assert f"every locked requirement ({len(locked)})" in verify.out
 
+    # A no-op plan lists the two folders and reads olmirror's manifest: 3 requests,
+    # however many objects, and no HEAD (the listing's ETags vouch for each sha256).
+    s3.mark()
+    _ok(cli("plan", "-f", str(spec), "--no-color"))
+    assert s3.requests() == {"GET": 3}, s3.requests()
+
     # A second apply changes nothing, and makes no PUT and no DELETE.
     s3.mark()
     again = _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
     assert "Nothing to change" in again.out
     counted = s3.requests()
     assert counted["PUT"] == 0 and counted["DELETE"] == 0 and counted["POST"] == 0, counted
-    assert counted["HEAD"] > 0, "sizes and sha256 were compared"
+
+    # Without the manifest, each object's metadata is read instead, and nothing changes.
+    s3.client().delete_object(Bucket=BUCKET, Key=f"{PREFIX}/.olmirror/objects.json")
+    s3.mark()
+    assert "Plan: 0 to change" in _ok(cli("plan", "-f", str(spec), "--no-color")).out
+    assert s3.requests()["HEAD"] == len(keys - {f"{PREFIX}/.olmirror/objects.json"})
 
 
 def test_a_changed_object_is_uploaded_again_and_what_the_lock_drops_is_deleted(
@@ -120,7 +131,7 @@ def test_a_changed_object_is_uploaded_again_and_what_the_lock_drops_is_deleted(
     assert f"~ {omega[0]}" in plan.out
     s3.mark()
     _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
-    assert s3.requests()["PUT"] == 1
+    assert s3.requests()["PUT"] == 2, "the object, and olmirror's manifest of what it wrote"
     _ok(cli("verify", "-f", str(spec), "--no-color"))
 
     # omega leaves the allowlist: its pages and files leave the bucket, nothing else does.

@@ -6,13 +6,22 @@ saved plan reaches it again without an inventory entry. Credentials come from th
 standard AWS chain (environment, profile, instance role), never from the spec.
 boto3 keeps its connections alive and retries throttling, 5xx and cut connections
 with backoff ("standard" mode); what is left after that is told with its cause.
+
+Each object olmirror writes carries its sha256 in its metadata. Reading the metadata
+costs a HEAD per object, so olmirror also keeps, at `<prefix>/.olmirror/objects.json`,
+each object's sha256 with the ETag the store gave it: a listing's ETag that matches
+vouches for the sha256 without a HEAD, and any other writer changes the ETag, which
+sends olmirror back to the metadata. A no-op plan of the mirror's bucket is then a
+listing and one GET, whatever its size.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import mimetypes
 import posixpath
+import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +44,7 @@ from olmirror.errors import OlmirrorError, Unreachable
 
 SCHEME = "s3://"
 SHA256 = "sha256"  # the object metadata key (x-amz-meta-sha256) olmirror compares
+MANIFEST = ".olmirror/objects.json"  # key -> [sha256, size, ETag] of what olmirror wrote
 AT_ONCE = 16  # requests in flight, and boto3's connection pool
 ATTEMPTS = 5  # boto3's tries of one request, the first included
 DELETE_BATCH = 1000  # DeleteObjects' limit
@@ -135,6 +145,8 @@ class BucketConnection(Connection):
     def __init__(self, name: str) -> None:
         self.name = name
         self.location = BucketLocation.from_name(name)
+        self._written: dict[str, list[object] | None] = {}  # since the manifest was saved
+        self._lock = threading.Lock()
 
     @cached_property
     def client(self) -> Any:
@@ -162,9 +174,9 @@ class BucketConnection(Connection):
         except Exception as exc:
             raise failure(exc, self.location, what) from None
 
-    def listing(self, prefix: str) -> dict[str, int]:
-        """Every key under the folder `prefix` ('' for the whole bucket), with its size."""
-        found: dict[str, int] = {}
+    def listing(self, prefix: str) -> dict[str, tuple[int, str]]:
+        """Every key under the folder `prefix` ('' for the whole bucket): (size, ETag)."""
+        found: dict[str, tuple[int, str]] = {}
         start = prefix.rstrip("/") + "/" if prefix else ""
         token: dict[str, str] = {}
         while True:
@@ -175,7 +187,7 @@ class BucketConnection(Connection):
                 Prefix=start,
                 **token,
             )
-            found |= {item["Key"]: item["Size"] for item in page.get("Contents", [])}
+            found |= {i["Key"]: (i["Size"], i.get("ETag", "")) for i in page.get("Contents", [])}
             if not page.get("IsTruncated"):
                 return found
             token = {"ContinuationToken": page["NextContinuationToken"]}
@@ -197,35 +209,67 @@ class BucketConnection(Connection):
         sha = hashlib.sha256(body).hexdigest() if body is not None else meta.get(SHA256)
         return PathFact("file", 0o644, answer["ContentLength"], sha, body)
 
+    def _manifest(self) -> dict[str, list[object]]:
+        """What olmirror recorded of the objects it wrote; empty when absent or damaged."""
+        fact = self._head(self.location.key(MANIFEST), content=True)
+        try:
+            entries = json.loads(fact.content or b"{}")
+        except ValueError:
+            return {}
+        return entries if isinstance(entries, dict) else {}
+
     def gather(self, request: FactRequest) -> Facts:
-        """Listings of `trees` (key prefixes), then a HEAD (metadata: size, sha256) of each
-        key in `paths` and `hashes` (a GET of each in `content`), at most AT_ONCE at once;
-        a key that a listing shows absent costs no request."""
+        """Listings of `trees` (key prefixes), then each key of `paths` and `hashes`: from
+        the listing when the manifest vouches for its sha256 (same ETag and size), else a
+        HEAD (its metadata); a GET of each in `content`; at most AT_ONCE requests at once.
+        A key that a listing shows absent costs no request."""
         unsupported = request.programs | request.commands | request.urls | request.registries
         if unsupported:
             raise OlmirrorError(f"{self.name} is a bucket: it runs nothing ({sorted(unsupported)})")
         trees = {prefix: self.listing(prefix) for prefix in sorted(request.trees)}
-        listed = {key: size for keys in trees.values() for key, size in keys.items()}
+        listed = {key: entry for keys in trees.values() for key, entry in keys.items()}
         keys = request.paths | request.hashes | request.content
+        manifest = self._manifest() if request.hashes & listed.keys() else {}
+        paths: dict[str, PathFact] = {}
+        for key in request.hashes - request.content:
+            recorded = manifest.get(key)
+            if key in listed and isinstance(recorded, list) and len(recorded) == 3:
+                sha, size, etag = recorded
+                if [size, etag] == list(listed[key]) and isinstance(sha, str):
+                    paths[key] = PathFact("file", 0o644, listed[key][0], sha)
 
         def known_absent(key: str) -> bool:
             return key not in listed and any(key.startswith(p + "/") or not p for p in trees)
 
-        wanted = sorted(k for k in keys if not known_absent(k))
+        wanted = sorted(k for k in keys - paths.keys() if not known_absent(k))
         with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
-            found = dict(
-                zip(
-                    wanted,
-                    pool.map(lambda k: self._head(k, k in request.content), wanted),
-                    strict=True,
-                )
-            )
-        paths = {key: found.get(key, PathFact(None)) for key in keys}
+            found = pool.map(lambda k: self._head(k, k in request.content), wanted)
+            paths |= dict(zip(wanted, found, strict=True))
         relative = {
             prefix: [k.removeprefix(prefix.rstrip("/") + "/" if prefix else "") for k in listing]
             for prefix, listing in trees.items()
         }
-        return Facts(paths=paths, trees=dict(relative))
+        return Facts(paths={key: paths.get(key, PathFact(None)) for key in keys}, trees=relative)
+
+    def _record(self, key: str, entry: list[object] | None) -> None:
+        with self._lock:
+            self._written[key] = entry
+
+    def save_manifest(self) -> None:
+        """Write down what this connection wrote and deleted (one GET and one PUT; none
+        when nothing was written)."""
+        with self._lock:
+            written, self._written = self._written, {}
+        if not written:
+            return
+        manifest = self._manifest()
+        for key, entry in written.items():
+            if entry is None:
+                manifest.pop(key, None)
+            else:
+                manifest[key] = entry
+        data = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+        self._put(self.location.key(MANIFEST), data)
 
     def upload(self, key: str, path: str, sha256: str) -> int:
         """Put the local file `path` at `key` with its sha256 in the metadata, once its bytes
@@ -240,11 +284,17 @@ class BucketConnection(Connection):
                 f"{path} does not have the sha256 the plan expects ({sha256}); it changed "
                 "since it was fetched: run `olmirror apply` again to fetch it anew"
             )
-        extra = {"Metadata": {SHA256: sha256}, "ContentType": content_type(key)}
-        try:
-            self.client.upload_file(path, self.location.bucket, key, ExtraArgs=extra)
-        except Exception as exc:
-            raise failure(exc, self.location, f"upload {key}") from None
+        with open(path, "rb") as stream:
+            answer = self._call(
+                f"upload {key}",
+                "put_object",
+                Bucket=self.location.bucket,
+                Key=key,
+                Body=stream,
+                ContentType=content_type(key),
+                Metadata={SHA256: sha256},
+            )
+        self._record(key, [sha256, size, answer.get("ETag", "")])
         return size
 
     def delete(self, keys: Iterable[str]) -> None:
@@ -257,6 +307,8 @@ class BucketConnection(Connection):
                 Bucket=self.location.bucket,
                 Delete={"Objects": batch, "Quiet": True},
             )
+            for item in batch:
+                self._record(item["Key"], None)
             if done.get("Errors"):
                 first = done["Errors"][0]
                 raise OlmirrorError(
@@ -264,8 +316,9 @@ class BucketConnection(Connection):
                     f"{first.get('Key')}: {first.get('Code')}: {first.get('Message')}"
                 )
 
-    def put(self, key: str, data: bytes) -> None:
-        self._call(
+    def _put(self, key: str, data: bytes) -> str:
+        """PUT `data` at `key` with its sha256 in the metadata; the object's ETag."""
+        answer = self._call(
             f"write {key}",
             "put_object",
             Bucket=self.location.bucket,
@@ -274,16 +327,24 @@ class BucketConnection(Connection):
             ContentType=content_type(key),
             Metadata={SHA256: hashlib.sha256(data).hexdigest()},
         )
+        return str(answer.get("ETag", ""))
+
+    def put(self, key: str, data: bytes) -> None:
+        etag = self._put(key, data)
+        self._record(key, [hashlib.sha256(data).hexdigest(), len(data), etag])
 
     def change_files(self, changes: Sequence[FileChange]) -> None:
         """Writes become PUTs (atomic in S3: a reader sees the old object or the new one);
         folders do not exist in a bucket, so making one does nothing."""
-        for done, change in enumerate(changes):
-            try:
-                if isinstance(change, WriteFile):
-                    self.put(change.path, change.data)
-            except OlmirrorError as exc:
-                raise PartlyDone(done, exc) from None
+        try:
+            for done, change in enumerate(changes):
+                try:
+                    if isinstance(change, WriteFile):
+                        self.put(change.path, change.data)
+                except OlmirrorError as exc:
+                    raise PartlyDone(done, exc) from None
+        finally:
+            self.save_manifest()
 
     def read_file(self, path: str) -> bytes:
         fact = self._head(path, content=True)

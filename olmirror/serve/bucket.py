@@ -94,11 +94,14 @@ class BucketObjects(Resource):
         files = [o for o in stale if not _is_page(o[0])]
         pages = [o for o in stale if _is_page(o[0])]
         done = 0
-        for batch in (files, pages):  # a page never lists a file not yet there
-            with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
-                for _ in pool.map(lambda o: bucket.upload(o[0], o[1], o[2]), batch):
-                    done += 1
-                    progress.report(f"uploading to the bucket: {done} of {len(stale)}")
+        try:
+            for batch in (files, pages):  # a page never lists a file not yet there
+                with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
+                    for _ in pool.map(lambda o: bucket.upload(o[0], o[1], o[2]), batch):
+                        done += 1
+                        progress.report(f"uploading to the bucket: {done} of {len(stale)}")
+        finally:
+            bucket.save_manifest()  # what was uploaded stays known, even if the rest failed
         progress.report(f"uploaded {len(stale)} objects to {self.bucket}", final=True)
 
 
@@ -148,7 +151,10 @@ class PruneBucket(Resource):
 
     def apply(self, conn: Connection) -> None:
         bucket = bucket_of(conn)
-        bucket.delete(self._stale(bucket.gather(self.request())))
+        try:
+            bucket.delete(self._stale(bucket.gather(self.request())))
+        finally:
+            bucket.save_manifest()
 
 
 def bucket_objects(directory: str, lock: Lock, location: BucketLocation) -> list[BucketObject]:
