@@ -248,3 +248,17 @@ def test_a_worker_installs_its_lambdas_packages_from_the_bucket(
     assert clean_upstream.counts.requests() == 0, "the call went around the bucket"
     logs = list((worker / "lambda" / "packages").glob("*/standin-pip.log"))
     assert logs and all(url in log.read_text() for log in logs)
+
+
+def test_a_saved_plan_publishes_what_it_showed(
+    cli, tmp_path: Path, clean_upstream: Upstream, s3: S3Server
+) -> None:
+    spec = _spec(tmp_path, clean_upstream, s3)
+    saved = tmp_path / "plan.json"
+    _ok(cli("plan", "-f", str(spec), "--out", str(saved), "--no-color"))
+    hosts = [h["host"] for h in json.loads(saved.read_text())["hosts"]]
+    assert any(h.startswith(f"s3://{BUCKET}/{PREFIX}?") for h in hosts), hosts
+    assert "olmirror-test-secret" not in saved.read_text()
+    _ok(cli("apply", str(saved), "--no-color"))
+    assert f"{PREFIX}/simple/alpha/" in s3.objects()
+    _ok(cli("verify", "-f", str(spec), "--no-color"))
