@@ -7,15 +7,18 @@ as the AWS chain reads them; instance metadata is off so nothing leaves this mac
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -74,6 +77,11 @@ class S3Server:
         """Count requests from here on."""
         self._seen = len(self.log.read_text().splitlines())
 
+    def requested(self) -> list[tuple[str, str]]:
+        """(method, path) of each request since `mark`, in order."""
+        found = (REQUEST.search(line) for line in self.log.read_text().splitlines()[self._seen :])
+        return [(m.group(1), m.group(2)) for m in found if m]
+
     def requests(self) -> Counter[str]:
         """Requests since `mark`, by method; a batch delete (POST ...?delete) as DELETE."""
         counted: Counter[str] = Counter()
@@ -122,3 +130,60 @@ def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
     finally:
         server.process.terminate()
         server.process.wait(timeout=10)
+
+
+class _Flaky(BaseHTTPRequestHandler):
+    """Forwards each request to the S3 server, but answers every `every`-th with 503
+    SlowDown, as a store under load does."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _forward(self) -> None:
+        server: FlakyRelay = self.server  # type: ignore[assignment]
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with server.lock:
+            server.seen += 1
+            fail = server.seen % server.every == 0
+        if fail:
+            server.failed += 1
+            error = b"<Error><Code>SlowDown</Code><Message>Reduce your rate.</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(error)))
+            self.end_headers()
+            self.wfile.write(error)
+            return
+        upstream = http.client.HTTPConnection("127.0.0.1", server.target_port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+        upstream.request(self.command, self.path, body=body or None, headers=headers)
+        reply = upstream.getresponse()
+        data = reply.read()
+        self.send_response(reply.status)
+        for name, value in reply.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+        upstream.close()
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+
+class FlakyRelay(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, target_port: int, every: int) -> None:
+        super().__init__(("127.0.0.1", 0), _Flaky)
+        self.target_port, self.every = target_port, every
+        self.seen = self.failed = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import CliResult, write_spec
-from s3 import BUCKET, S3Server, s3
+from s3 import BUCKET, FlakyRelay, S3Server, s3
+from sshd import free_port
 from upstream import Upstream
 
 __all__ = ["s3"]  # the fixture
@@ -262,3 +263,35 @@ def test_a_saved_plan_publishes_what_it_showed(
     _ok(cli("apply", str(saved), "--no-color"))
     assert f"{PREFIX}/simple/alpha/" in s3.objects()
     _ok(cli("verify", "-f", str(spec), "--no-color"))
+
+
+def test_a_store_that_answers_503_to_every_third_request_still_converges_in_one_apply(
+    cli, tmp_path: Path, clean_upstream: Upstream, s3: S3Server
+) -> None:
+    relay = FlakyRelay(int(s3.endpoint.rpartition(":")[2]), every=3)
+    try:
+        spec = _spec(tmp_path, clean_upstream, s3)
+        data = yaml.safe_load(spec.read_text())
+        data["mirror"]["serve"]["endpoint_url"] = relay.endpoint
+        data["mirror"]["serve"]["url"] = f"{relay.endpoint}/{BUCKET}/{PREFIX}"
+        spec.write_text(yaml.safe_dump(data, sort_keys=False))
+        _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
+        assert relay.failed >= 5, relay.failed
+        _ok(cli("verify", "-f", str(spec), "--no-color"))
+        assert "Nothing to change" in _ok(cli("apply", "-f", str(spec), "--yes")).out
+    finally:
+        relay.shutdown()
+
+
+def test_an_endpoint_that_does_not_answer_is_named_with_its_cause(
+    cli, tmp_path: Path, clean_upstream: Upstream, s3: S3Server
+) -> None:
+    spec = _spec(tmp_path, clean_upstream, s3)
+    data = yaml.safe_load(spec.read_text())
+    data["mirror"]["serve"]["endpoint_url"] = f"http://127.0.0.1:{free_port()}"
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    plan = cli("plan", "-f", str(spec), "--no-color")
+    assert plan.code == 1
+    said = plan.out + plan.err
+    assert "cannot be reached after 5 tries" in said and "Connection refused" in said, said
+    assert "Traceback" not in said

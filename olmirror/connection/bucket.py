@@ -21,6 +21,7 @@ import hashlib
 import json
 import mimetypes
 import posixpath
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -107,7 +108,7 @@ def failure(exc: Exception, location: BucketLocation, what: str) -> OlmirrorErro
     """A boto3 failure said as what the operator can do about it (never a credential)."""
     from botocore import exceptions as boto
 
-    where = f"{location.name}: {what}"
+    where = what  # the plan and the recap name the bucket's host already
     if isinstance(exc, boto.NoCredentialsError | boto.PartialCredentialsError):
         return OlmirrorError(
             f"{where}: no AWS credentials were found; olmirror takes them from the standard "
@@ -115,9 +116,11 @@ def failure(exc: Exception, location: BucketLocation, what: str) -> OlmirrorErro
             "or AWS_PROFILE with a profile in ~/.aws/credentials"
         )
     if isinstance(exc, boto.EndpointConnectionError | boto.ConnectionError):
+        cause = str(getattr(exc, "kwargs", {}).get("error") or exc)
+        errno = re.search(r"\[Errno -?\d+\][^'\"]*", cause)
         return Unreachable(
             f"{where}: the S3 endpoint {location.endpoint_url or '(AWS)'} cannot be reached "
-            f"after {ATTEMPTS} tries: {exc}"
+            f"after {ATTEMPTS} tries: {errno.group(0).strip() if errno else cause}"
         )
     if isinstance(exc, boto.ClientError):
         error = exc.response.get("Error", {})
