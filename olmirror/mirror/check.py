@@ -63,7 +63,8 @@ class MirrorReachable(Resource):
                 "worker's host reaches the mirror's web folder, that is the mirror host's name "
                 "or address as seen from there, the port of mirror.serve.listen, and no path "
                 "unless a proxy serves the mirror under one; or open that port to the worker's "
-                "host"
+                "host. With serve.backend s3 it is the bucket's HTTP URL with the prefix, and "
+                "the bucket must let anyone read its objects (or a CDN must front it)"
             )
         return (
             f"with serve.backend filesystem, the mirror's web folder {self.pip_mirror} must be "
