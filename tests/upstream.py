@@ -6,8 +6,9 @@ API in PEP 503 HTML and PEP 691 JSON, and files under `/packages/` with their di
 This module builds a small catalogue of real wheels and sdists (deterministic bytes, so
 hashes are stable), serves them from a background thread with PEP 658 metadata files as
 PyPI does, counts what was fetched, and can fail on demand (down, HTTP 500 after N files,
-no serial header and no JSON API, HTML-only simple pages, a tampered file), or at random
-at set rates from a seed, as a flaky network does (`Faults`).
+no serial header and no JSON API, HTML-only simple pages, a tampered file, HTTP basic auth
+required on every request as a private index does), or at random at set rates from a seed,
+as a flaky network does (`Faults`).
 
 Use it from a conftest with `from upstream import upstream_index` (session-scoped); call
 `upstream_index.reset()` in tests that switch failure modes, or use `clean_upstream`.
@@ -632,6 +633,11 @@ class _Handler(BaseHTTPRequestHandler):
         path = parts.path
         accept = self.headers.get("Accept", "") or ""
         agent = self.headers.get("User-Agent", "") or ""
+        if not owner.authorized(self.headers.get("Authorization")):
+            status, headers, body = _text(HTTPStatus.UNAUTHORIZED, "401 Unauthorized\n")
+            headers["WWW-Authenticate"] = 'Basic realm="upstream"'
+            self._send(status, headers, body, head, accept, agent, path, "")
+            return
         fault = owner.draw_fault(path)
         if fault == "reset":
             # SO_LINGER 0: closing sends a TCP RST, as a dropped connection does
@@ -649,6 +655,20 @@ class _Handler(BaseHTTPRequestHandler):
             fault = ""  # only a whole answer can be cut or changed
         if fault == "corrupt" and body:
             body = body[:-1] + bytes([body[-1] ^ 0xFF])
+        self._send(status, headers, body, head, accept, agent, path, fault)
+
+    def _send(
+        self,
+        status: int,
+        headers: dict[str, str],
+        body: bytes,
+        head: bool,
+        accept: str,
+        agent: str,
+        path: str,
+        fault: str,
+    ) -> None:
+        owner = self.server.owner
         self.send_response(status)
         headers.setdefault("Content-Length", str(len(body)))
         for key, value in headers.items():
@@ -719,8 +739,8 @@ class Upstream:
     """The running index: `url`, `simple_url`, `ca_file`, `catalogue`, `counts`, `env()`.
 
     Failure modes, all undone by `reset()`: `down()`/`up()`, `fail_after(n)`,
-    `simple_only()`, `html_only()`, `tamper(filename)`, `flaky(faults)`, and the
-    attributes below.
+    `simple_only()`, `html_only()`, `tamper(filename)`, `flaky(faults)`,
+    `require_auth(user, password)`, and the attributes below.
     """
 
     def __init__(self, folder: Path, projects: tuple[Project, ...] = PROJECTS) -> None:
@@ -747,6 +767,8 @@ class Upstream:
         self.simple_json = True  # offer PEP 691 JSON; False: PEP 503 HTML only, as old indexes
         self.core_metadata = True  # PEP 658/714 metadata files, as PyPI serves for wheels
         self.etags = True  # an ETag on each page, and 304 to an If-None-Match that matches
+        # HTTP basic auth every request must carry, as a private index asks; None: none
+        self.basic_auth: tuple[str, str] | None = None
 
     # lifecycle ----------------------------------------------------------------------
 
@@ -811,6 +833,18 @@ class Upstream:
         with self._lock:
             (self._tampered.add if on else self._tampered.discard)(filename)
 
+    def require_auth(self, username: str | None, password: str = "") -> None:
+        """Answer 401 (`WWW-Authenticate: Basic`) to every request, pages and files alike,
+        that does not carry these credentials, as a private index does; None: never."""
+        self.basic_auth = None if username is None else (username, password)
+
+    def authorized(self, header: str | None) -> bool:
+        """Whether a request with this Authorization header may be answered."""
+        if self.basic_auth is None:
+            return True
+        token = base64.b64encode(":".join(self.basic_auth).encode()).decode()
+        return header == f"Basic {token}"
+
     def flaky(self, faults: Faults | None) -> None:
         """Meet requests with faults at random, at the rates of `faults`; None: never."""
         self._draw = _FaultDraw(faults) if faults else None
@@ -832,6 +866,7 @@ class Upstream:
         self.html_only(False)
         self.core_metadata = True
         self.etags = True
+        self.require_auth(None)
         with self._lock:
             self._tampered.clear()
         self.up()

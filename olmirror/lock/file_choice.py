@@ -17,6 +17,7 @@ from olmirror.lock.requirement_sets import RequirementSet
 from olmirror.lock.simple_api import IndexFile
 from olmirror.lock.state_folder import made_state_folder
 from olmirror.lock.targets import Target, release_of
+from olmirror.lock.upstream_auth import Credentials, client_auth
 from olmirror.lock.upstream_index import Index, allowed_origins, upstream_of
 from olmirror.lock.uv_compile import Resolution
 from olmirror.lock.wheel_build import Built, build_wheel, with_built_wheels
@@ -79,6 +80,7 @@ def locked_files(
     failed: dict[str, str],
     retries: Retries,
     upgrade: Upgrade,
+    credentials: Credentials | None = None,
 ) -> dict[tuple[str, str], LockedFile]:
     """(target key, pin) -> the file it installs: kept, known from an earlier lock, or
     chosen from the index, which is read once per project, for the pins new to a target.
@@ -101,7 +103,7 @@ def locked_files(
         if set_name not in failed for pin in r.pins if (key, pin) not in chosen
     }  # fmt: skip
     if new:
-        _choose(loaded, sets, targets, new, chosen, failed, retries)
+        _choose(loaded, sets, targets, new, chosen, failed, retries, credentials)
     users: dict[tuple[str, str], list[RequirementSet]] = {}
     by_name = {s.name: s for s in sets}
     for (set_name, key), entry in [*resolutions.items(), *kept.items()]:
@@ -111,8 +113,9 @@ def locked_files(
 
     def build(sdist: LockedFile) -> Built:
         return build_wheel(
-            sdist, upstream_of(loaded), mirror.ca_file, mirror.index_timeout, retries, state
-        )
+            sdist, upstream_of(loaded), mirror.ca_file, mirror.index_timeout, retries, state,
+            credentials,
+        )  # fmt: skip
 
     with_built_wheels(chosen, users, {t.key: t for t in targets}, build, failed)
     return chosen
@@ -126,13 +129,15 @@ def _choose(
     chosen: dict[tuple[str, str], LockedFile],
     failed: dict[str, str],
     retries: Retries,
+    credentials: Credentials | None,
 ) -> None:
     """Add to `chosen` the file of each (set, target key, pin) in `new`, from the index."""
     mirror, upstream = loaded.spec.mirror, upstream_of(loaded)
     origins = allowed_origins(mirror.upstream, list(mirror.file_origins))
     names = {pin.partition("==")[0] for _, _, pin in new}
     pages = PageCache(made_state_folder(Path(loaded.path)))
-    index = Index(upstream, mirror.ca_file, origins, mirror.index_timeout, retries, pages)
+    auth = client_auth(credentials, upstream)
+    index = Index(upstream, mirror.ca_file, origins, mirror.index_timeout, retries, pages, auth)
     index_files = index.many(names)
     by_key = {t.key: t for t in targets}
     for s in sets:

@@ -40,6 +40,7 @@ from olmirror.lock.requirement_sets import (
 )
 from olmirror.lock.requirements_txt import REQUESTED
 from olmirror.lock.targets import Target, targets_of
+from olmirror.lock.upstream_auth import auth_source, credentials
 from olmirror.lock.upstream_index import retries_of, upstream_of
 from olmirror.lock.uv_compile import Resolution, Unresolvable
 from olmirror.spec import LoadedSpec
@@ -125,6 +126,8 @@ def resolve(
     kept = kept_entries(earlier, digests, upgrade)
     jobs = [(s, t) for t in targets for s in sets if (s.name, t.key) not in kept]
     retries = retries_of(loaded.spec.mirror.retries)
+    # read once, now that the upstream is asked: a plan that keeps the lock needs none
+    found = credentials(auth_source(loaded.spec.mirror.upstream_auth), upstream)
 
     def attempt(job: tuple[RequirementSet, Target]) -> Resolution | Unresolvable:
         s, t = job
@@ -132,7 +135,7 @@ def resolve(
         try:
             return uv_compile.compile_set(
                 s, t, upstream, ca, loaded.spec.mirror.index_timeout, retries, prefer,
-                upgrade.packages,
+                upgrade.packages, found,
             )  # fmt: skip
         except Unresolvable as exc:
             if not s.discovered:
@@ -154,7 +157,7 @@ def resolve(
             raise OlmirrorError(why)
         failed.setdefault(set_name, why)
     chosen = locked_files(
-        loaded, sets, targets, resolutions, kept, earlier, failed, retries, upgrade
+        loaded, sets, targets, resolutions, kept, earlier, failed, retries, upgrade, found
     )
     locked = {}
     for target in targets:
@@ -174,7 +177,10 @@ def resolve(
         inputs=digest, upstream=upstream, targets=locked, failed=dict(sorted(failed.items()))
     )
     if loaded.spec.mirror.engine == "auto":
-        lock.auto_engine, lock.auto_engine_why = choose_engine("auto", lock, ca, retries)
+        with_credentials = found.source if found else None
+        lock.auto_engine, lock.auto_engine_why = choose_engine(
+            "auto", lock, ca, retries, with_credentials
+        )
     lock.note = _note(len(jobs), len(digests), upgrade)
     return lock
 

@@ -20,8 +20,16 @@ from packaging.utils import canonicalize_name
 from olmirror.errors import OlmirrorError
 from olmirror.lock.page_cache import Page, PageCache
 from olmirror.lock.simple_api import PEP691, IndexFile, parse_simple_html, parse_simple_json
-from olmirror.remote.fetch_files import check_url, origin
-from olmirror.remote.upstream_http import Client, Final, Retries, chunks
+from olmirror.remote.fetch_files import check_url
+from olmirror.remote.upstream_http import (
+    AUTH_STATUSES,
+    Auth,
+    Client,
+    Final,
+    Retries,
+    chunks,
+    origin,
+)
 from olmirror.spec import LoadedSpec
 from olmirror.spec.models import Retries as RetriesSetting
 
@@ -107,7 +115,8 @@ def _read_page(reply: object, url: str) -> Page:
 
 class Index:
     """A simple-API index at `url` (the base URL, without /simple), verified with `ca_file`,
-    read over kept-alive connections and tried again on transient failures (`retries`)."""
+    read over kept-alive connections and tried again on transient failures (`retries`), with
+    its credentials (`auth`) sent to its own origin alone."""
 
     def __init__(
         self,
@@ -117,12 +126,13 @@ class Index:
         timeout: float = TIMEOUT,  # seconds without a byte (mirror.index_timeout)
         retries: Retries | None = None,
         pages: PageCache | None = None,
+        auth: Auth | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.pages = pages or PageCache(None)  # kept from earlier runs, asked again
         self.origins = origins  # where files may be (see `allowed_origins`); None: anywhere
         context = ssl.create_default_context(cafile=ca_file)
-        self.client = Client(context, timeout, retries, on_retry=self._retrying)
+        self.client = Client(context, timeout, retries, self._retrying, auth)
 
     @staticmethod
     def _retrying(url: str, reason: str) -> None:
@@ -145,6 +155,8 @@ class Index:
         try:
             page = self.client.get(url, read, headers)
         except Final as exc:
+            if exc.status in AUTH_STATUSES:  # the message names the credentials and the fix
+                raise OlmirrorError(str(exc)) from None
             if exc.status is not None:
                 raise OlmirrorError(f"{url}: the index answered {exc}") from None
             raise OlmirrorError(f"{url}: cannot reach the index ({exc})") from None

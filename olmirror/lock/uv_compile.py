@@ -26,7 +26,8 @@ from olmirror.errors import OlmirrorError
 from olmirror.lock.requirement_sets import RequirementSet, requirement_name
 from olmirror.lock.requirements_txt import read_compiled
 from olmirror.lock.targets import Target, uv_platform
-from olmirror.lock.uv_env import uv_env
+from olmirror.lock.upstream_auth import Credentials
+from olmirror.lock.uv_env import index_args, uv_env, uv_refused
 from olmirror.remote.upstream_http import Retries
 
 log = logging.getLogger(__name__)
@@ -117,10 +118,18 @@ def transient(stderr: str) -> bool:
 
 
 def _resolve_error(
-    requirements: RequirementSet, target: Target, upstream: str, stderr: str, tries: int = 1
+    requirements: RequirementSet,
+    target: Target,
+    upstream: str,
+    stderr: str,
+    tries: int = 1,
+    credentials: Credentials | None = None,
 ) -> OlmirrorError:
     headline, causes = _uv_report(stderr)
     where = f"cannot resolve {requirements.origin} for target {target.key}"
+    refused = uv_refused(stderr, upstream, credentials)
+    if refused:  # uv says "no solution" then, but no set is at fault
+        return OlmirrorError(f"{where}: {refused}")
     runs = f" ({tries} tries)" if tries > 1 else ""
     if _damaged(stderr) and not headline.startswith(_NO_SOLUTION):
         url = _URL.search(stderr)
@@ -188,15 +197,18 @@ def compile_set(
     retries: Retries | None = None,
     prefer: list[str] | None = None,
     upgrade: frozenset[str] = frozenset(),
+    credentials: Credentials | None = None,
 ) -> Resolution:
     """`prefer`: the pins to start from (uv keeps those of its output file, as pip-compile
-    does), but for the projects in `upgrade`."""
+    does), but for the projects in `upgrade`; `credentials`: the upstream's, for uv's
+    environment alone."""
     with tempfile.TemporaryDirectory(prefix="olmirror-resolve-") as folder:
         output = Path(folder, "requirements.txt")
         output.write_text("".join(f"{pin}\n" for pin in prefer or []))
         return _compile_to(
-            requirements, target, upstream, ca, index_timeout, retries, output, upgrade
-        )
+            requirements, target, upstream, ca, index_timeout, retries, output, upgrade,
+            credentials,
+        )  # fmt: skip
 
 
 def _compile_to(
@@ -208,6 +220,7 @@ def _compile_to(
     retries: Retries | None,
     output: Path,
     upgrade: frozenset[str],
+    credentials: Credentials | None,
 ) -> Resolution:
     platform = uv_platform(target.platform)
     if platform is None:
@@ -220,13 +233,13 @@ def _compile_to(
         "--python", sys.executable,  # any interpreter: markers use --python-version
         "--python-version", target.python,
         "--python-platform", platform,
-        "--index-url", f"{upstream}/simple/",
+        *index_args(upstream),
         "--no-header", "--annotation-style", "line", "--quiet", "--no-config",
         "--color", "never", "--output-file", str(output),
         *(f"--upgrade-package={name}" for name in sorted(upgrade)),
     ]  # fmt: skip
     retries = retries or Retries()
-    env = uv_env(ca, index_timeout, retries)
+    env = uv_env(ca, index_timeout, retries, credentials)
     failed: float | None = None  # when the first run failed (mirror.retries.within)
     tries = 0
     while True:
@@ -254,7 +267,7 @@ def _compile_to(
         failed = failed or time.monotonic()
         pause = retries.pause(tries, failed)
         if pause is None or not transient(done.stderr):
-            raise _resolve_error(requirements, target, upstream, done.stderr, tries)
+            raise _resolve_error(requirements, target, upstream, done.stderr, tries, credentials)
         log.debug("resolving %s for %s again: %s", requirements.origin, target.key, done.stderr)
         time.sleep(pause)
     pins, needed_by = read_compiled(output.read_text())

@@ -38,11 +38,12 @@ from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import LockedFile
 from olmirror.lock.requirement_sets import RequirementSet
 from olmirror.lock.targets import Target, compatible_platforms
+from olmirror.lock.upstream_auth import Credentials, client_auth
 from olmirror.lock.upstream_index import SHA256, not_a_file_name
 from olmirror.lock.uv_compile import missing_build_requirement, transient
-from olmirror.lock.uv_env import uv_env
+from olmirror.lock.uv_env import index_args, uv_env, uv_refused
 from olmirror.remote.fetch_files import check_url
-from olmirror.remote.upstream_http import Client, Final, Retries, Transient, chunks
+from olmirror.remote.upstream_http import Auth, Client, Final, Retries, Transient, chunks
 
 BUILD_SECONDS = 900
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip can hold
@@ -150,9 +151,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _download(sdist: LockedFile, to: Path, ca_file: str | None, retries: Retries) -> None:
+def _download(
+    sdist: LockedFile, to: Path, ca_file: str | None, retries: Retries, auth: Auth
+) -> None:
     """The sdist from the upstream, checked against its locked sha256 (a mismatch is a
-    damaged transfer, tried again)."""
+    damaged transfer, tried again); `auth` goes to the upstream's origin alone."""
     import ssl
 
     def read(reply: object, _url: str) -> None:
@@ -164,7 +167,7 @@ def _download(sdist: LockedFile, to: Path, ca_file: str | None, retries: Retries
         if digest.hexdigest() != sdist.sha256:
             raise Transient(f"{sdist.filename} arrived with another sha256 than the index gives")
 
-    client = Client(ssl.create_default_context(cafile=ca_file), retries=retries)
+    client = Client(ssl.create_default_context(cafile=ca_file), retries=retries, auth=auth)
     try:
         client.get(sdist.url, read)
     except Final as exc:
@@ -180,20 +183,22 @@ def build_wheel(
     index_timeout: float,
     retries: Retries,
     state: Path | None,
+    credentials: Credentials | None = None,
 ) -> Built:
-    """The wheel of `sdist`: the one kept from an earlier build, else built now and kept."""
+    """The wheel of `sdist`: the one kept from an earlier build, else built now and kept;
+    `credentials`: the upstream's, for the download and uv's environment alone."""
     kept = kept_wheel(state, sdist.sha256)
     if kept is not None:
         return Built(sdist, kept, _sha256(kept), kept.stat().st_size)
     with tempfile.TemporaryDirectory(prefix="olmirror-build-") as folder:
         source, out = Path(folder, sdist.filename), Path(folder, "out")
-        _download(sdist, source, ca_file, retries)
+        _download(sdist, source, ca_file, retries, client_auth(credentials, upstream))
         argv = [
             find_uv_bin(), "build", "--wheel", "--no-config", "--color", "never",
             "--python", sys.executable, "--out-dir", str(out),
-            "--index-url", f"{upstream}/simple/", str(source),
+            *index_args(upstream), str(source),
         ]  # fmt: skip
-        env = build_env(uv_env(ca_file, index_timeout, retries))
+        env = build_env(uv_env(ca_file, index_timeout, retries, credentials))
         log.debug("building %s: %s", sdist.filename, " ".join(argv))
         try:
             done = subprocess.run(
@@ -206,7 +211,11 @@ def build_wheel(
             ) from None
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if done.returncode != 0 or len(wheels) != 1:
-            raise _failure(sdist, done.stderr + done.stdout)
+            output = done.stderr + done.stdout
+            refused = uv_refused(output, upstream, credentials)
+            if refused:
+                raise OlmirrorError(f"building {sdist.filename} into a wheel: {refused}")
+            raise _failure(sdist, output)
         return _keep(sdist, wheels[0], state)
 
 
@@ -214,7 +223,9 @@ def build_env(env: dict[str, str]) -> dict[str, str]:
     """What a build sees of this machine's environment: the sdist's backend is the upstream's
     code, so it gets the variables a build needs (the tools' PATH, the caches, the proxies,
     the CA, uv's own settings) and none of the rest, where secrets live (a `become`
-    password's variable, tokens)."""
+    password's variable, tokens). uv's settings hold the upstream's own credentials when it
+    has some (`uv_env`): uv needs them for the build requirements, and its backend
+    inherits them."""
     kept = {
         k: v for k, v in env.items()
         if k in BUILD_VARIABLES or k.startswith(("UV_", "LC_")) or k.lower().endswith("_proxy")

@@ -3,7 +3,8 @@
 `allowlist_project` and `allowlist_release` keep the pinned releases; the
 `regex_release_file_metadata` filter keeps only the files some target installs,
 which is finer than bandersnatch's platform filters (they cannot tell one
-manylinux glibc or CPython ABI from another).
+manylinux glibc or CPython ABI from another). A private upstream's credentials never go
+here: with them, engine `simple` fills the mirror (`lock/engine_choice.py` says why).
 """
 
 from __future__ import annotations

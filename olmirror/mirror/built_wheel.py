@@ -16,6 +16,7 @@ from pathlib import Path
 from olmirror.connection.base import Connection, FactRequest, Facts, MakeDir, WriteFile
 from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import LockedFile
+from olmirror.lock.upstream_auth import NETRC, AuthSource, credentials
 from olmirror.lock.wheel_build import build_wheel, kept_wheel, rebuilt
 from olmirror.remote.upstream_http import Retries
 from olmirror.resources.base import Change, Resource, ResourceError
@@ -33,6 +34,7 @@ class BuiltWheel(Resource):
     ca_file: str | None
     index_timeout: float
     retries: Retries
+    auth: AuthSource = NETRC  # where the upstream's credentials are, read at a rebuild
 
     @property
     def id(self) -> str:
@@ -72,9 +74,11 @@ class BuiltWheel(Resource):
             sdist = LockedFile(*self.sdist)
             state = Path(self.state) if self.state else None
             try:
+                found = credentials(self.auth, self.upstream)
                 built = build_wheel(
-                    sdist, self.upstream, self.ca_file, self.index_timeout, self.retries, state
-                )
+                    sdist, self.upstream, self.ca_file, self.index_timeout, self.retries, state,
+                    found,
+                )  # fmt: skip
                 kept = rebuilt(posixpath.basename(self.path), self.sha256, built)
             except OlmirrorError as exc:
                 raise ResourceError(str(exc)) from None

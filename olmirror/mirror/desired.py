@@ -10,6 +10,7 @@ from olmirror.lock import simple_api
 from olmirror.lock.engine_choice import choose_engine
 from olmirror.lock.lockfile import Lock, LockedFile
 from olmirror.lock.state_folder import made_state_folder
+from olmirror.lock.upstream_auth import auth_source, credentials_from
 from olmirror.lock.upstream_index import allowed_origins, retries_of, upstream_of
 from olmirror.lock.wheel_build import sdist_of
 from olmirror.mirror.bandersnatch_config import render
@@ -35,7 +36,7 @@ BANDERSNATCH = "bandersnatch>=6.5,<7"
 def pip_mirror(spec: Spec) -> str:
     """What a worker's `pip_mirror` holds: the mirror's base URL or web folder, never /simple."""
     serve = spec.mirror.serve
-    if serve.backend == "http" and serve.url:
+    if serve.backend in ("http", "s3") and serve.url:
         return serve.url.rstrip("/")
     return web_dir(spec.mirror.directory)
 
@@ -49,10 +50,13 @@ def _index_pages(directory: str, lock: Lock) -> dict[str, str]:
 def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> list[Resource]:
     mirror = loaded.spec.mirror
     directory = mirror.directory
-    if mirror.engine == "auto" and lock.auto_engine and lock.auto_engine_why:
-        engine, why = lock.auto_engine, lock.auto_engine_why
+    auth = auth_source(mirror.upstream_auth)  # where the credentials are: resources hold this
+    retries = retries_of(mirror.retries)
+    if mirror.serve.backend == "s3":  # the spec checks refuse engine bandersnatch with it
+        engine, why = "simple", "serve.backend s3 publishes what engine simple fetched"
     else:
-        engine, why = choose_engine(mirror.engine, lock, mirror.ca_file, retries_of(mirror.retries))
+        with_credentials = credentials_from(auth, lock.upstream)
+        engine, why = choose_engine(mirror.engine, lock, mirror.ca_file, retries, with_credentials)
     files = lock.files()
     built = [f for f in files.values() if f.built]
     if built and engine != "simple":
@@ -69,7 +73,6 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
     prune = PruneMirror(web_dir(directory), tuple(projects), tuple(sorted(p for p, *_ in stored)))
     allowed = allowed_origins(mirror.upstream, list(mirror.file_origins))
     origins = tuple(allowed) if allowed is not None else None
-    retries = retries_of(mirror.retries)
     if engine == "simple":
         pages = _index_pages(directory, lock)
         folders = sorted({posixpath.dirname(path) for path in pages})
@@ -82,6 +85,8 @@ def _engine_resources(loaded: LoadedSpec, lock: Lock, ca_file: str | None) -> li
                 mirror.download_timeout,
                 origins,
                 retries,
+                lock.upstream,
+                auth,
             ),
             *_built_wheels(loaded, built),
             *(Directory(folder) for folder in folders),
@@ -127,6 +132,7 @@ def _built_wheels(loaded: LoadedSpec, built: list[LockedFile]) -> list[Resource]
                 mirror.ca_file,
                 mirror.index_timeout,
                 retries_of(mirror.retries),
+                auth_source(mirror.upstream_auth),
             )
         )
     return resources

@@ -2,7 +2,9 @@
 
 Presence is checked by size in the plan's one round trip; the fetch runs on the
 mirror host itself (`olmirror/remote/fetch_files.py` sent to its python3), verifies each
-file's sha256 before moving it into place, and reports every failure.
+file's sha256 before moving it into place, and reports every failure. A private upstream's
+credentials are read when the fetch starts and sent on the fetcher's stdin, over SSH too:
+never in its argv, a file, or the plan (which holds only where they come from).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 from olmirror import progress
 from olmirror.connection.base import Connection, FactRequest, Facts
+from olmirror.lock.upstream_auth import NETRC, AuthSource, client_auth, credentials
 from olmirror.remote import source
-from olmirror.remote.upstream_http import DEFAULT_RETRIES, Retries
+from olmirror.remote.upstream_http import DEFAULT_RETRIES, Auth, Retries
 from olmirror.resources.base import Change, Resource, ResourceError
 
 # The client first: fetch_files uses it, and imports it only when it is not run this way.
@@ -55,6 +58,8 @@ class FetchFiles(Resource):
     min_seconds: float = 300.0  # mirror.download_timeout
     origins: tuple[str, ...] | None = None  # where files may come from; None: anywhere
     retries: Retries = DEFAULT_RETRIES  # mirror.retries
+    upstream: str | None = None  # whose credentials (from `auth`) go with its requests
+    auth: AuthSource = NETRC  # mirror.upstream_auth: where they are, never what
 
     @property
     def id(self) -> str:
@@ -79,8 +84,10 @@ class FetchFiles(Resource):
     def apply(self, conn: Connection) -> None:
         absent = missing(conn.gather(self.request()), self.files)
         started = time.monotonic()
+        upstream = self.upstream
+        auth = client_auth(credentials(self.auth, upstream), upstream) if upstream else None
         report = fetch_missing(
-            conn, absent, self.ca_file, self.min_seconds, self.origins, self.retries
+            conn, absent, self.ca_file, self.min_seconds, self.origins, self.retries, auth
         )
         if report["errors"]:
             shown = "; ".join(report["errors"][:5])
@@ -105,14 +112,17 @@ def fetch_missing(
     min_seconds: float,
     origins: tuple[str, ...] | None,
     retries: Retries,
+    auth: Auth | None = None,
 ) -> dict[str, Any]:
     """Fetch `files` on the mirror host; its report (fetched, bytes, errors, stats), with
-    the progress and retries reported as they happen."""
+    the progress and retries reported as they happen. `auth`: the upstream's credentials,
+    which go on the fetcher's stdin alone."""
     request = {
         "ca_file": ca_file,
         "min_seconds": min_seconds,
         "origins": list(origins) if origins is not None else None,
         "retries": retries._asdict(),
+        "auth": auth._asdict() if auth else None,
         "files": [{"path": p, "url": u, "sha256": h, "size": s} for p, u, h, s in files],
     }
     state = {"done": "0", "retries": 0, "last": ""}

@@ -14,11 +14,18 @@ import ssl
 import sys
 import tempfile
 import time
-import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
 if __name__ != "__main__":  # on the mirror host, upstream_http's source comes first
-    from olmirror.remote.upstream_http import Client, Final, Retries, Transient, chunks, port_of
+    from olmirror.remote.upstream_http import (
+        Auth,
+        Client,
+        Final,
+        Retries,
+        Transient,
+        chunks,
+        origin,
+    )
 
 CHUNK = 1 << 20
 TIMEOUT = 60  # seconds without a byte
@@ -26,12 +33,6 @@ TIMEOUT = 60  # seconds without a byte
 MIN_SECONDS = 300
 MIN_RATE = 50_000  # bytes a second
 WORKERS = 8
-
-
-def origin(url):
-    """scheme://host:port of `url`, the port always written out."""
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port_of(parts)}"
 
 
 def check_url(url, origins):
@@ -113,7 +114,9 @@ def fetch(request):
         sys.stderr.write(f"retry {reason}\n")
         sys.stderr.flush()
 
-    client = Client(context, TIMEOUT, retries, on_retry)
+    # the upstream's credentials come on stdin alone, for its own origin (see Client)
+    auth = Auth(**request["auth"]) if request.get("auth") else None
+    client = Client(context, TIMEOUT, retries, on_retry, auth)
     total = len(request["files"])
     results = []
     with ThreadPoolExecutor(WORKERS) as pool:

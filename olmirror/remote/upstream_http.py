@@ -5,7 +5,8 @@ serve many requests); a transient failure (429, 5xx, a reset or cut connection, 
 timeout, a failed DNS lookup, a damaged body the caller detects) is tried again after a
 backoff with jitter, bounded by a count and a total time; a final answer (404, 401, 403,
 an untrusted certificate) is never retried. Proxies come from the environment, as
-urllib finds them.
+urllib finds them. A private upstream's credentials (`Auth`) go to its own origin only:
+a redirect to, or a file on, another host is asked for without them.
 
 Plain standard library on purpose: `fetch_files.py` runs on the mirror host with this
 module's source placed before its own. The index client uses it on this machine.
@@ -23,6 +24,7 @@ import urllib.parse
 import urllib.request
 
 RETRY_STATUSES = (408, 425, 429, 500, 502, 503, 504)
+AUTH_STATUSES = (401, 403)
 # An untrusted certificate (Python 3.7+; older hosts' Pythons lack the class).
 _CERTIFICATE = getattr(ssl, "SSLCertVerificationError", ())
 MAX_REDIRECTS = 5
@@ -76,6 +78,38 @@ Retries.__new__.__defaults__ = (5, 0.5, 120.0)  # `defaults=` needs Python 3.7
 DEFAULT_RETRIES = Retries()
 
 
+class Auth(collections.namedtuple("Auth", "origin header source")):
+    """The upstream's `origin` (see `origin`), the `Authorization` header sent to it alone
+    (None: the upstream is read without credentials), and where that came from (`source`,
+    for messages: never the secret)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        hidden = "***" if self.header else None
+        return f"Auth(origin={self.origin!r}, header={hidden}, source={self.source!r})"
+
+
+def refused(url, status, reason, auth):
+    """Why the upstream (or a file host) answered 401 or 403, and what to do."""
+    answer = f"HTTP {status} {reason}"
+    if auth is not None and auth.header and origin(url) == auth.origin:
+        return (
+            f"the upstream {url} refused the credentials from {auth.source} ({answer}); check "
+            "their values, and that their account may read this index"
+        )
+    if auth is not None and auth.header:  # a file host other than the upstream
+        return (
+            f"{url} asks for credentials ({answer}), and olmirror sends the upstream's only "
+            f"to its own origin {auth.origin}; serve the files from the upstream, or let "
+            "them be read without credentials"
+        )
+    return (
+        f"the upstream {url} asks for credentials ({answer}); set mirror.upstream_auth or add "
+        f"the host {urllib.parse.urlsplit(url).hostname} to ~/.netrc"
+    )
+
+
 def _retry_after(value):
     try:
         return max(0.0, float(value)) if value else None
@@ -126,6 +160,12 @@ def port_of(parts):
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
+def origin(url):
+    """scheme://host:port of `url`, the port always written out."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port_of(parts)}"
+
+
 def _proxy_for(parts):
     """(host, port, Proxy-Authorization header or None) of the proxy for a URL, or None."""
     if urllib.request.proxy_bypass(parts.hostname or ""):
@@ -159,11 +199,12 @@ class Client:
     """GETs over kept-alive connections, shared by threads; counts what it does in `stats`
     (requests, connections opened, each one DNS lookup and TLS handshake, and retries)."""
 
-    def __init__(self, context=None, timeout=30.0, retries=None, on_retry=None):
+    def __init__(self, context=None, timeout=30.0, retries=None, on_retry=None, auth=None):
         self.context = context or ssl.create_default_context()
         self.timeout = timeout  # seconds without a byte
         self.retries = retries or DEFAULT_RETRIES
         self.on_retry = on_retry  # called with (url, reason) before each wait
+        self.auth = auth  # the upstream's Auth; None: no upstream known, no credentials
         self.stats = {"requests": 0, "connections": 0, "retries": 0}
         self._idle = {}  # (scheme, host, port) -> [connection]
         self._lock = threading.Lock()
@@ -224,6 +265,8 @@ class Client:
             proxy = _proxy_for(parts)
             key, conn, reused = self._connection(parts, proxy)
             sent = dict(headers)
+            if self.auth is not None and self.auth.header and origin(url) == self.auth.origin:
+                sent["Authorization"] = self.auth.header  # per hop: a redirect elsewhere drops it
             if proxy and parts.scheme == "http":  # through the proxy, by absolute URL
                 target = url
                 if proxy[2]:
@@ -258,6 +301,9 @@ class Client:
                     conn.close()
                     wait = _retry_after(reply.getheader("Retry-After"))
                     raise Transient(f"HTTP {status} {reply.reason}", wait)
+                if status in AUTH_STATUSES:
+                    conn.close()
+                    raise Final(refused(url, status, reply.reason, self.auth), status)
                 if status >= 300 and not (status == 304 and CONDITIONAL & set(sent)):
                     conn.close()
                     raise Final(f"HTTP {status} {reply.reason}", status)
