@@ -15,6 +15,7 @@ from olmirror.progress import reporting_to
 from olmirror.resources import Change
 
 Outcome = Literal["ok", "changed", "failed", "unreachable"]
+NOT_CONVERGED = ("failed", "unreachable")
 
 
 @dataclass
@@ -157,6 +158,21 @@ def _until_served(plan: HostPlan) -> tuple[HostPlan, HostPlan]:
     return _only(plan, changes[:cut]), _only(plan, changes[cut:])
 
 
+def _tell_not_yet(part: HostPlan, why: str, on_event: Callable[[str, str, bool], None]) -> None:
+    for change in part.pending:
+        on_event(part.host, f"not yet: {change.summary} ({why}; a later apply does it)", True)
+
+
+def _not_yet(part: HostPlan, why: str, on_event: Callable[[str, str, bool], None]) -> HostResult:
+    """The result of a part left for a later apply because of `why`: not converged when it
+    had changes to make."""
+    _tell_not_yet(part, why, on_event)
+    result = HostResult(part.host, "ok", unchanged=len(part.unchanged))
+    if part.pending:
+        result.outcome, result.error = "failed", f"not applied: {why}"
+    return result
+
+
 def _joined(first: HostResult, last: HostResult) -> HostResult:
     outcome: Outcome = last.outcome if last.outcome != "ok" else first.outcome
     if outcome == "ok" and (first.applied or last.applied):
@@ -191,31 +207,45 @@ def apply_plan(
     made, a sync's summary); others are transient.
     """
     by_host = {h.host: _part(h, last=False) for h in plan.hosts}
-    first = [(plan.mirror or {}).get(key) for key in ("host", "bucket")]
+    mirror, bucket = ((plan.mirror or {}).get(key) for key in ("host", "bucket"))
     after_bucket: dict[str, HostPlan] = {}
-    if all(host in by_host for host in first):
-        mirror = first[0]
+    if mirror in by_host and bucket in by_host:
         by_host[mirror], after_bucket[mirror] = _until_served(by_host[mirror])
-    phases = [[host] for host in first if host in by_host]
-    phases.append([h for h in by_host if h not in first])
     results: dict[str, HostResult] = {}
-    for phase in phases:
-        results |= in_parallel(
-            phase,
-            lambda h: apply_host(by_host[h], connections, on_event, recheck, by_host[h].facts),
-            forks,
+
+    def run(hosts: list[str]) -> None:
+        results.update(
+            in_parallel(
+                hosts,
+                lambda h: apply_host(by_host[h], connections, on_event, recheck, by_host[h].facts),
+                forks,
+            )
         )
+
+    if mirror in by_host:
+        run([mirror])
+    if bucket in by_host:
+        if mirror in results and results[mirror].outcome in NOT_CONVERGED:
+            why = f"the mirror host {mirror} did not converge"
+            results[bucket] = _not_yet(by_host[bucket], why, on_event)
+        else:
+            run([bucket])
+    run([h for h in by_host if h not in (mirror, bucket)])
     for host, part in after_bucket.items():
-        if results[host].outcome not in ("failed", "unreachable"):
-            results[host] = _joined(results[host], apply_host(part, connections, on_event, recheck))
+        if results[host].outcome in NOT_CONVERGED:
+            continue
+        if results[bucket].outcome in NOT_CONVERGED:
+            late = _not_yet(part, f"the bucket {bucket} did not converge", on_event)
+        else:
+            late = apply_host(part, connections, on_event, recheck)
+        results[host] = _joined(results[host], late)
     waiting = {h.host: _part(h, last=True) for h in plan.hosts}
     waiting = {host: part for host, part in waiting.items() if part.pending}
-    behind = sorted(h for h, r in results.items() if r.outcome in ("failed", "unreachable"))
+    behind = sorted(h for h, r in results.items() if r.outcome in NOT_CONVERGED)
     for host, part in waiting.items():
         if behind or not plan.complete:
             why = f"{', '.join(behind)} did not converge" if behind else "--limit left hosts out"
-            for change in part.pending:
-                on_event(host, f"not yet: {change.summary} ({why}; a later apply does it)", True)
+            _tell_not_yet(part, why, on_event)
             continue
         # no facts: the first part changed this host since the plan gathered them
         results[host] = _joined(results[host], apply_host(part, connections, on_event, recheck))

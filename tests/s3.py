@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -181,8 +182,14 @@ class FlakyRelay(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Flaky)
         self.target_port, self.every = target_port, every
         self.seen = self.failed = 0
+        self.errors: list[str] = []  # what went wrong relaying
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that closed its kept-alive connection is no error; anything else is."""
+        if not isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            self.errors.append(traceback.format_exc())
 
     @property
     def endpoint(self) -> str:

@@ -16,6 +16,10 @@ from s3 import BUCKET, FlakyRelay, S3Server, s3
 from sshd import free_port
 from upstream import Upstream
 
+from olmirror.connection.base import Facts, PathFact
+from olmirror.connection.bucket import BucketLocation
+from olmirror.serve.bucket import PruneBucket
+
 __all__ = ["s3"]  # the fixture
 
 PREFIX = "pypi"
@@ -91,11 +95,11 @@ def test_apply_publishes_the_mirror_and_pip_installs_every_pin_from_the_bucket(
     verify = _ok(cli("verify", "-f", str(spec), "--no-color"))
     assert f"every locked requirement ({len(locked)})" in verify.out
 
-    # A no-op plan lists the two folders and reads olmirror's manifest: 3 requests,
-    # however many objects, and no HEAD (the listing's ETags vouch for each sha256).
+    # A no-op plan lists the prefix and reads olmirror's manifest: 2 requests (a listing
+    # is one per 1,000 keys), and no HEAD (the listing's ETags vouch for each sha256).
     s3.mark()
     _ok(cli("plan", "-f", str(spec), "--no-color"))
-    assert s3.requests() == {"GET": 3}, s3.requests()
+    assert s3.requests() == {"GET": 2}, s3.requests()
 
     # A second apply changes nothing, and makes no PUT and no DELETE.
     s3.mark()
@@ -155,7 +159,7 @@ def test_a_changed_object_is_uploaded_again_and_what_the_lock_drops_is_deleted(
     ("setup", "expected"),
     [
         ("no-credentials", "no AWS credentials were found"),
-        ("no-bucket", "does not exist there; create it"),
+        ("no-bucket", "does not exist at http://127.0.0.1"),
     ],
 )
 def test_a_bucket_that_cannot_be_written_is_a_clear_error(
@@ -279,6 +283,7 @@ def test_a_store_that_answers_503_to_every_third_request_still_converges_in_one_
         assert relay.failed >= 5, relay.failed
         _ok(cli("verify", "-f", str(spec), "--no-color"))
         assert "Nothing to change" in _ok(cli("apply", "-f", str(spec), "--yes")).out
+        assert not relay.errors, relay.errors
     finally:
         relay.shutdown()
 
@@ -295,3 +300,63 @@ def test_an_endpoint_that_does_not_answer_is_named_with_its_cause(
     said = plan.out + plan.err
     assert "cannot be reached after 5 tries" in said and "Connection refused" in said, said
     assert "Traceback" not in said
+
+
+def test_an_upstream_that_gives_no_sizes_is_published_once(
+    cli, tmp_path: Path, clean_upstream: Upstream, s3: S3Server
+) -> None:
+    clean_upstream.simple_only()
+    clean_upstream.html_only()  # as Artifactory and Nexus serve it: no sizes
+    spec = _spec(tmp_path, clean_upstream, s3)
+    _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
+    assert not any(f.get("size") for f in _locked(spec).values())
+    s3.mark()
+    assert "Nothing to change" in _ok(cli("apply", "-f", str(spec), "--yes")).out
+    assert s3.requests()["PUT"] == 0, s3.requests()
+
+
+def test_a_mirror_that_did_not_converge_is_not_published(
+    cli, tmp_path: Path, clean_upstream: Upstream, s3: S3Server
+) -> None:
+    spec = _spec(tmp_path, clean_upstream, s3)
+    _ok(cli("lock", "-f", str(spec), "--no-color"))  # the lock, with the true sha256s
+    omega = next(f["filename"] for f in _locked(spec).values() if "omega" in f["filename"])
+    clean_upstream.tamper(omega)  # every download of it now fails its sha256 check
+    s3.mark()
+    applied = cli("apply", "-f", str(spec), "--yes", "--no-color")
+    assert applied.code == 1
+    assert "not applied: the mirror host local did not converge" in applied.out, applied.out
+    assert s3.requests()["PUT"] == 0, "nothing was published from a mirror that failed"
+    assert not s3.objects()
+
+    clean_upstream.tamper(omega, on=False)
+    _ok(cli("apply", "-f", str(spec), "--yes", "--no-color"))
+    _ok(cli("verify", "-f", str(spec), "--no-color"))
+
+
+def test_pruning_keeps_the_prefix_top_level_and_olmirrors_own_folder() -> None:
+    location = BucketLocation("ol-mirror", "pypi")
+    manifest = json.dumps({"pypi/root/+f/old.whl": ["0" * 64, 3, '"e"']}).encode()
+    facts = Facts(
+        paths={"pypi/.olmirror/objects.json": PathFact("file", content=manifest)},
+        trees={
+            "pypi": [
+                "simple//x",  # a key with an empty segment is deleted as it is
+                "simple/alpha/",
+                "simple/omega/index.html",
+                "packages/ab/omega-1.0.whl",
+                "root/+f/old.whl",  # elsewhere, but olmirror wrote it
+                "root/+f/theirs.whl",  # elsewhere, and not olmirror's
+                "hello.tar.gz",  # a lambda beside the mirror
+                ".olmirror/objects.json",
+            ]
+        },
+    )
+    prune = PruneBucket(location.name, ("pypi/simple/alpha/",))
+    assert prune.request().trees == {"pypi"}
+    assert prune._stale(facts) == [
+        "pypi/packages/ab/omega-1.0.whl",
+        "pypi/root/+f/old.whl",
+        "pypi/simple//x",
+        "pypi/simple/omega/index.html",
+    ]

@@ -28,7 +28,7 @@ from olmirror.errors import OlmirrorError
 from olmirror.remote.upstream_http import Client, Final, chunks
 
 AT_ONCE = 8
-PAGE = "index.html"
+PAGE = "index.html"  # mirror.layout.PAGE, which this lower layer cannot import
 
 
 class WebView(Connection):
@@ -72,11 +72,13 @@ class WebView(Connection):
         except Final as exc:
             if exc.status == 404:
                 return PathFact(None)
-            raise OlmirrorError(
-                f"GET {url} failed: {exc}; the mirror's URL must answer workers without "
-                "credentials (for a bucket: a policy that lets anyone read its objects, "
-                "or a CDN in front of it)"
-            ) from None
+            if exc.status in (401, 403):
+                raise OlmirrorError(
+                    f"GET {url} was refused (HTTP {exc.status}): the mirror's URL must answer "
+                    "workers without credentials; for a bucket, give it a policy that lets "
+                    "anyone read its objects, or put a CDN in front of it"
+                ) from None
+            raise OlmirrorError(f"GET {url} failed: {exc}") from None
 
     def gather(self, request: FactRequest) -> Facts:
         reads = [(p, "content") for p in sorted(request.content)]

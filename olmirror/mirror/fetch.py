@@ -40,7 +40,8 @@ def missing(facts: Facts, files: tuple[StoredFile, ...]) -> list[StoredFile]:
     return [file for file in files if absent(facts, file[0], file[3])]
 
 
-def _size(count: float) -> str:
+def size_text(count: float) -> str:
+    """A byte count as people read it: 812 B, 14 kB, 3 MB, 1.2 GB."""
     for unit in ("B", "kB", "MB"):
         if count < 1000:
             return f"{count:.0f} {unit}"
@@ -78,7 +79,7 @@ class FetchFiles(Resource):
         total = sum(f[3] or 0 for f in absent)
         diff = tuple(f"+ {posixpath.relpath(f[0], self.directory)}" for f in absent)
         count = f"{len(absent)} file{'' if len(absent) == 1 else 's'}"
-        summary = f"fetch {count} ({_size(total)}) into the mirror: {self.why}"
+        summary = f"fetch {count} ({size_text(total)}) into the mirror: {self.why}"
         return Change(self, "run", summary, diff)
 
     def apply(self, conn: Connection) -> None:
@@ -98,7 +99,7 @@ class FetchFiles(Resource):
         stats = report["stats"]
         retried = f", {stats['retries']} requests retried" if stats["retries"] else ""
         progress.report(
-            f"fetched {report['fetched']} files ({_size(report['bytes'])}) "
+            f"fetched {report['fetched']} files ({size_text(report['bytes'])}) "
             f"in {time.monotonic() - started:.1f} s over {stats['connections']} connections"
             f"{retried}",
             final=True,

@@ -13,8 +13,8 @@ website endpoint or a CDN that maps a folder to its index document. Both are HTM
 
 An object is uploaded only when its size or the sha256 in its metadata
 (x-amz-meta-sha256) differs from the lock's, so an apply with nothing to change
-makes no PUT; files go before the pages that list them, and what the lock no
-longer holds is deleted only once every host converged, as on disk.
+makes no PUT; files go before the pages that list them, the root index last, and
+what the lock no longer holds is deleted only once every host converged, as on disk.
 """
 
 from __future__ import annotations
@@ -23,27 +23,35 @@ import hashlib
 import posixpath
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from olmirror import progress
 from olmirror.connection.base import Connection, FactRequest, Facts, PathFact
-from olmirror.connection.bucket import AT_ONCE, BucketLocation, bucket_of
+from olmirror.connection.bucket import (
+    AT_ONCE,
+    MANIFEST,
+    BucketConnection,
+    BucketLocation,
+    bucket_of,
+    saving_manifest,
+)
+from olmirror.errors import OlmirrorError
 from olmirror.lock import simple_api
 from olmirror.lock.lockfile import Lock
+from olmirror.mirror.fetch import size_text
 from olmirror.mirror.layout import PAGE, simple_dir, stored_path, web_dir
 from olmirror.resources import Change, Resource
 from olmirror.spec import Spec
 
-# (key, the file under the web folder that it holds, sha256, size)
-BucketObject = tuple[str, str, str, int]
-SERVED = ("simple", "packages")  # the folders of the web folder a bucket holds
+PRUNED = ("simple/", "packages/")  # folders whose every key the lock does not hold goes
+OWN = posixpath.dirname(MANIFEST) + "/"  # olmirror's own folder: never a mirror file
 
 
-def _size(count: float) -> str:
-    for unit in ("B", "kB", "MB"):
-        if count < 1000:
-            return f"{count:.0f} {unit}"
-        count /= 1000
-    return f"{count:.1f} GB"
+class BucketObject(NamedTuple):
+    key: str
+    path: str  # the file of the mirror folder on this machine that it holds
+    sha256: str
+    size: int | None  # None: the upstream gave none, and the lock has none
 
 
 def location_of(spec: Spec) -> BucketLocation | None:
@@ -54,15 +62,25 @@ def location_of(spec: Spec) -> BucketLocation | None:
     return BucketLocation(serve.bucket, serve.prefix, serve.endpoint_url, serve.region)
 
 
-def _outdated(fact: PathFact, sha256: str, size: int) -> bool:
-    return fact.kind != "file" or fact.size != size or fact.sha256 != sha256
+def _outdated(fact: PathFact, wanted: BucketObject) -> bool:
+    sized = wanted.size is None or fact.size == wanted.size
+    return fact.kind != "file" or not sized or fact.sha256 != wanted.sha256
+
+
+def _is_page(key: str) -> bool:
+    return key.endswith(("/", f"/{PAGE}", "/index.v1_json"))
+
+
+def _root_pages(location: BucketLocation) -> set[str]:
+    """The keys of the index's root page, which lists every project's page."""
+    return {location.key(f"simple/{name}") for name in ("", PAGE, "index.v1_json")}
 
 
 @dataclass(frozen=True)
 class BucketObjects(Resource):
     kind = "bucket_objects"
     bucket: str  # the bucket host's name (`BucketLocation.name`)
-    objects: tuple[BucketObject, ...]  # files first, then pages, the root index last
+    objects: tuple[BucketObject, ...]
 
     @property
     def id(self) -> str:
@@ -70,47 +88,52 @@ class BucketObjects(Resource):
 
     def request(self) -> FactRequest:
         location = BucketLocation.from_name(self.bucket)
-        roots = frozenset(location.key(folder) for folder in SERVED)
-        return FactRequest(trees=roots, hashes=frozenset(o[0] for o in self.objects))
+        return FactRequest(
+            trees=frozenset({location.prefix}), hashes=frozenset(o.key for o in self.objects)
+        )
 
     def _stale(self, facts: Facts) -> list[BucketObject]:
-        return [o for o in self.objects if _outdated(facts.path(o[0]), o[2], o[3])]
+        return [o for o in self.objects if _outdated(facts.path(o.key), o)]
 
     def observe(self, facts: Facts) -> str:
-        return ",".join(o[0] for o in self._stale(facts))
+        return ",".join(o.key for o in self._stale(facts))
 
     def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
         stale = self._stale(facts)
         if not stale:
             return self.unchanged(f"the bucket holds all {len(self.objects)} objects")
-        diff = tuple(f"{'~' if facts.path(o[0]).kind else '+'} {o[0]}" for o in stale)
+        diff = tuple(f"{'~' if facts.path(o.key).kind else '+'} {o.key}" for o in stale)
         count = f"{len(stale)} object{'' if len(stale) == 1 else 's'}"
-        total = _size(sum(o[3] for o in stale))
+        total = size_text(sum(o.size or 0 for o in stale))
         return Change(self, "run", f"upload {count} ({total}) to {self.bucket}", diff)
 
     def apply(self, conn: Connection) -> None:
         bucket = bucket_of(conn)
         stale = self._stale(bucket.gather(self.request()))
-        files = [o for o in stale if not _is_page(o[0])]
-        pages = [o for o in stale if _is_page(o[0])]
+        pages = [o for o in stale if _is_page(o.key)]
+        roots = [o for o in pages if o.key in _root_pages(bucket.location)]
+        batches = (  # a page never lists a file not yet there; the root index lists pages
+            [o for o in stale if not _is_page(o.key)],
+            [o for o in pages if o not in roots],
+            roots,
+        )
         done = 0
-        try:
-            for batch in (files, pages):  # a page never lists a file not yet there
+        with saving_manifest(bucket):
+            for batch in batches:
                 with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
-                    for _ in pool.map(lambda o: bucket.upload(o[0], o[1], o[2]), batch):
+                    for _ in pool.map(lambda o: bucket.upload(o.key, o.path, o.sha256), batch):
                         done += 1
                         progress.report(f"uploading to the bucket: {done} of {len(stale)}")
-        finally:
-            bucket.save_manifest()  # what was uploaded stays known, even if the rest failed
         progress.report(f"uploaded {len(stale)} objects to {self.bucket}", final=True)
-
-
-def _is_page(key: str) -> bool:
-    return key.endswith(("/", f"/{PAGE}", "/index.v1_json"))
 
 
 @dataclass(frozen=True)
 class PruneBucket(Resource):
+    """What the lock no longer holds leaves the bucket: every key under `simple/` and
+    `packages/`, and every other key olmirror's manifest says it wrote, that is not kept;
+    never a key at the prefix's top level (OpenLambda keeps lambdas there), never
+    olmirror's own folder, nothing outside the prefix."""
+
     kind = "prune_bucket"
     after_all_hosts = True  # workers still pinning a dropped release keep it until then
     bucket: str
@@ -121,18 +144,29 @@ class PruneBucket(Resource):
         return f"bucket prune {self.bucket}"
 
     @property
-    def _roots(self) -> tuple[str, ...]:
-        location = BucketLocation.from_name(self.bucket)
-        return tuple(location.key(folder) for folder in SERVED)
+    def _location(self) -> BucketLocation:
+        return BucketLocation.from_name(self.bucket)
 
     def request(self) -> FactRequest:
-        return FactRequest(trees=frozenset(self._roots))
+        location = self._location
+        return FactRequest(
+            trees=frozenset({location.prefix}), content=frozenset({location.key(MANIFEST)})
+        )
 
     def _stale(self, facts: Facts) -> list[str]:
+        location = self._location
+        top = location.key("")
+        manifest = facts.path(location.key(MANIFEST))
+        recorded = BucketConnection.entries(manifest.content)
         keep = set(self.keep)
-        listed = [posixpath.join(root, rel) for root in self._roots for rel in facts.trees[root]]
-        # posixpath.join drops nothing: a key ending in '/' keeps it ('simple/' + 'p/')
-        return sorted(key for key in listed if key not in keep)
+        stale = []
+        for relative in facts.trees[location.prefix]:
+            key = top + relative
+            if "/" not in relative or relative.startswith(OWN) or key in keep:
+                continue
+            if relative.startswith(PRUNED) or key in recorded:
+                stale.append(key)
+        return sorted(stale)
 
     def observe(self, facts: Facts) -> str:
         return ",".join(self._stale(facts))
@@ -151,30 +185,33 @@ class PruneBucket(Resource):
 
     def apply(self, conn: Connection) -> None:
         bucket = bucket_of(conn)
-        try:
+        with saving_manifest(bucket):
             bucket.delete(self._stale(bucket.gather(self.request())))
-        finally:
-            bucket.save_manifest()
 
 
 def bucket_objects(directory: str, lock: Lock, location: BucketLocation) -> list[BucketObject]:
     """Every object of the published mirror: the locked files, then the index pages (each
-    project's page also at the key ending in '/'), the root index last."""
+    project's page also at the key ending in '/')."""
     web = web_dir(directory)
     objects: list[BucketObject] = []
     for file in sorted(lock.files().values(), key=lambda f: f.url):
         path = stored_path(directory, file.url)
-        key = location.key(posixpath.relpath(path, web))
-        objects.append((key, path, file.sha256, file.size or 0))
+        relative = posixpath.relpath(path, web)
+        if relative.startswith(OWN):
+            raise OlmirrorError(
+                f"the upstream gives the file URL {file.url!r}, whose path is olmirror's own "
+                f"folder {OWN} in the bucket; pin another release or fix the upstream"
+            )
+        objects.append(BucketObject(location.key(relative), path, file.sha256, file.size))
     pages = simple_api.pages(lock)
-    for relative in sorted(pages, key=lambda rel: (posixpath.dirname(rel) == "", rel)):
+    for relative in sorted(pages):
         data = pages[relative].encode()
         path = posixpath.join(simple_dir(directory), relative)
         key = location.key(posixpath.join("simple", relative))
-        sha, size = hashlib.sha256(data).hexdigest(), len(data)
-        objects.append((key, path, sha, size))
+        page = BucketObject(key, path, hashlib.sha256(data).hexdigest(), len(data))
+        objects.append(page)
         if posixpath.basename(relative) == PAGE:
-            objects.append((posixpath.dirname(key) + "/", path, sha, size))
+            objects.append(page._replace(key=posixpath.dirname(key) + "/"))
     return objects
 
 
@@ -184,5 +221,5 @@ def bucket_resources(spec: Spec, lock: Lock) -> tuple[str, list[Resource]]:
     if location is None:  # the spec checks refuse this first
         raise ValueError("serve.backend s3 needs serve.bucket")
     objects = tuple(bucket_objects(spec.mirror.directory, lock, location))
-    keep = tuple(sorted(o[0] for o in objects))
+    keep = tuple(sorted(o.key for o in objects))
     return location.name, [BucketObjects(location.name, objects), PruneBucket(location.name, keep)]
