@@ -298,7 +298,7 @@ def test_a_registry_that_is_not_a_folder_is_reported_and_the_rest_converges(
     worker = tmp_path / "w"
     init_worker(worker)
     config = json.loads((worker / "config.json").read_text())
-    config["registry"] = "s3://lambdas/registry"
+    config["registry"] = "gs://lambdas/registry"
     (worker / "config.json").write_text(json.dumps(config, indent=2))
     spec = write_spec(
         tmp_path,
@@ -317,8 +317,8 @@ def test_a_registry_that_is_not_a_folder_is_reported_and_the_rest_converges(
     applied = cli("apply", "-f", str(spec), "--yes", "--no-color")
     assert applied.code == 0, applied.out + applied.err
     assert (
-        "worker: " + str(worker / "config.json") + ": registry 's3://lambdas/registry' is not a "
-        "local folder, and s3:// registries are not yet supported" in applied.out
+        "worker: " + str(worker / "config.json") + ": registry 'gs://lambdas/registry' is not a "
+        "local folder, and gs:// registries are not yet supported" in applied.out
     )
     config = json.loads((worker / "config.json").read_text())
     assert config["pip_mirror"] == yaml.safe_load(spec.read_text())["mirror"]["serve"]["url"]
@@ -377,6 +377,7 @@ def test_the_registry_folder_is_read_from_config_json_as_openlambda_writes_it() 
         (home, home),
         ("file:///opt/ol/w/../../../etc", "/etc"),
         ("s3://bucket/registry", None),
+        ("gs://bucket/registry", None),
         ("file://otherhost/opt/ol/w/registry", None),
         ("registry", None),
         ("/opt/ol/w/\0", None),
@@ -388,8 +389,12 @@ def test_the_registry_folder_is_read_from_config_json_as_openlambda_writes_it() 
     raw = {"setting": "file:///etc", "folder": "/etc", "lambdas": {}}
     outside = registry_from_probe(worker, raw, discover=True)
     assert (outside.folder, outside.elsewhere) == (None, "file:///etc"), "never written to"
-    raw = {"setting": "s3://key:secret@bucket/registry?token=t", "folder": None}
-    assert registry_from_probe(worker, raw, discover=True).elsewhere == "s3://bucket/registry"
+    raw = {"setting": "gs://key:secret@bucket/registry?token=t", "folder": None}
+    assert registry_from_probe(worker, raw, discover=True).elsewhere == "gs://bucket/registry"
+    raw = {"setting": "s3://key:secret@bucket/registry?token=t&region=eu-west-1", "folder": None}
+    in_bucket = registry_from_probe(worker, raw, discover=True)
+    assert (in_bucket.folder, in_bucket.elsewhere) == (None, None)
+    assert in_bucket.bucket == "s3://bucket/registry?region=eu-west-1", "no secret is kept"
 
 
 def test_requirements_txt_lines_are_judged_by_the_markers_of_the_workers_target() -> None:

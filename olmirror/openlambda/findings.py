@@ -26,8 +26,8 @@ from olmirror.openlambda.registry import (
     REQUIREMENTS_IN,
     REQUIREMENTS_TXT,
     Registry,
+    declared_alongside,
     is_lambda_name,
-    lambda_file,
     requirements_source,
     worker_dir,
 )
@@ -102,6 +102,12 @@ class _Worker:
             if registry_folder(registry.elsewhere, worker_dir(self.worker)) is not None:
                 why = f"is outside the worker's folder {worker_dir(self.worker)}, where alone "
                 why += "olmirror writes"
+            elif scheme == "s3" and registry.generation == "legacy":
+                why = "is an S3 bucket, which this older OpenLambda does not read (a folder or "
+                why += "http(s) URL: src/worker/lambda/handlerPuller.go:105-145 at 63e30bc6)"
+            elif scheme == "s3":
+                why = "is not a local folder, nor an s3:// URL that names a bucket (write it "
+                why += "as s3://BUCKET?region=REGION)"
             elif sep:
                 why = f"is not a local folder, and {scheme}:// registries are not yet supported"
             else:
@@ -112,7 +118,7 @@ class _Worker:
                 f"registry {registry.elsewhere!r} {why}: olmirror neither writes this worker's "
                 "requirements and lambdas there nor reads lambdas from it; the worker's "
                 "config.json and run state are still converged. Use a file:// registry in the "
-                "worker's folder to have olmirror manage them",
+                "worker's folder, or an s3:// one, to have olmirror manage them",
                 "warning",
             )
 
@@ -122,7 +128,7 @@ class _Worker:
         folder = registry.folder or ""
 
         def where(file: str) -> str:
-            return lambda_file(folder, name, entry["kind"], file)
+            return registry.lambda_file(name, entry["kind"], file)
 
         if entry["kind"] == "folder" and registry.generation == "main":
             self.add(
@@ -276,6 +282,8 @@ def registry_findings(
     """Findings for the workers on `planned` hosts. `surveys`: the probe's answer for each
     worker seen in this plan; `held`: what the mirror holds, when its host was planned."""
     found: list[Finding] = []
+    buckets = {name: registry.bucket for name, registry in registries.items()}
+    shared = declared_alongside(loaded.spec.workers, buckets)
     for worker in (w for w in loaded.spec.workers if w.host in planned):
         report = _Worker(loaded, lock, worker, held)
         registry = registries[worker.name]
@@ -296,12 +304,13 @@ def registry_findings(
         if registry.packages is not None:
             pins = worker_pins(lock, loaded.spec, worker, registry)
             report.stale_packages(survey.get("installed", {}), pins, registry.packages)
-        on_host = survey.get("lambdas", {}) if registry.folder else {}
+        readable = registry.folder or registry.bucket
+        on_host = survey.get("lambdas", {}) if readable else {}
         for name, entry in sorted(on_host.items()):
             if not is_lambda_name(name):
                 why = f"ignored {name!r}: not a lambda name olmirror reads"
-                report.add(None, registry.folder, why, "warning")
-            elif name not in worker.lambdas:
+                report.add(None, readable, why, "warning")
+            elif name not in worker.lambdas and name not in shared.get(worker.name, ()):
                 report.not_yet_mirrored(name, lambda_set_name(worker.name, name))
                 report.on_host(name, entry, registry)
         found += report.found

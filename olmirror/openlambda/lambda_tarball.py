@@ -18,6 +18,29 @@ from olmirror.resources.base import Change, Resource, ResourceError
 from olmirror.resources.file import unified_diff
 
 
+def wanted_members(members: tuple[tuple[str, str, int], ...]) -> list[Member]:
+    """A resource's (name, text, mode) members, in the tarball's order."""
+    return sorted((Member(name, text.encode(), mode) for name, text, mode in members),
+                  key=lambda m: m.name)  # fmt: skip
+
+
+def members_diff(path: str, current: list[Member], wanted: list[Member]) -> tuple[str, ...]:
+    """The tarball `path`'s change, member by member, as a unified diff of each text."""
+    old = {m.name: m for m in current}
+    new = {m.name: m for m in wanted}
+    lines: list[str] = []
+    for name in sorted(old.keys() | new.keys()):
+        before, after = old.get(name), new.get(name)
+        label = f"{path}:{name}"
+        if before and after and before.mode != after.mode:
+            lines.append(f"{label}: mode {before.mode:04o} -> {after.mode:04o}")
+        text_before = before.data.decode(errors="replace") if before else ""
+        text_after = after.data.decode(errors="replace") if after else ""
+        if not before or not after or before.data != after.data:
+            lines += unified_diff(label, text_before, text_after)
+    return tuple(lines)
+
+
 @dataclass(frozen=True)
 class LambdaTarball(Resource):
     kind = "lambda_tarball"
@@ -30,10 +53,7 @@ class LambdaTarball(Resource):
         return f"lambda {self.path}"
 
     def _wanted(self) -> list[Member]:
-        return sorted(
-            (Member(name, text.encode(), mode) for name, text, mode in self.members),
-            key=lambda m: m.name,
-        )
+        return wanted_members(self.members)
 
     def request(self) -> FactRequest:
         return FactRequest(
@@ -63,19 +83,7 @@ class LambdaTarball(Resource):
             ) from None
 
     def _diff(self, current: list[Member]) -> tuple[str, ...]:
-        old = {m.name: m for m in current}
-        new = {m.name: m for m in self._wanted()}
-        lines: list[str] = []
-        for name in sorted(old.keys() | new.keys()):
-            before, after = old.get(name), new.get(name)
-            label = f"{self.path}:{name}"
-            if before and after and before.mode != after.mode:
-                lines.append(f"{label}: mode {before.mode:04o} -> {after.mode:04o}")
-            text_before = before.data.decode(errors="replace") if before else ""
-            text_after = after.data.decode(errors="replace") if after else ""
-            if not before or not after or before.data != after.data:
-                lines += unified_diff(label, text_before, text_after)
-        return tuple(lines)
+        return members_diff(self.path, current, self._wanted())
 
     def plan(self, facts: Facts, pending: frozenset[str]) -> Change:
         current = self._current(facts)

@@ -10,6 +10,9 @@ and every pip install runs in is chrooted at `sock_base_path` (`<worker>/lambda`
 packages go to `Pkgs_dir` (`<worker>/lambda/packages`). With `allowlist.from_registry`,
 the lambdas found in the registry are mirrored too, each as its own requirement set.
 
+On the main branch the registry may also be an S3 bucket (`s3://...`, see `blob_store`):
+olmirror writes the declared lambdas there and reads the others from this machine.
+
 What was found is recorded in the lock, so the next plan can assume it and still
 read each host once; only when a worker changed does a plan look at every host twice.
 """
@@ -18,12 +21,13 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from olmirror.lock.lockfile import Lock
 from olmirror.lock.requirements_txt import parse_requirements
+from olmirror.openlambda.blob_store import is_store, object_url, store_id, store_url
 from olmirror.remote.probe import registry_folder
 from olmirror.spec import LoadedSpec, Worker
 from olmirror.spec.values import LAMBDA_NAME_PATTERN
@@ -46,18 +50,26 @@ Generation = Literal["main", "legacy"]
 
 @dataclass(frozen=True)
 class Registry:
-    folder: str | None  # the folder olmirror writes to; None when the registry is elsewhere
+    folder: str | None  # the folder olmirror writes to; None when the registry is not one
     found: tuple[FoundLambda, ...] = ()
-    # config.json's `registry` (without secrets) when it is not a folder in the worker's
-    # own folder: another store (s3://...), or a folder elsewhere on the host
+    # config.json's `registry` (without secrets) when olmirror neither writes nor reads it:
+    # another store (gs://...), or a folder elsewhere on the host
     elsewhere: str | None = None
     generation: Generation = "main"
     sandbox: str | None = None  # sock_base_path, when in the worker's folder
     packages: str | None = None  # Pkgs_dir
+    bucket: str | None = None  # an s3:// registry's URL (`blob_store.store_url`)
+
+    def lambda_file(self, name: str, kind: str, file: str) -> str:
+        """How a plan names a file of one of this registry's lambdas."""
+        if self.bucket is not None:
+            return f"{object_url(self.bucket, name)}:{file}"
+        return lambda_file(self.folder or "", name, kind, file)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "folder": self.folder,
+            **({"bucket": self.bucket} if self.bucket is not None else {}),
             "elsewhere": self.elsewhere,
             "generation": self.generation,
             "sandbox": self.sandbox,
@@ -81,7 +93,15 @@ class Registry:
             raw.get("generation", "main"),
             raw.get("sandbox"),
             raw.get("packages"),
+            _recorded_bucket(raw.get("bucket")),
         )
+
+
+def _recorded_bucket(url: Any) -> str | None:
+    """A lock's s3:// registry URL, as `store_url` writes it; ValueError for another."""
+    if url is not None and (not isinstance(url, str) or store_url(url) != url):
+        raise ValueError(f"not an s3:// registry URL: {url!r}")
+    return url
 
 
 def worker_dir(worker: Worker) -> str:
@@ -128,15 +148,18 @@ def _without_secrets(setting: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
-def registry_from_probe(worker: Worker, raw: dict[str, Any], discover: bool) -> Registry:
+def registry_from_probe(
+    worker: Worker, raw: dict[str, Any], discover: bool, shared: frozenset[str] = frozenset()
+) -> Registry:
     """What the probe found for `worker`: which OpenLambda it is, where its registry and
     sandbox are and, with `discover`, the lambdas in the registry that the spec does not
-    declare.
+    declare (`shared`: those other workers of an s3:// registry's bucket declare).
 
     olmirror writes only inside the worker's own folder, so a registry elsewhere on the
     host is treated like one in another store: reported, never written to; so is a sandbox
-    elsewhere. `raw` is an answer that could be read (the planner keeps the recorded
-    registry otherwise).
+    elsewhere. An s3:// registry of the main branch is a bucket olmirror writes declared
+    lambdas to; its lambdas in `raw` come from the bucket (`blob_survey`), not the host.
+    `raw` is an answer that could be read (the planner keeps the recorded registry otherwise).
     """
     home, default = worker_dir(worker), default_registry(worker)
     generation = default.generation
@@ -162,20 +185,24 @@ def registry_from_probe(worker: Worker, raw: dict[str, Any], discover: bool) -> 
         "packages": packages,
     }
     folder = resolved(raw["folder"], real.get("folder")) if raw["folder"] else None
-    if folder is None:
+    bucket = store_url(raw["setting"]) if is_store(raw["setting"]) else None
+    if folder is not None or (bucket is not None and generation == "main"):
+        registry = Registry(folder, bucket=None if folder else bucket, **place)
+    else:
         shown = raw["setting"] or raw["folder"] or ""
         return Registry(None, elsewhere=_without_secrets(shown), **place)
     found = []
     for name, entry in sorted(raw.get("lambdas", {}).items()) if discover else ():
         files = entry["files"]
         source = requirements_source(files)
-        if name in worker.lambdas or not is_lambda_name(name) or source is None:
+        declared = name in worker.lambdas or name in shared
+        if declared or not is_lambda_name(name) or source is None:
             continue
         if "text" in files[source]:
-            path = lambda_file(folder, name, entry["kind"], source)
+            path = registry.lambda_file(name, entry["kind"], source)
             parsed = parse_requirements(files[source]["text"], path)
             found.append(FoundLambda(name, path, parsed.requirements))
-    return Registry(folder, tuple(found), **place)
+    return replace(registry, found=tuple(found))
 
 
 def lambda_file(folder: str, name: str, kind: str, file: str) -> str:
@@ -197,3 +224,26 @@ def recorded_registries(loaded: LoadedSpec, lock: Lock | None) -> dict[str, Regi
             return default_registry(worker)
 
     return {w.name: registry(w) for w in loaded.spec.workers}
+
+
+def declared_in(workers: list[Worker], buckets: dict[str, str | None]) -> dict[str, set[str]]:
+    """The lambdas declared in each s3:// registry (by `store_id`); `buckets`: each worker's
+    registry URL, or None."""
+    by_store: dict[str, set[str]] = {}
+    for worker in workers:
+        if url := buckets.get(worker.name):
+            by_store.setdefault(store_id(url), set()).update(worker.lambdas)
+    return by_store
+
+
+def declared_alongside(
+    workers: list[Worker], buckets: dict[str, str | None]
+) -> dict[str, frozenset[str]]:
+    """Per worker, the lambdas other workers declare in the same s3:// registry: every
+    worker reading a bucket runs them, so none is a lambda found there."""
+    by_store = declared_in(workers, buckets)
+    return {
+        w.name: frozenset(by_store[store_id(url)] - set(w.lambdas))
+        for w in workers
+        if (url := buckets.get(w.name))
+    }

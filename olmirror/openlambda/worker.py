@@ -2,10 +2,11 @@
 config keys, its packages, its run state.
 
 The registry holds the worker's own requirements.in/.txt and each declared lambda: a
-deterministic <name>.tar.gz for OpenLambda's main branch, a folder for the older
-generation. Each requirements.txt is the set's closure from the lock, for the worker's
-target, as exact pins. The sandbox's /etc/pip.conf names the mirror, since that alone
-decides where a worker's packages come from (`olmirror.openlambda.pip_conf`).
+deterministic <name>.tar.gz for OpenLambda's main branch (an object in the bucket of an
+s3:// registry), a folder for the older generation. Each requirements.txt is the set's
+closure from the lock, for the worker's target, as exact pins. The sandbox's
+/etc/pip.conf names the mirror, since that alone decides where a worker's packages come
+from (`olmirror.openlambda.pip_conf`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from olmirror.lock.targets import Target
 from olmirror.mirror.check import MirrorReachable
 from olmirror.mirror.desired import pip_mirror
 from olmirror.mirror.layout import web_dir
+from olmirror.openlambda.blob_store import host_name, lambda_key
+from olmirror.openlambda.lambda_object import LambdaObject
 from olmirror.openlambda.lambda_tarball import LambdaTarball
 from olmirror.openlambda.pip_conf import config_paths
 from olmirror.openlambda.pip_conf_file import SandboxPipConf
@@ -175,6 +178,22 @@ def lambda_resources(
     return resources
 
 
+def bucket_lambdas(
+    loaded: LoadedSpec, lock: Lock, worker: Worker, registry: Registry
+) -> tuple[str, list[Resource]]:
+    """(the bucket's host, its resources) for an s3:// registry: each declared lambda as
+    the object `<prefix><name>.tar.gz`. Nothing else is written there: the registry's own
+    requirements files are the pip-mirror procedure's, which only a folder holds."""
+    assert registry.bucket is not None
+    host = host_name(registry.bucket)
+    objects: list[Resource] = [
+        LambdaObject(host, lambda_key(registry.bucket, name),
+                     tuple(_lambda_files(loaded, lock, worker, name)))
+        for name in sorted(worker.lambdas)
+    ]  # fmt: skip
+    return host, objects
+
+
 def sandbox_index(spec: Spec, worker: Worker, sandbox: str) -> tuple[tuple[str, str], ...]:
     """pip.conf's [global] index options for a sandbox chrooted at `sandbox`.
 
@@ -226,8 +245,9 @@ def worker_pins(lock: Lock, spec: Spec, worker: Worker, registry: Registry) -> s
 def worker_resources(
     loaded: LoadedSpec, lock: Lock, worker: Worker, registry: Registry
 ) -> list[Resource]:
-    """Everything of one worker; with a registry that is not a local folder, all but its
-    files, and with a sandbox outside the worker's folder, all but its pip.conf."""
+    """Everything of one worker on its host; with a registry that is not a local folder,
+    all but its files (an s3:// registry's lambdas are `bucket_lambdas`), and with a
+    sandbox outside the worker's folder, all but its pip.conf."""
     spec = loaded.spec
     path = worker_dir(worker)
     config = posixpath.join(path, "config.json")

@@ -11,12 +11,13 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from olstandin import image
+from olstandin import blob, image
 
 INSTALLER = Path(__file__).resolve().parent / "installer.py"
 NAME = re.compile(r"^[A-Za-z0-9.\-_]+$")  # HandlerNameRegex, go/common/lambdaConfig.go:20
@@ -32,12 +33,10 @@ def normalize(pkg: str) -> str:
 
 
 def registry_folder(setting: str) -> Path:
-    """A file:// store's folder (handlerPuller.go:40-52); the older one takes a plain path."""
-    if not setting.startswith(("file://", "s3://", "gs://")):
-        setting = "file://" + setting
-    if not setting.startswith("file://"):
-        raise LambdaError(f"the stand-in reads only file:// registries, not {setting!r}")
-    return Path(setting[len("file://") :].partition("?")[0])
+    """The older generation's registry folder: a plain path (or file://, as main writes it)."""
+    if setting.startswith(("http://", "https://", "s3://", "gs://")):
+        raise LambdaError(f"the stand-in's older worker reads only a folder, not {setting!r}")
+    return Path(setting.removeprefix("file://").partition("?")[0])
 
 
 def requirement_lines(code: Path) -> list[str]:
@@ -72,7 +71,9 @@ class Manager:
         self.pkgs_dir = Path(config["Pkgs_dir"])
         self.code_dirs = Path(config["worker_dir"]) / "code"
         self.packages: dict[str, Package] = {}
-        self.pulled: dict[str, tuple[float, float, Path]] = {}  # name -> (pulled, mtime, dir)
+        self.last_pull: dict[str, tuple[float, Path]] = {}  # name -> (when, code dir)
+        self.dir_cache: dict[str, tuple[float, Path]] = {}  # name -> (blob's ModTime, dir)
+        self._store: blob.FileStore | blob.S3Store | None = None
         self.guard = threading.Lock()
         self.counter = 0
 
@@ -82,37 +83,85 @@ class Manager:
             self.counter += 1
             return self.code_dirs / f"{self.counter}-{name}"
 
+    def store(self) -> blob.FileStore | blob.S3Store:
+        """NewHandlerPuller's bucket, opened once (lambdaManager.go:117, handlerPuller.go:36-64)."""
+        with self.guard:
+            if self._store is None:
+                try:
+                    self._store = blob.open_store(self.config.get("registry") or "")
+                except Exception as exc:  # :56-58
+                    raise LambdaError(f"failed to open blob bucket: {exc}") from None
+            return self._store
+
     def pull(self, name: str) -> Path:
-        """HandlerPuller.Pull: handlerPuller.go:66-136 (main), :109-155 (older)."""
-        if not NAME.match(name):
+        """pullHandlerIfStale's cache (lambdaFunction.go:140-152), then HandlerPuller.Pull."""
+        if not NAME.match(name):  # handlerPuller.go:70-72
             raise LambdaError(f"invalid function name {name!r}")
-        folder = registry_folder(self.config.get("registry") or "")
         cache_ms = self.config.get("registry_cache_ms", 5000)
-        cached = self.pulled.get(name)
-        if cached and (time.time() - cached[0]) * 1000 < cache_ms:  # lambdaFunction.go:146
-            return cached[2]
-        candidates = [folder / f"{name}.tar.gz"]
-        if self.legacy:  # src/worker/lambda/handlerPuller.go:140-145 at 63e30bc6
-            candidates += [folder / f"{name}.py", folder / f"{name}.bin", folder / name]
+        last = self.last_pull.get(name)
+        if last and (time.time() - last[0]) * 1000 < cache_ms:  # lambdaFunction.go:146
+            return last[1]
+        code = self._pull_legacy(name) if self.legacy else self._pull_blob(name)
+        self.last_pull[name] = (time.time(), code)
+        return code
+
+    def _pull_blob(self, name: str) -> Path:
+        """HandlerPuller.Pull, handlerPuller.go:66-99 (main a288ce1e)."""
+        key = name + ".tar.gz"  # :74, common.LambdaFileExtension
+        store = self.store()
+        version = store.mod_time(key)  # :76, bucket.Attributes(...).ModTime
+        cached = self.dir_cache.get(name)
+        if version is not None and cached and cached[0] == version:  # :77-81
+            return cached[1]
+        try:
+            data = store.read(key)  # pullFromBlob, :101-109
+        except blob.StoreError as exc:
+            raise LambdaError(str(exc)) from None
+        if data is None:  # errNotFound404, :92-98
+            registry = json.dumps(self.config.get("registry") or "")
+            raise LambdaError(
+                f"lambda {json.dumps(name)} not found in blob store "
+                f"(bucket={registry}, key={json.dumps(key)})"
+            )
+        target = self._code_dir(name)
+        target.mkdir(parents=True)  # :125-128
+        with tempfile.NamedTemporaryFile(prefix=name + "_blob") as tmp:  # :112-123
+            tmp.write(data)
+            tmp.flush()
+            argv = ["tar", "-xzf", tmp.name, "--directory", str(target)]  # :130
+            done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise LambdaError(f"tar extract failed: {done.stderr.strip()}")  # :131-133
+        if cached and cached[1] != target:  # putCache, :149-154
+            shutil.rmtree(cached[1], ignore_errors=True)
+        self.dir_cache[name] = (version or 0.0, target)
+        return target
+
+    def _pull_legacy(self, name: str) -> Path:
+        """Pull at 63e30bc6: src/worker/lambda/handlerPuller.go:109-155, a folder registry."""
+        folder = registry_folder(self.config.get("registry") or "")
+        candidates = [folder / f"{name}.tar.gz", folder / f"{name}.py", folder / f"{name}.bin"]
+        candidates.append(folder / name)  # :140-145
         source = next((c for c in candidates if c.exists()), None)
         if source is None:
-            raise LambdaError(f"lambda {name!r} not found in blob store (key={name}.tar.gz)")
+            where = ", ".join(map(str, candidates))  # :154
+            raise LambdaError(f"lambda not found at any of these locations: {where}")
         mtime = source.stat().st_mtime
-        if cached and cached[1] == mtime:
-            self.pulled[name] = (time.time(), mtime, cached[2])
-            return cached[2]
+        cached = self.dir_cache.get(name)
+        if cached and cached[0] == mtime:
+            return cached[1]
         target = self._code_dir(name)
         target.mkdir(parents=True)
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
         elif source.name.endswith(".tar.gz"):
-            argv = ["tar", "-xzf", str(source), "--directory", str(target)]  # :130
+            argv = ["tar", "-xzf", str(source), "--directory", str(target)]
             done = subprocess.run(argv, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 raise LambdaError(f"tar extract failed: {done.stderr.strip()}")
         else:
             shutil.copyfile(source, target / ("f.py" if source.suffix == ".py" else "f.bin"))
-        self.pulled[name] = (time.time(), mtime, target)
+        self.dir_cache[name] = (mtime, target)
         return target
 
     # -- package puller -----------------------------------------------------------------

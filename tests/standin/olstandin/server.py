@@ -74,10 +74,15 @@ def serve(config: dict, legacy: bool) -> int:
     worker_dir.mkdir(mode=0o700, parents=True)
     pid_path.write_text(str(os.getpid()))
     manager = Manager(config, legacy)
-    # NewLambdaStore / NewHandlerPuller make a file:// store's folder (store.go:59-63).
-    with contextlib.suppress(LambdaError):
-        folder = registry_folder(config.get("registry") or "")
-        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+    # NewLambdaStore / NewHandlerPuller make a file:// store's folder (store.go:59-63,
+    # handlerPuller.go:47-52) and open the bucket; a store the stand-in cannot open fails
+    # the calls, not the start.
+    with contextlib.suppress(LambdaError, OSError):
+        if legacy:
+            registry_folder(config.get("registry") or "").mkdir(mode=0o755, parents=True,
+                                                                exist_ok=True)  # fmt: skip
+        else:
+            manager.store()
     servers: list[socketserver.BaseServer] = []
     try:
         address = (config.get("worker_url") or "localhost", int(config["worker_port"]))
