@@ -196,6 +196,12 @@ def plan_spec(
     stores = _bucket_hosts(registries, spec.workers)
     every = sorted({LOCAL, spec.mirror.host, *bucket, *stores, *(w.host for w in spec.workers)})
     names = limit_hosts(every, limit)
+    if bucket & set(names) and spec.mirror.host not in names:
+        raise OlmirrorError(
+            f"--limit: the bucket {location.name if location else ''} is published from the "
+            f"mirror folder on {spec.mirror.host!r}, under its apply lock; add "
+            f"{spec.mirror.host} to --limit"
+        )
     loaded, undetected = with_detected_targets(loaded, connections, names, forks)
     workers = [w for w in loaded.spec.workers if w.host in names]
     buckets: dict[str, dict] = {}  # s3:// registry -> its survey, once per plan

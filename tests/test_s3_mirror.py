@@ -360,3 +360,15 @@ def test_pruning_keeps_the_prefix_top_level_and_olmirrors_own_folder() -> None:
         "pypi/simple//x",
         "pypi/simple/omega/index.html",
     ]
+
+
+def test_limit_never_publishes_without_the_mirror_host(
+    cli, tmp_path: Path, clean_upstream: Upstream, s3: S3Server
+) -> None:
+    spec = _spec(tmp_path, clean_upstream, s3)
+    bucket = f"s3://{BUCKET}/{PREFIX}?endpoint={s3.endpoint}&region=us-east-1"
+    refused = cli("plan", "-f", str(spec), "--limit", bucket, "--no-color")
+    assert refused.code == 1
+    assert "is published from the mirror folder on 'local'" in refused.err, refused.err
+    _ok(cli("apply", "-f", str(spec), "--limit", f"local,{bucket}", "--yes", "--no-color"))
+    assert f"{PREFIX}/simple/alpha/" in s3.objects()

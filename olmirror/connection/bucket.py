@@ -50,6 +50,7 @@ SHA256 = "sha256"  # the object metadata key (x-amz-meta-sha256) olmirror compar
 MANIFEST = ".olmirror/objects.json"  # key -> [sha256, size, ETag] of what olmirror wrote
 AT_ONCE = 16  # requests in flight, and boto3's connection pool
 DELETE_BATCH = 1000  # DeleteObjects' limit
+MAX_READ = 64 << 20  # the most of one object read into memory (olmirror's manifest)
 Entry = list[object]  # a manifest entry: [sha256, size, ETag]
 
 
@@ -119,6 +120,12 @@ class BucketConnection(Connection):
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 answer = getattr(self.client, method)(Bucket=self.location.bucket, Key=key)
+                if content and answer["ContentLength"] > MAX_READ:
+                    answer["Body"].close()
+                    raise OlmirrorError(
+                        f"{key} holds {answer['ContentLength']} bytes, more than olmirror reads "
+                        f"({MAX_READ}); remove it or replace it with what olmirror wrote"
+                    )
                 body = answer["Body"].read() if content else None
                 break
             except boto.ClientError as exc:
