@@ -196,6 +196,11 @@ def _verify_after_apply(
     applied = {h.host for h in plan.hosts} - failed
     if not plan.mirror or not {LOCAL, plan.mirror["host"]} <= applied:
         return None  # without `local` (the lock's host) the lock on disk is not this plan's
+    mirror_hosts = (plan.mirror["host"], plan.mirror.get("bucket"))
+    if "bucket" in plan.mirror and not any(h.pending for h in plan.hosts if h.host in mirror_hosts):
+        # the plan compared every object's sha256 already, and over HTTP each file would
+        # cost a request: `olmirror verify` reads them as workers do
+        return None
     lock = read_lock(Path(plan.mirror["lock"]))
     if lock is None:
         return None

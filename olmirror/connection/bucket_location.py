@@ -38,11 +38,12 @@ class BucketLocation:
     prefix: str = ""  # without '/' at either end
     endpoint_url: str | None = None
     region: str | None = None
+    profile: str | None = None  # the AWS profile a worker's registry URL names
 
     @property
     def name(self) -> str:
         """`s3://bucket/prefix?endpoint=...&region=...`: the bucket's host name in a plan."""
-        query = {"endpoint": self.endpoint_url, "region": self.region}
+        query = {"endpoint": self.endpoint_url, "region": self.region, "profile": self.profile}
         shown = urlencode({k: v for k, v in query.items() if v}, safe=":/")
         path = f"/{self.prefix}" if self.prefix else ""
         return f"{SCHEME}{self.bucket}{path}{'?' + shown if shown else ''}"
@@ -50,17 +51,18 @@ class BucketLocation:
     @classmethod
     def from_name(cls, name: str) -> BucketLocation:
         """A location from its name, or from a gocloud URL as OpenLambda's config holds it
-        (`endpoint` with or without scheme, `disableSSL`/`disable_https`, `prefix`)."""
+        (`endpoint` with or without scheme, `disableSSL`/`disable_https`, `prefix`,
+        `profile`; a parameter given twice counts once, the first, as Go's Query().Get)."""
         parts = urlsplit(name)
         if parts.scheme != "s3" or not parts.netloc:
             raise OlmirrorError(f"{name!r} is not an s3:// URL; write it like s3://bucket/prefix")
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         prefix = "/".join(p for p in (parts.path + "/" + query.get("prefix", "")).split("/") if p)
         endpoint = query.get("endpoint")
         if endpoint and "://" not in endpoint:
             plain = any(query.get(k, "").lower() in TRUE for k in ("disableSSL", "disable_https"))
             endpoint = ("http://" if plain else "https://") + endpoint
-        return cls(parts.netloc, prefix, endpoint, query.get("region"))
+        return cls(parts.netloc, prefix, endpoint, query.get("region"), query.get("profile"))
 
     def key(self, relative: str) -> str:
         return posixpath.join(self.prefix, relative) if self.prefix else relative
