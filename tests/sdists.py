@@ -180,3 +180,32 @@ def with_sdists(backend: bool = True) -> tuple[Project, ...]:
         version = importlib.metadata.version("setuptools")
         extra.append(Project("setuptools", (Release(version, **only_sdist, given=(wheel,)),)))
     return (*PROJECTS, *extra)
+
+
+LEAKY_SETUP = """\
+import os
+import sys
+
+from setuptools import setup
+
+# a backend that prints the environment it runs in, as a careless (or hostile) one may
+line = "the build's environment: " + repr(dict(os.environ))
+print(line)
+print(line, file=sys.stderr)
+if {step!r} in sys.argv:
+    sys.exit("this build fails on purpose, at {step}")
+setup(name={name!r}, version="1.0", py_modules=[])
+"""
+
+
+def leaky_project(name: str, fails_at: str) -> Project:
+    """`name` 1.0, only an sdist, whose setup.py prints its whole environment and then
+    fails when run for `fails_at`: "dist_info" (uv reads its metadata, in uv pip compile)
+    or "bdist_wheel" (olmirror builds its wheel, with uv build)."""
+    top = f"{name}-1.0"
+    members = {
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\nSummary: leaks\n",
+        "setup.py": LEAKY_SETUP.format(step=fails_at, name=name),
+    }
+    sdist = (f"{top}.tar.gz", _sdist(top, members))
+    return Project(name, (Release("1.0", wheels=(), sdist=False, given=(sdist,)),))

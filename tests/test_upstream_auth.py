@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import logging
+import os
 import secrets
 import subprocess
 import sys
@@ -19,8 +21,9 @@ from typing import Any
 import pytest
 import yaml
 from conftest import write_spec
-from sdists import with_sdists
+from sdists import leaky_project, with_sdists
 from sshd import SshFarm
+from test_lambdas import init_worker, put_lambda
 from test_workers import probe, served  # noqa: F401 - a fixture
 from upstream import Upstream, running_upstream
 
@@ -28,12 +31,22 @@ from olmirror.connection.local import LocalConnection
 from olmirror.errors import OlmirrorError
 from olmirror.lock import uv_compile
 from olmirror.lock.engine_choice import choose_engine
-from olmirror.lock.lockfile import Lock
+from olmirror.lock.lockfile import Lock, inputs_digest
+from olmirror.lock.relock import resolved_path
 from olmirror.lock.requirement_sets import RequirementSet
 from olmirror.lock.targets import Target
-from olmirror.lock.upstream_auth import Credentials, client_auth
+from olmirror.lock.upstream_auth import (
+    NETRC,
+    Credentials,
+    client_auth,
+    credentials,
+    credentials_from,
+    redact,
+)
+from olmirror.lock.uv_env import uv_refused
 from olmirror.mirror.fetch import fetch_missing
-from olmirror.remote.upstream_http import Auth, Client, Final, Retries
+from olmirror.remote import upstream_http
+from olmirror.remote.upstream_http import Auth, Client, Final, Retries, refused, sends_auth
 
 USER = "olm-user"
 ALLOWLIST = ["omega==1.1", "theta==1.0"]
@@ -190,7 +203,7 @@ def test_wrong_missing_or_unset_credentials_are_each_one_clear_error(
     assert done.returncode == 1
     assert (
         f"the upstream {private.url}/simple/ asks for credentials (HTTP 401 Unauthorized); set "
-        "mirror.upstream_auth or add the host 127.0.0.1 to ~/.netrc"
+        f"mirror.upstream_auth or add the host 127.0.0.1 to $NETRC ({tmp_path / 'none'})"
     ) in done.stderr
 
 
@@ -317,6 +330,7 @@ def test_uv_gets_the_credentials_in_its_environment_never_in_its_argv(
     for key, value in _env(private, tmp_path).items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("UV_INDEX_ELSEWHERE_PASSWORD", "this machine's own")
+    monkeypatch.setenv("OLM_TEST_CANARY", "no build needs it")
     found = Credentials(USER, secret, "mirror.upstream_auth ($A, $B)")
     requirements = RequirementSet("allowlist", "allowlist", ("omega==1.1",))
     target = Target("3.11", "manylinux_2_17_x86_64")
@@ -331,6 +345,9 @@ def test_uv_gets_the_credentials_in_its_environment_never_in_its_argv(
     ]
     assert (env["UV_INDEX_OLMIRROR_USERNAME"], env["UV_INDEX_OLMIRROR_PASSWORD"]) == (USER, secret)
     assert "UV_INDEX_ELSEWHERE_PASSWORD" not in env
+    # uv builds sdists for their metadata: it gets what a build gets (`build_env`), and no
+    # netrc of its own (olmirror alone decides where credentials go)
+    assert "OLM_TEST_CANARY" not in env and env["NETRC"] == os.devnull
 
 
 def test_the_fetcher_gets_the_credentials_on_its_stdin_alone(
@@ -421,3 +438,279 @@ def test_a_refusal_names_where_the_credentials_came_from(private: Upstream, secr
     assert repr(Auth("https://h:443", "Basic eA==", "x")) == (
         "Auth(origin='https://h:443', header=***, source='x')"
     )
+
+
+# --------------------------------------------------------------------------------------
+# What uv and the builds it runs print: the secret never reaches output, a message or the
+# lock, and a build sees only what a build needs
+# --------------------------------------------------------------------------------------
+
+
+def test_a_build_that_prints_its_environment_leaks_no_secret(tmp_path: Path, secret: str) -> None:
+    """Two sdists whose setup.py prints os.environ and fails: one as uv pip compile reads
+    its metadata, one as olmirror builds its wheel. Both are needed by lambdas found on the
+    worker, so their failures are kept in the lock, and shown by plan --debug and --json."""
+    canary = f"canary-{secrets.token_hex(8)}"
+    projects = (
+        *with_sdists(),
+        leaky_project("leaky-meta", "dist_info"),
+        leaky_project("leaky-wheel", "bdist_wheel"),
+    )
+    with running_upstream(tmp_path / "upstream", projects) as up:
+        up.require_auth("__token__", secret)
+        folder = tmp_path / "spec"
+        registry = init_worker(folder / "w")
+        put_lambda(registry, "meta", requirements_in="leaky-meta==1.0\n")
+        put_lambda(registry, "wheel", requirements_in="leaky-wheel==1.0\n")
+        spec = write_spec(
+            folder, up, [{"name": "w", "path": str(folder / "w")}],
+            allowlist={"packages": ["omega==1.1"], "from_registry": True},
+        )  # fmt: skip
+        data = yaml.safe_load(spec.read_text())
+        data["mirror"].update(engine="simple", upstream_auth={"token_env": "OLM_TEST_TOKEN"})
+        spec.write_text(yaml.safe_dump(data))
+        env = _env(up, folder, OLM_TEST_TOKEN=secret, OLM_TEST_CANARY=canary)
+        runs = [
+            _olmirror(env, "plan", "-f", str(spec), "--debug"),
+            _olmirror(env, "plan", "-f", str(spec), "--json", "--debug"),
+        ]
+    for run in runs:
+        assert run.returncode == 0, run.stdout + run.stderr
+    failed = json.loads(resolved_path(spec).read_text())["failed"]
+    assert len(failed) == 2, failed
+    for why in failed.values():
+        assert "the build's environment: " in why and "***" in why, why
+    said = "".join(run.stdout + run.stderr for run in runs) + json.dumps(failed)
+    assert "the build's environment: " in said
+    pair = base64.b64encode(f"__token__:{secret}".encode()).decode()
+    assert secret not in said and pair not in said
+    assert canary not in said, "a build sees only what a build needs"
+    assert _holding(secret, [folder]) == []
+
+
+def test_redact_hides_every_form_of_the_secret() -> None:
+    found = Credentials(USER, "p@ss word", "x")
+    pair = base64.b64encode(f"{USER}:p@ss word".encode()).decode()
+    text = f"Authorization: {found.header()}; {pair}; {pair.rstrip('=')}; p@ss word; p%40ss%20word"
+    assert redact(text, found) == "Authorization: ***; ***; ***; ***; ***"
+    assert redact(text, None) == text
+
+
+# --------------------------------------------------------------------------------------
+# netrc: the entry of the upstream's very host, and nothing of the file in a message
+# --------------------------------------------------------------------------------------
+
+
+def test_a_netrc_default_entry_goes_to_no_host(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secret: str
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text(
+        f"machine other.example login x password y\ndefault login u password {secret}\n"
+    )
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert credentials(NETRC, "https://pypi.org") is None
+    assert credentials_from(NETRC, "https://pypi.org") is None
+    lock = Lock(inputs="x", upstream="https://pypi.org", targets={})
+    lock.auto_engine, lock.auto_engine_why = "bandersnatch", "serials"
+    assert choose_engine("auto", lock, None, None, credentials_from(NETRC, lock.upstream)) == (
+        "bandersnatch",
+        "serials",
+    )
+    netrc.write_text(
+        f"default login u password y\nmachine Pkgs.Example login v password {secret}\n"
+    )
+    found = credentials(NETRC, "https://pkgs.example/pypi")
+    assert found is not None and (found.username, found.password) == ("v", secret)
+    assert found.source == f"$NETRC ({netrc}) (machine pkgs.example)"
+
+
+def test_a_netrc_that_cannot_be_parsed_is_named_by_its_line_alone(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine pkgs.example\n  login u\n  password s3cr3t tail-of-it")
+    monkeypatch.setenv("NETRC", str(netrc))
+    with caplog.at_level(logging.DEBUG, logger="olmirror.lock.upstream_auth"):
+        assert credentials(NETRC, "https://pkgs.example") is None
+        auth = client_auth(None, "https://pkgs.example")
+    logged = caplog.text
+    assert f"{netrc}: olmirror cannot parse it (line 3)" in logged
+    assert "tail-of-it" not in logged and "s3cr3t" not in logged
+    said = refused("https://pkgs.example/simple/a/", 401, "Unauthorized", auth)
+    assert said == (
+        "the upstream https://pkgs.example/simple/a/ asks for credentials (HTTP 401 "
+        f"Unauthorized); set mirror.upstream_auth, or mend $NETRC ({netrc}): olmirror cannot "
+        "parse it (line 3), so no credentials came from it; give the machine pkgs.example an "
+        "entry there"
+    )
+    assert "tail-of-it" not in said
+
+
+# --------------------------------------------------------------------------------------
+# Refusals: where the header goes, hop by hop, and what each refusal says
+# --------------------------------------------------------------------------------------
+
+
+def test_the_header_follows_an_upgrade_to_https_on_the_same_host_alone() -> None:
+    auth = Auth("http://pkgs.example:80", "Basic eA==", "~/.netrc")
+    assert sends_auth("http://pkgs.example/simple/a/", auth)
+    assert sends_auth("https://pkgs.example/simple/a/", auth), "http -> https, default ports"
+    assert sends_auth("https://PKGS.example:443/packages/a.whl", auth)
+    assert not sends_auth("https://pkgs.example:8443/simple/a/", auth), "another port"
+    assert not sends_auth("https://files.example/a.whl", auth), "another host"
+    secure = Auth("https://pkgs.example:443", "Basic eA==", "~/.netrc")
+    assert not sends_auth("http://pkgs.example/simple/a/", secure), "never down to http"
+    odd = Auth("http://pkgs.example:8080", "Basic eA==", "~/.netrc")
+    assert not sends_auth("https://pkgs.example:8443/simple/a/", odd)
+    assert not sends_auth("https://pkgs.example/a/", Auth("http://pkgs.example:80", None, "x"))
+
+
+class _Reply:
+    def __init__(self, status: int, location: str | None = None) -> None:
+        self.status, self.reason, self.location = status, "Moved" if location else "OK", location
+        self.length, self.will_close = 0, False
+
+    def getheader(self, name: str, default: str | None = None) -> str | None:
+        return self.location if name == "Location" else default
+
+    def isclosed(self) -> bool:
+        return True
+
+    def read(self) -> bytes:
+        return b""
+
+
+class _Connection:
+    """Answers http://pkgs.example/... with a redirect to its https, and https with 200."""
+
+    def __init__(self, scheme: str, seen: list[tuple[str, str | None]]) -> None:
+        self.scheme, self.seen, self.target = scheme, seen, ""
+
+    def request(self, method: str, target: str, headers: dict[str, str]) -> None:
+        self.target = target
+        self.seen.append((f"{self.scheme}:{target}", headers.get("Authorization")))
+
+    def getresponse(self) -> _Reply:
+        if self.scheme == "http":
+            return _Reply(301, "https://pkgs.example" + self.target)
+        return _Reply(200)
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_http_upstream_that_upgrades_to_https_is_read_with_its_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    def connection(self: Client, parts: Any, proxy: Any, fresh: bool = False) -> Any:
+        return (parts.scheme, parts.hostname), _Connection(parts.scheme, seen), False
+
+    monkeypatch.setattr(upstream_http, "_proxy_for", lambda parts: None)
+    monkeypatch.setattr(Client, "_connection", connection)
+    found = Credentials(USER, "pw", "~/.netrc")
+    client = Client(auth=client_auth(found, "http://pkgs.example"))
+    client.get("http://pkgs.example/simple/a/", lambda reply, _: reply.read())
+    assert seen == [("http:/simple/a/", found.header()), ("https:/simple/a/", found.header())]
+
+
+def test_each_refusal_says_who_refused_what_and_the_way_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
+    upstream = "https://pkgs.example"
+    file = f"{upstream}/packages/ab/cd/omega-1.1-py3-none-any.whl"
+    sent = client_auth(Credentials(USER, "pw", "mirror.upstream_auth ($U, $P)"), upstream)
+    none = client_auth(None, upstream)
+
+    blocked = refused(file, 403, "Forbidden", sent)
+    assert blocked.startswith(f"the upstream's index refused the file {file} (HTTP 403 Forbidden)")
+    assert "with the credentials from mirror.upstream_auth ($U, $P): it blocks that file" in blocked
+    assert "not permitted to read it" in blocked and "check their values" not in blocked
+
+    page = refused(f"{upstream}/simple/omega/", 403, "Forbidden", sent)
+    assert page.startswith(f"the upstream {upstream}/simple/omega/ refused the credentials from")
+
+    elsewhere = refused("https://files.example/omega.whl", 401, "Unauthorized", sent)
+    assert elsewhere.startswith("https://files.example/omega.whl asks for credentials (HTTP 401")
+    assert "not on the upstream's origin https://pkgs.example:443" in elsewhere
+    assert "the upstream https://files" not in elsewhere
+    assert refused("https://files.example/omega.whl", 401, "Unauthorized", none) == elsewhere
+
+    anonymous = refused(f"{upstream}/simple/omega/", 401, "Unauthorized", none)
+    assert anonymous == (
+        f"the upstream {upstream}/simple/omega/ asks for credentials (HTTP 401 Unauthorized); "
+        f"set mirror.upstream_auth or add the host pkgs.example to $NETRC ({tmp_path / 'netrc'})"
+    )
+    assert "~/.netrc" not in anonymous
+    monkeypatch.delenv("NETRC")
+    assert client_auth(None, upstream).source.endswith("pkgs.example to ~/.netrc")
+
+
+def test_uv_refused_reads_uvs_own_line_never_a_build_log() -> None:
+    found = Credentials(USER, "pw", "~/.netrc")
+    index = (
+        "error: No solution found when resolving dependencies\n"
+        "  cause: Because omega was not found in the package registry ...\n\n"
+        "hint: An index URL (https://pkgs.example/pypi/simple/) could not be queried due to a "
+        "lack of valid authentication credentials (401 Unauthorized)\n"
+    )
+    said = uv_refused(index, "https://pkgs.example/pypi", found)
+    assert said is not None
+    assert said.startswith("the upstream https://pkgs.example/pypi/simple/ refused the credentials")
+    a_file = (
+        "error: Failed to fetch: https://pkgs.example/packages/omega-1.1-py3-none-any.whl\n"
+        "  cause: HTTP status client error (403 Forbidden) for url "
+        "(https://pkgs.example/packages/omega-1.1-py3-none-any.whl)\n"
+    )
+    said = uv_refused(a_file, "https://pkgs.example/pypi", found)
+    assert said is not None and said.startswith(
+        "the upstream's index refused the file "
+        "https://pkgs.example/packages/omega-1.1-py3-none-any.whl (HTTP 403 Forbidden)"
+    )
+    build_log = (
+        "  \u00d7 Failed to build `leaky @ file:///tmp/leaky-1.0.tar.gz`\n"
+        "  ├─▶ The build backend returned an error\n"
+        "  ╰─▶ Call to `setuptools.build_meta:__legacy__.build_wheel` failed (exit status: 1)\n\n"
+        "      [stdout]\n"
+        "      fetching https://elsewhere.example/x: 401 Unauthorized\n"
+        "      hint: An index URL (https://elsewhere.example/) could not be queried due to a "
+        "lack of valid authentication credentials (401 Unauthorized)\n"
+        "      HTTP status client error (403 Forbidden) for url (https://elsewhere.example/)\n"
+    )
+    assert uv_refused(build_log, "https://pkgs.example/pypi", found) is None
+
+
+# --------------------------------------------------------------------------------------
+# engine auto decides again when the credentials come or go
+# --------------------------------------------------------------------------------------
+
+
+def test_engine_auto_decides_again_once_the_credentials_are_gone(
+    tmp_path: Path, private: Upstream, secret: str
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine 127.0.0.1\n  login {USER}\n  password {secret}\n")
+    spec = _spec(tmp_path, private, engine="auto")
+    private.json_api = False  # so auto, when it asks, chooses simple for another reason
+    first = _olmirror(_env(private, tmp_path, NETRC=str(netrc)), "plan", "-f", str(spec))
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "engine auto chose simple because the upstream is read with credentials" in first.stdout
+
+    private.require_auth(None)
+    netrc.unlink()
+    again = _olmirror(_env(private, tmp_path, NETRC=str(netrc)), "plan", "-f", str(spec))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "read with credentials" not in again.stdout
+    assert "engine auto chose simple because it has no JSON API" in again.stdout
+    assert "credentials" not in json.loads(resolved_path(spec).read_text())["auto_engine_why"]
+    assert secret not in first.stdout + first.stderr + again.stdout + again.stderr
+
+
+def test_the_lock_digest_says_whether_auto_decided_with_credentials_never_which() -> None:
+    args: tuple[Any, ...] = ([], [], "https://u.example", [], True)
+    assert inputs_digest(*args) == inputs_digest(*args, False), "a lock without stays as it was"
+    assert inputs_digest(*args, True) != inputs_digest(*args)
+    assert inputs_digest(*args[:4], False, True) == inputs_digest(*args[:4], False)

@@ -66,7 +66,8 @@ class Lock:
     upstream: str
     targets: dict[str, TargetLock]
     # What `engine: auto` chose when this lock was resolved, and why: decided once, so a
-    # plan neither asks the upstream again nor switches engines when it is briefly down.
+    # plan neither asks the upstream again nor switches engines when it is briefly down;
+    # again when credentials for the upstream appear or go (`inputs_digest`).
     auto_engine: str | None = None
     auto_engine_why: str | None = None
     # Each worker's registry as last found on its host (`Registry.to_json`): where the
@@ -125,7 +126,11 @@ def inputs_digest(
     upstream: str,
     block: list[str],
     auto_engine: bool,
+    with_credentials: bool = False,
 ) -> str:
+    """What the lock is made from. `with_credentials`: whether `engine: auto` decides with
+    credentials for the upstream (never what they are), so that it decides again, asking
+    the upstream, when they go; written only when true, so a lock without stays as it was."""
     data = {
         "sets": {s.name: [sorted(s.requirements), s.discovered] for s in sets},
         "targets": sorted(t.key for t in targets),
@@ -134,6 +139,8 @@ def inputs_digest(
         "auto_engine": auto_engine,
         "recipe": LOCK_RECIPE,
     }
+    if auto_engine and with_credentials:
+        data["credentials"] = True
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -40,7 +40,7 @@ from olmirror.lock.requirement_sets import (
 )
 from olmirror.lock.requirements_txt import REQUESTED
 from olmirror.lock.targets import Target, targets_of
-from olmirror.lock.upstream_auth import auth_source, credentials
+from olmirror.lock.upstream_auth import auth_source, credentials, credentials_from
 from olmirror.lock.upstream_index import retries_of, upstream_of
 from olmirror.lock.uv_compile import Resolution, Unresolvable
 from olmirror.spec import LoadedSpec
@@ -199,7 +199,11 @@ def lock_inputs(
     sets = requirement_sets(loaded, registries)
     block = list(loaded.spec.allowlist.block)
     auto = loaded.spec.mirror.engine == "auto"
-    return sets, inputs_digest(sets, targets_of(loaded), upstream_of(loaded), block, auto)
+    upstream = upstream_of(loaded)
+    # auto's choice rests on whether there are credentials: decided again when that changes
+    source = auth_source(loaded.spec.mirror.upstream_auth)
+    with_credentials = auto and credentials_from(source, upstream) is not None
+    return sets, inputs_digest(sets, targets_of(loaded), upstream, block, auto, with_credentials)
 
 
 def current_lock(

@@ -26,8 +26,8 @@ from olmirror.errors import OlmirrorError
 from olmirror.lock.requirement_sets import RequirementSet, requirement_name
 from olmirror.lock.requirements_txt import read_compiled
 from olmirror.lock.targets import Target, uv_platform
-from olmirror.lock.upstream_auth import Credentials
-from olmirror.lock.uv_env import index_args, uv_env, uv_refused
+from olmirror.lock.upstream_auth import Credentials, redact
+from olmirror.lock.uv_env import build_env, index_args, uv_env, uv_refused
 from olmirror.remote.upstream_http import Retries
 
 log = logging.getLogger(__name__)
@@ -239,7 +239,8 @@ def _compile_to(
         *(f"--upgrade-package={name}" for name in sorted(upgrade)),
     ]  # fmt: skip
     retries = retries or Retries()
-    env = uv_env(ca, index_timeout, retries, credentials)
+    # uv builds an sdist to read its metadata, running the upstream's code: as a build
+    env = build_env(uv_env(ca, index_timeout, retries, credentials))
     failed: float | None = None  # when the first run failed (mirror.retries.within)
     tries = 0
     while True:
@@ -262,13 +263,14 @@ def _compile_to(
             ) from None
         if done.returncode == 0:
             break
+        stderr = redact(done.stderr, credentials)  # what a build printed of its environment
         # uv retries each request itself, but not a file that arrives damaged: run it again
         # (what it already read is in its cache), as long as the retries allow.
         failed = failed or time.monotonic()
         pause = retries.pause(tries, failed)
-        if pause is None or not transient(done.stderr):
-            raise _resolve_error(requirements, target, upstream, done.stderr, tries, credentials)
-        log.debug("resolving %s for %s again: %s", requirements.origin, target.key, done.stderr)
+        if pause is None or not transient(stderr):
+            raise _resolve_error(requirements, target, upstream, stderr, tries, credentials)
+        log.debug("resolving %s for %s again: %s", requirements.origin, target.key, stderr)
         time.sleep(pause)
     pins, needed_by = read_compiled(output.read_text())
     return Resolution(sorted(pins), needed_by)

@@ -1,6 +1,9 @@
 """The environment every uv that olmirror runs gets: the upstream's CA and credentials, uv's
 own timeouts and retries from the spec, and none of this machine's settings that would send
-uv to another index or fetch a Python.
+uv to another index or fetch a Python, nor its netrc (olmirror alone decides which
+credentials go where). `build_env` trims it further to what a build needs: uv pip compile
+builds an sdist to read its metadata, uv build builds its wheel, and either build runs the
+sdist's own code with uv's environment.
 
 uv takes an index's credentials from the variables `UV_INDEX_<NAME>_USERNAME` and
 `UV_INDEX_<NAME>_PASSWORD` of a named index (`--default-index <name>=<url>`; uv's
@@ -33,8 +36,31 @@ UV_INDEX_VARIABLES = (
     "UV_BUILD_CONSTRAINT",
 )
 INDEX_NAME = "olmirror"  # the upstream's name for uv, whose credentials' variables it names
-# uv's words for an index that refused it: "... (401 Unauthorized)".
-_REFUSED = re.compile(r"\b(40[13]) (Unauthorized|Forbidden)\b")
+SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip can hold
+# What a build (and the uv that runs it) keeps of this machine's environment, beside uv's
+# own settings, the locale and the proxies (`build_env`).
+BUILD_VARIABLES = frozenset({
+    "PATH", "HOME", "TMPDIR", "LANG", "TERM", "XDG_CACHE_HOME", "CC", "CXX", "CFLAGS",
+    "LDFLAGS", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+    "PIP_CERT", "NETRC", "no_proxy", "NO_PROXY",
+})  # fmt: skip
+# uv's own lines for a URL that refused it, never a line of a build's log (which uv prints
+# after "[stdout]" or "[stderr]"): an index's page (uv's hint) and a file (its HTTP client).
+_REFUSED = (
+    re.compile(
+        r"An index URL \((?P<url>[^\s()]+)\) could not be queried due to a lack of valid "
+        r"authentication credentials \((?P<status>40[13]) (?P<reason>Unauthorized|Forbidden)\)"
+    ),
+    re.compile(
+        r"HTTP status client error \((?P<status>40[13]) (?P<reason>Unauthorized|Forbidden)\) "
+        r"for url \((?P<url>[^\s()]+)\)"
+    ),
+)
+# uv's decoration and the word that starts each of its lines
+_UV_PREFIX = re.compile(
+    r"^[\s\u00d7\u2570\u2500\u25b6\u2502\u251c]*(?:(?:error|cause|hint|Caused by):\s*)?"
+)
+_BUILD_LOG = ("[stdout]", "[stderr]")
 
 
 def index_args(upstream: str) -> list[str]:
@@ -61,8 +87,10 @@ def uv_env(
     env = {
         k: v
         for k, v in tls_env(ca_file).items()
-        if k not in UV_INDEX_VARIABLES and not k.startswith("UV_INDEX_")
+        if k not in UV_INDEX_VARIABLES and not k.startswith(("UV_INDEX_", "UV_PUBLISH_"))
     }
+    # uv would read the netrc itself, and send its `default` entry to any host
+    env["NETRC"] = os.devnull
     if credentials is not None:
         prefix = f"UV_INDEX_{INDEX_NAME.upper()}"
         env[f"{prefix}_USERNAME"] = credentials.username
@@ -75,11 +103,32 @@ def uv_env(
     }
 
 
+def build_env(env: dict[str, str]) -> dict[str, str]:
+    """What a uv that may build an sdist sees of `env` (`uv_env`'s), and the build with it:
+    the sdist's backend is the upstream's code, so it gets the variables a build needs (the
+    tools' PATH, the caches, the proxies, the CA, uv's own settings) and none of the rest,
+    where secrets live (a `become` password's variable, tokens). uv's settings hold the
+    upstream's own credentials when it has some (`uv_env`): uv needs them for the index and
+    the build requirements, and the backend inherits them, so what uv prints passes through
+    `upstream_auth.redact`."""
+    kept = {
+        k: v for k, v in env.items()
+        if k in BUILD_VARIABLES or k.startswith(("UV_", "LC_")) or k.lower().endswith("_proxy")
+    }  # fmt: skip
+    return kept | {"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "PYTHONHASHSEED": "0"}
+
+
 def uv_refused(output: str, upstream: str, credentials: Credentials | None) -> str | None:
-    """Why uv could not read the upstream, when it refused uv (401, 403): with which
-    credentials, or that it wants some; None when uv failed otherwise."""
-    found = _REFUSED.search(output)
-    if found is None:
-        return None
-    auth = client_auth(credentials, upstream)
-    return refused(f"{upstream}/simple/", int(found[1]), found[2], auth)
+    """Why uv could not read the upstream, when a URL refused uv (401, 403): uv's own line
+    says which; the words name the credentials sent, or say how to send some. None when uv
+    failed otherwise (a build's log that prints "401 Unauthorized" is no refusal of uv's)."""
+    for line in output.splitlines():
+        if line.strip() in _BUILD_LOG:
+            break
+        said = _UV_PREFIX.sub("", line, count=1)
+        for pattern in _REFUSED:
+            found = pattern.match(said)
+            if found:
+                auth = client_auth(credentials, upstream)
+                return refused(found["url"], int(found["status"]), found["reason"], auth)
+    return None

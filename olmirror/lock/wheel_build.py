@@ -38,22 +38,16 @@ from olmirror.errors import OlmirrorError
 from olmirror.lock.lockfile import LockedFile
 from olmirror.lock.requirement_sets import RequirementSet
 from olmirror.lock.targets import Target, compatible_platforms
-from olmirror.lock.upstream_auth import Credentials, client_auth
+from olmirror.lock.upstream_auth import Credentials, client_auth, redact
 from olmirror.lock.upstream_index import SHA256, not_a_file_name
 from olmirror.lock.uv_compile import missing_build_requirement, transient
-from olmirror.lock.uv_env import index_args, uv_env, uv_refused
+from olmirror.lock.uv_env import build_env, index_args, uv_env, uv_refused
 from olmirror.remote.fetch_files import check_url
 from olmirror.remote.upstream_http import Auth, Client, Final, Retries, Transient, chunks
 
 BUILD_SECONDS = 900
-SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01, the oldest time a zip can hold
 LOG_LINES = 15  # of a failed build's output, in its error
 BUILDERS = 2  # builds at once: each may compile
-BUILD_VARIABLES = frozenset({
-    "PATH", "HOME", "TMPDIR", "LANG", "TERM", "XDG_CACHE_HOME", "CC", "CXX", "CFLAGS",
-    "LDFLAGS", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-    "PIP_CERT", "no_proxy", "NO_PROXY",
-})  # fmt: skip
 log = logging.getLogger(__name__)
 
 
@@ -211,26 +205,12 @@ def build_wheel(
             ) from None
         wheels = sorted(out.glob("*.whl")) if out.is_dir() else []
         if done.returncode != 0 or len(wheels) != 1:
-            output = done.stderr + done.stdout
+            output = redact(done.stderr + done.stdout, credentials)  # the backend's too
             refused = uv_refused(output, upstream, credentials)
             if refused:
                 raise OlmirrorError(f"building {sdist.filename} into a wheel: {refused}")
             raise _failure(sdist, output)
         return _keep(sdist, wheels[0], state)
-
-
-def build_env(env: dict[str, str]) -> dict[str, str]:
-    """What a build sees of this machine's environment: the sdist's backend is the upstream's
-    code, so it gets the variables a build needs (the tools' PATH, the caches, the proxies,
-    the CA, uv's own settings) and none of the rest, where secrets live (a `become`
-    password's variable, tokens). uv's settings hold the upstream's own credentials when it
-    has some (`uv_env`): uv needs them for the build requirements, and its backend
-    inherits them."""
-    kept = {
-        k: v for k, v in env.items()
-        if k in BUILD_VARIABLES or k.startswith(("UV_", "LC_")) or k.lower().endswith("_proxy")
-    }  # fmt: skip
-    return kept | {"SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "PYTHONHASHSEED": "0"}
 
 
 def _failure(sdist: LockedFile, output: str) -> OlmirrorError:

@@ -5,8 +5,10 @@ serve many requests); a transient failure (429, 5xx, a reset or cut connection, 
 timeout, a failed DNS lookup, a damaged body the caller detects) is tried again after a
 backoff with jitter, bounded by a count and a total time; a final answer (404, 401, 403,
 an untrusted certificate) is never retried. Proxies come from the environment, as
-urllib finds them. A private upstream's credentials (`Auth`) go to its own origin only:
-a redirect to, or a file on, another host is asked for without them.
+urllib finds them. A private upstream's credentials (`Auth`) go to its own origin only,
+and to the same host upgraded from http to https (as requests keeps them, `sends_auth`):
+a redirect to, or a file on, another host or port, or down to plain http, is asked for
+without them.
 
 Plain standard library on purpose: `fetch_files.py` runs on the mirror host with this
 module's source placed before its own. The index client uses it on this machine.
@@ -30,6 +32,9 @@ _CERTIFICATE = getattr(ssl, "SSLCertVerificationError", ())
 MAX_REDIRECTS = 5
 MAX_WAIT = 30.0  # seconds: the longest single wait between tries
 DRAIN = 1 << 16  # bytes of an answer left unread that are read so its connection serves on
+# The names of the files an index serves (a distribution, or its PEP 658 metadata), as
+# against its pages: a 403 on one is that file refused, not the index.
+FILE_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg", ".metadata")
 # A request with one of these headers is answered 304 when the page is unchanged; `read`
 # is then given that answer (it holds the page already).
 CONDITIONAL = {"If-None-Match", "If-Modified-Since"}
@@ -80,8 +85,9 @@ DEFAULT_RETRIES = Retries()
 
 class Auth(collections.namedtuple("Auth", "origin header source")):
     """The upstream's `origin` (see `origin`), the `Authorization` header sent to it alone
-    (None: the upstream is read without credentials), and where that came from (`source`,
-    for messages: never the secret)."""
+    (None: the upstream is read without credentials), and, for messages (never the
+    secret), where that header came from, or without one what to do to send one
+    (`source`)."""
 
     __slots__ = ()
 
@@ -90,24 +96,67 @@ class Auth(collections.namedtuple("Auth", "origin header source")):
         return f"Auth(origin={self.origin!r}, header={hidden}, source={self.source!r})"
 
 
+def _upstreams(url, auth):
+    """Whether `url` is where `auth`'s credentials belong: the upstream's origin, or its
+    host's https on the default port when the upstream is its plain http on the default
+    port (an upgrade, as requests' `should_strip_auth` allows); never another host or
+    port, nor https down to http."""
+    if origin(url) == auth.origin:
+        return True
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    upgrade = parts.scheme == "https" and port_of(parts) == 443
+    return upgrade and auth.origin == f"http://{host}:80"
+
+
+def sends_auth(url, auth):
+    """Whether a request of `url` carries `auth`'s header (see `_upstreams`)."""
+    return auth is not None and bool(auth.header) and _upstreams(url, auth)
+
+
+def _a_file(url):
+    """Whether `url` names a file of the index (a distribution or its metadata), not a page."""
+    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+    return name.lower().endswith(FILE_SUFFIXES)
+
+
 def refused(url, status, reason, auth):
-    """Why the upstream (or a file host) answered 401 or 403, and what to do."""
+    """Why the upstream (or a file host) answered 401 or 403, and what to do; `auth`: the
+    upstream's (None: no upstream is known)."""
     answer = f"HTTP {status} {reason}"
-    if auth is not None and auth.header and origin(url) == auth.origin:
+    host = urllib.parse.urlsplit(url).hostname
+    if auth is None:
+        return (
+            f"{url} asks for credentials ({answer}); set mirror.upstream_auth or give its "
+            "host an entry in ~/.netrc"
+        )
+    if not _upstreams(url, auth):
+        asks = "asks for credentials" if status == 401 else "refuses it"
+        return (
+            f"{url} {asks} ({answer}), and it is not on the upstream's origin {auth.origin}, "
+            "the only one olmirror sends credentials to; serve the files from the upstream, "
+            "or let them be read where they are without credentials"
+        )
+    blocked = status == 403 and _a_file(url)
+    if auth.header and blocked:
+        return (
+            f"the upstream's index refused the file {url} ({answer}) with the credentials from "
+            f"{auth.source}: it blocks that file (a policy or a scan of Artifactory or Nexus, "
+            "say), or those credentials are not permitted to read it; ask the index's "
+            "administrators, or pin another release"
+        )
+    if auth.header:
         return (
             f"the upstream {url} refused the credentials from {auth.source} ({answer}); check "
             "their values, and that their account may read this index"
         )
-    if auth is not None and auth.header:  # a file host other than the upstream
+    todo = auth.source or f"set mirror.upstream_auth or add the host {host} to ~/.netrc"
+    if blocked:
         return (
-            f"{url} asks for credentials ({answer}), and olmirror sends the upstream's only "
-            f"to its own origin {auth.origin}; serve the files from the upstream, or let "
-            "them be read without credentials"
+            f"the upstream's index refused the file {url} ({answer}), read without "
+            f"credentials: it blocks that file, or only some credentials may read it; {todo}"
         )
-    return (
-        f"the upstream {url} asks for credentials ({answer}); set mirror.upstream_auth or add "
-        f"the host {urllib.parse.urlsplit(url).hostname} to ~/.netrc"
-    )
+    return f"the upstream {url} asks for credentials ({answer}); {todo}"
 
 
 def _retry_after(value):
@@ -265,7 +314,7 @@ class Client:
             proxy = _proxy_for(parts)
             key, conn, reused = self._connection(parts, proxy)
             sent = dict(headers)
-            if self.auth is not None and self.auth.header and origin(url) == self.auth.origin:
+            if sends_auth(url, self.auth):
                 sent["Authorization"] = self.auth.header  # per hop: a redirect elsewhere drops it
             if proxy and parts.scheme == "http":  # through the proxy, by absolute URL
                 target = url
