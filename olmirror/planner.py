@@ -7,9 +7,11 @@ only when a registry changed since is every host looked at a second time. When t
 lock must be resolved anyway, the registries are surveyed first, so it is resolved once.
 
 An s3:// registry is a bucket read from this machine (`blob_survey`), at most once per
-plan: while the hosts are planned when the lock names it, else once a worker's host
-named it in its config.json. Its declared lambdas make the bucket a host of the plan,
-planned whenever a worker reading it is.
+plan and store (`store_id`: two URLs that differ only in ways gocloud ignores are one):
+while the hosts are planned when the lock names it, else once a worker's host named it
+in its config.json. Its declared lambdas make the bucket a host of the plan, planned
+whenever a worker reading it is; when it is the mirror's bucket too, only the lambdas
+are planned without the mirror's host.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from olmirror.lock.lockfile import Lock, lock_path, read_lock
 from olmirror.lock.resolve import current_lock, lock_inputs
 from olmirror.mirror.fetch import absent
 from olmirror.mirror.layout import stored_path
-from olmirror.openlambda.blob_store import host_name, is_store, store_url
+from olmirror.openlambda.blob_store import host_name, store_id
 from olmirror.openlambda.blob_survey import survey_buckets
 from olmirror.openlambda.detect import with_detected_targets
 from olmirror.openlambda.findings import Finding, Held, registry_findings
@@ -33,8 +35,10 @@ from olmirror.openlambda.registry import (
     Registry,
     declared_alongside,
     declared_in,
+    recorded_lambdas,
     recorded_registries,
     registry_from_probe,
+    registry_urls,
     worker_dir,
 )
 from olmirror.plan import HostPlan, Plan, build_plan
@@ -69,51 +73,59 @@ def _answers(workers: list[Worker], answers: dict[str, dict[str, dict]]) -> dict
     return {name: answer for name, answer in found.items() if answer is not None}
 
 
-def _bucket(answer: dict) -> str | None:
-    """The s3:// registry an answer's config.json names, or None."""
-    setting = answer.get("setting")
-    return store_url(setting) if not answer.get("error") and is_store(setting) else None
+def _named(by_worker: dict[str, dict], discover: bool) -> set[str]:
+    """The s3:// registries that workers' config.json names, in answers that could be read."""
+    return {url for url in registry_urls({}, by_worker).values() if url} if discover else set()
 
 
-def _named(workers: list[Worker], answers: dict[str, dict[str, dict]]) -> set[str]:
-    """The s3:// registries the workers' hosts name in their config.json."""
-    return {url for answer in _answers(workers, answers).values() if (url := _bucket(answer))}
+def _read_buckets(
+    loaded: LoadedSpec,
+    wanted: set[str],
+    urls: dict[str, str | None],
+    recorded: dict[str, Registry],
+    connections: Connections,
+    forks: int,
+) -> dict[str, dict]:
+    """The surveys of the s3:// registries `wanted`, by `store_id`: without the lambdas the
+    spec declares there (`urls`: each worker's registry), nor those the lock `recorded`
+    with the ETag listed now."""
+    declared = declared_in(loaded.spec.workers, urls)
+    return survey_buckets(wanted, connections, forks, declared, recorded_lambdas(recorded))
 
 
 def _found(
     loaded: LoadedSpec,
     workers: list[Worker],
-    answers: dict[str, dict[str, dict]],
-    assumed: dict[str, Registry],
-    buckets: dict[str, dict],
+    by_worker: dict[str, dict],
+    urls: dict[str, str | None],
+    recorded: dict[str, Registry],
+    surveys: dict[str, dict],
 ) -> tuple[dict[str, Registry], dict[str, dict]]:
-    """(registry, raw answer) of each worker whose host answered, from per-host answers
-    and, for an s3:// registry, its bucket's survey in `buckets`.
+    """(registry, raw answer) of each worker whose host answered (`by_worker`), and for an
+    s3:// registry (`urls`) its bucket's survey in `surveys`.
 
-    A registry that could not be read keeps what the lock recorded (its error is still
+    A registry that could not be read keeps what the lock `recorded` (its error is still
     told): a passing fault must not drop its lambdas from the lock, and so the mirror. A
     bucket that could not be read keeps the lambdas found there before, at the place the
     worker's config.json names now.
     """
     discover = loaded.spec.allowlist.from_registry
-    by_worker = _answers(workers, answers)
-    urls = {name: r.bucket for name, r in assumed.items()}
-    urls |= {name: _bucket(answer) for name, answer in by_worker.items()}
     shared = declared_alongside(loaded.spec.workers, urls)
+    known = recorded_lambdas(recorded)
     registries, raw = {}, {}
     for worker in workers:
         answer = by_worker.get(worker.name)
         if answer is None:
             continue
-        url = urls[worker.name]
-        survey = buckets.get(url, {}) if url is not None else {}
+        store = store_id(url) if (url := urls[worker.name]) is not None else None
+        survey = surveys.get(store, {}) if store is not None else {}
         raw[worker.name] = {**answer, **survey}  # its lambdas, or why they cannot be read
         if answer.get("error"):
             continue
         also = shared.get(worker.name, frozenset())
-        registry = registry_from_probe(worker, raw[worker.name], discover, also)
-        if "error" in survey and worker.name in assumed:  # where it is, and what it held
-            registry = replace(registry, found=assumed[worker.name].found)
+        registry = registry_from_probe(worker, raw[worker.name], discover, also, known.get(store))
+        if "error" in survey and worker.name in recorded:  # where it is, and what it held
+            registry = replace(registry, found=recorded[worker.name].found)
         registries[worker.name] = registry
     return registries, raw
 
@@ -124,10 +136,10 @@ def _survey(
     connections: Connections,
     forks: int,
     recorded: dict[str, Registry],
-    buckets: dict[str, dict],
+    surveys: dict[str, dict],
 ) -> dict[str, Registry]:
     """Each worker's registry, read on its own (one round trip per host, in parallel), then
-    the buckets of s3:// registries (kept in `buckets`).
+    the buckets of s3:// registries (kept in `surveys`).
 
     A host that cannot be reached is left out here: the plan reports it."""
 
@@ -139,27 +151,16 @@ def _survey(
         return facts.registries
 
     folders = _folders(workers)
-    answers = in_parallel(folders, one, forks)
-    declared = _declared(loaded, recorded, workers, answers)
-    buckets |= survey_buckets(_named(workers, answers), connections, forks, declared)
-    return _found(loaded, workers, answers, recorded, buckets)[0]
+    by_worker = _answers(workers, in_parallel(folders, one, forks))
+    urls = registry_urls(recorded, by_worker)
+    named = _named(by_worker, discover=True)
+    surveys |= _read_buckets(loaded, named, urls, recorded, connections, forks)
+    return _found(loaded, workers, by_worker, urls, recorded, surveys)[0]
 
 
-def _declared(
-    loaded: LoadedSpec,
-    assumed: dict[str, Registry],
-    workers: list[Worker],
-    answers: dict[str, dict[str, dict]],
-) -> dict[str, set[str]]:
-    """The lambdas the spec declares in each s3:// registry, which a survey need not read."""
-    urls = {name: registry.bucket for name, registry in assumed.items()}
-    urls |= {name: _bucket(answer) for name, answer in _answers(workers, answers).items()}
-    return declared_in(loaded.spec.workers, urls)
-
-
-def _bucket_hosts(registries: dict[str, Registry], workers: list[Worker]) -> set[str]:
+def _registry_hosts(registries: dict[str, Registry], workers: list[Worker]) -> set[str]:
     """The hosts of the s3:// registries `workers` write their declared lambdas to."""
-    urls = {registries[w.name].bucket for w in workers if w.lambdas}
+    urls = {registries[w.name].s3_url for w in workers if w.lambdas}
     return {host_name(url) for url in urls if url is not None}
 
 
@@ -190,13 +191,14 @@ def plan_spec(
     spec = loaded.spec
     discover = spec.allowlist.from_registry
     location = location_of(spec)
-    bucket = {location.name} if location else set()
+    serve_bucket = {location.name} if location else set()
     previous = read_lock(lock_path(loaded.path))
     registries = recorded_registries(loaded, previous)
-    stores = _bucket_hosts(registries, spec.workers)
-    every = sorted({LOCAL, spec.mirror.host, *bucket, *stores, *(w.host for w in spec.workers)})
+    registry_hosts = _registry_hosts(registries, spec.workers)
+    every = sorted({LOCAL, spec.mirror.host, *serve_bucket, *registry_hosts,
+                    *(w.host for w in spec.workers)})  # fmt: skip
     names = limit_hosts(every, limit)
-    if bucket & set(names) and spec.mirror.host not in names:
+    if serve_bucket & set(names) and spec.mirror.host not in names:
         raise OlmirrorError(
             f"--limit: the bucket {location.name if location else ''} is published from the "
             f"mirror folder on {spec.mirror.host!r}, under its apply lock; add "
@@ -204,18 +206,20 @@ def plan_spec(
         )
     loaded, undetected = with_detected_targets(loaded, connections, names, forks)
     workers = [w for w in loaded.spec.workers if w.host in names]
-    buckets: dict[str, dict] = {}  # s3:// registry -> its survey, once per plan
+    surveys: dict[str, dict] = {}  # s3:// registry (`store_id`) -> its survey, once per plan
     if discover and (previous is None or previous.inputs != lock_inputs(loaded, registries)[1]):
-        registries |= _survey(loaded, workers, connections, forks, registries, buckets)
+        registries |= _survey(loaded, workers, connections, forks, registries, surveys)
     for last in (False, True):
         lock = current_lock(loaded, registries)
+        # The bucket of the mirror is planned only with the mirror's host (`desired_state`).
         desired = desired_state(loaded, lock, registries, set(names) - set(undetected))
-        hosts = sorted(set(names) | _bucket_hosts(registries, workers))
-        assumed = {url for w in workers if (url := registries[w.name].bucket) and discover}
-        declared = _declared(loaded, registries, workers, {})
+        hosts = sorted(set(names) | _registry_hosts(registries, workers))
+        urls = registry_urls(registries, {})
+        to_read = {u for w in workers if (u := urls[w.name]) and store_id(u) not in surveys}
+        to_read = to_read if discover else set()
         with ThreadPoolExecutor(max_workers=1) as aside:  # the buckets while hosts answer
             reading = aside.submit(
-                survey_buckets, assumed - buckets.keys(), connections, forks, declared
+                _read_buckets, loaded, to_read, urls, registries, connections, forks
             )
             plan = build_plan(
                 spec_file,
@@ -226,18 +230,20 @@ def plan_spec(
                 mirror if spec.mirror.host in names else None,
                 _folders(workers),
             )
-            buckets |= reading.result()
-        answers = {h.host: h.registries for h in plan.hosts}
-        named = _named(workers, answers) if discover else set()
-        declared = _declared(loaded, registries, workers, answers)
-        buckets |= survey_buckets(named - buckets.keys(), connections, forks, declared)
-        seen, raw = _found(loaded, workers, answers, registries, buckets)
+            surveys |= reading.result()
+        by_worker = _answers(workers, {h.host: h.registries for h in plan.hosts})
+        urls = registry_urls(registries, by_worker)
+        named = {u for u in _named(by_worker, discover) if store_id(u) not in surveys}
+        surveys |= _read_buckets(loaded, named, urls, registries, connections, forks)
+        seen, raw = _found(loaded, workers, by_worker, urls, registries, surveys)
         changed = sorted(n for n, registry in seen.items() if registries[n] != registry)
         if not changed or last:
             break
         registries |= seen
+    planned = set(names) - set(undetected)
+    shared = declared_alongside(loaded.spec.workers, urls)
     findings = registry_findings(
-        loaded, lock, registries, raw, set(names) - set(undetected), _held(loaded, lock, plan)
+        loaded, lock, registries, raw, planned, _held(loaded, lock, plan), shared
     )
     for name in changed:
         worker = next(w for w in workers if w.name == name)

@@ -14,6 +14,8 @@ import sys
 import tarfile
 import threading
 import time
+import tracemalloc
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,6 +44,7 @@ from olmirror.mirror.prune import PruneMirror
 from olmirror.openlambda.packages_dir import stale_entries
 from olmirror.openlambda.registry import recorded_registries, registry_from_probe
 from olmirror.openlambda.worker import requirements_in
+from olmirror.remote import probe
 from olmirror.remote.upstream_http import Retries
 from olmirror.resources import File, ResourceError
 from olmirror.spec import Host, Worker, load_spec
@@ -752,3 +755,81 @@ def test_a_remote_package_folder_left_empty_is_stale(tmp_path: Path, conn: Conne
     raw = conn.gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
     (stale,) = stale_entries(raw["installed"], {"six==1.16.0"})
     assert (stale.entry, stale.why) == ("six==1.16.0", "holds no installed package, not six 1.16.0")
+
+
+def _bomb(kind: str) -> bytes:
+    """A small tar.gz whose first member's header claims 200 MiB: a pax header or a GNU long
+    name that holds a path that long (both read whole by tarfile), a pax header that only
+    says so, or a member of that many zeros (skipped, so unpacked to the bound)."""
+    huge = 200 << 20
+    gzip = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = []
+    if kind in ("pax-path", "gnu-longname"):
+        value = b"a" * huge
+        if kind == "pax-path":
+            body = b" path=" + value + b"\n"
+            size = len(body) + len(str(len(body) + 10))
+            data = str(size).encode() + body
+        else:
+            data = value + b"\0"
+        header = tarfile.TarInfo("././@LongLink" if kind != "pax-path" else "././@PaxHeader")
+        header.type = tarfile.GNUTYPE_LONGNAME if kind != "pax-path" else tarfile.XHDTYPE
+        header.size = len(data)
+        out += [gzip.compress(header.tobuf(tarfile.USTAR_FORMAT)), gzip.compress(data)]
+        out.append(gzip.compress(b"\0" * (-len(data) % tarfile.BLOCKSIZE)))
+    elif kind == "pax-declared":
+        header = tarfile.TarInfo("././@PaxHeader")
+        header.type, header.size = tarfile.XHDTYPE, huge
+        out.append(gzip.compress(header.tobuf(tarfile.USTAR_FORMAT)))
+    else:
+        member = tarfile.TarInfo("zeros")
+        member.size = 300 << 20
+        out.append(gzip.compress(member.tobuf()))
+        out += [gzip.compress(bytes(1 << 20)) for _ in range(member.size >> 20)]
+    member = tarfile.TarInfo("requirements.txt")
+    member.size = len(b"six==1.16.0\n")
+    out += [gzip.compress(member.tobuf() + b"six==1.16.0\n".ljust(512, b"\0") + bytes(1024))]
+    return b"".join([*out, gzip.flush()])
+
+
+@pytest.mark.parametrize("kind", ["pax-path", "gnu-longname", "pax-declared", "zeros"])
+def test_a_small_tarball_that_claims_a_huge_header_is_refused_in_bounded_memory(kind: str) -> None:
+    """tarfile reads a pax header or a GNU long name whole before any count of members or
+    bytes: the probe's reader hands it no more than a header's bound (MAX_HEADER), and
+    unpacks no more than MAX_UNPACKED, however small the gzip."""
+    data = _bomb(kind)
+    assert len(data) < (2 << 20)
+    tracemalloc.start()
+    try:
+        files = probe.tarball_requirements(io.BytesIO(data), len(data))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    (error,) = (entry["error"] for entry in files.values())
+    assert error.startswith("not a readable tar.gz (") and "\n" not in error, error
+    why = "more than 268435456 bytes unpacked" if kind == "zeros" else "headers larger than 65536"
+    assert why in error
+    assert peak < 16 << 20, f"{peak} bytes held to refuse it"
+    files = probe.tarball_requirements(io.BytesIO(_plain()), len(_plain()))
+    assert files == {"requirements.txt": {"text": "six==1.16.0\n"}}, "a plain one is read"
+
+
+def _plain() -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+        info = tarfile.TarInfo("./requirements.txt")
+        info.size = len(b"six==1.16.0\n")
+        archive.addfile(info, io.BytesIO(b"six==1.16.0\n"))
+    return raw.getvalue()
+
+
+@pytest.mark.parametrize("conn", ["local", "ssh"], indirect=True)
+def test_a_tarball_that_claims_a_huge_header_in_a_host_registry_is_one_error(
+    tmp_path: Path, conn: Connection
+) -> None:
+    home, registry = _worker_with_registry(tmp_path)
+    registry.mkdir()
+    (registry / "bomb.tar.gz").write_bytes(_bomb("pax-path"))
+    raw = conn.gather(FactRequest(registries=frozenset({str(home)}))).registries[str(home)]
+    error = raw["lambdas"]["bomb"]["files"]["requirements.txt"]["error"]
+    assert error == "not a readable tar.gz (a member's headers larger than 65536 bytes)"

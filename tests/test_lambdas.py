@@ -391,10 +391,14 @@ def test_the_registry_folder_is_read_from_config_json_as_openlambda_writes_it() 
     assert (outside.folder, outside.elsewhere) == (None, "file:///etc"), "never written to"
     raw = {"setting": "gs://key:secret@bucket/registry?token=t", "folder": None}
     assert registry_from_probe(worker, raw, discover=True).elsewhere == "gs://bucket/registry"
+    setting = "s3://key:secret@bucket/registry?region=eu-west-1&endpoint=https://u:p@s3.example"
+    in_bucket = registry_from_probe(worker, {"setting": setting, "folder": None}, discover=True)
+    assert (in_bucket.folder, in_bucket.elsewhere, in_bucket.refused) == (None, None, None)
+    assert in_bucket.s3_url == "s3://bucket/registry?endpoint=https://s3.example&region=eu-west-1"
     raw = {"setting": "s3://key:secret@bucket/registry?token=t&region=eu-west-1", "folder": None}
-    in_bucket = registry_from_probe(worker, raw, discover=True)
-    assert (in_bucket.folder, in_bucket.elsewhere) == (None, None)
-    assert in_bucket.bucket == "s3://bucket/registry?region=eu-west-1", "no secret is kept"
+    refused = registry_from_probe(worker, raw, discover=True)  # gocloud cannot open it
+    assert (refused.s3_url, refused.elsewhere) == (None, "s3://bucket/registry?region=eu-west-1")
+    assert "unknown parameter 'token'" in (refused.refused or ""), "no secret is kept"
 
 
 def test_requirements_txt_lines_are_judged_by_the_markers_of_the_workers_target() -> None:

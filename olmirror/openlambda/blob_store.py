@@ -2,65 +2,131 @@
 
 config.json's `registry` may be a gocloud URL, `s3://bucket?region=...&endpoint=...`
 (go/worker/lambda/handlerPuller.go:41-54 at a288ce1e opens it with blob.OpenBucket,
-gocloud.dev v0.42.0). gocloud takes the bucket from the URL's host and ignores its path;
-its `prefix` parameter is put before every key as it is (blob.PrefixedBucket), so a
-lambda is the object `<prefix><name>.tar.gz` (handlerPuller.go:74, common.LambdaFileExtension).
-olmirror reaches the bucket from this machine as a host of the plan, named as
-`BucketLocation.name` names it, with the AWS chain's credentials.
+gocloud.dev v0.42.0). gocloud parses it with Go's net/url and reads each parameter with
+`Query().Get`, the first of its values; the bucket is `u.Host` as written (s3blob.go:212)
+and the path is not read. blob's `prefix` is put before every key as it is
+(blob.go:1496-1520 applyPrefixParam, driver.go:387 NewPrefixedBucket), so a lambda is
+the object `<prefix><name>.tar.gz` (handlerPuller.go:74, common.LambdaFileExtension) once
+s3blob's escapeKey (s3blob.go:705-719) has escaped in it each character below 0x20 and
+the '/' of each "../". A prefix s3blob would escape, or one with an empty folder, is
+refused (`refusal`), as is a URL blob.OpenBucket cannot open: olmirror never writes where
+OpenLambda would not read. olmirror reaches the bucket from this machine as a host of the
+plan, named as `BucketLocation.name` names it, with the AWS chain's credentials.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import unquote_to_bytes, urlencode, urlsplit
 
 from olmirror.connection.bucket import SCHEME, BucketLocation
 
 EXTENSION = ".tar.gz"  # common.LambdaFileExtension, go/common/consts.go:12
 # The parameters a plan and the lock keep: where the bucket is and how it is reached.
-KEPT = ("endpoint", "region", "prefix", "use_path_style", "s3ForcePathStyle", "disable_https",
-        "disableSSL")  # fmt: skip
+KEPT = ("endpoint", "region", "profile", "prefix", "use_path_style", "s3ForcePathStyle",
+        "disable_https")  # fmt: skip
+# Every other parameter gocloud v0.42 opens an s3:// URL with: blob's `key`, s3blob's
+# (s3blob.go:131-204) and aws.V2ConfigFromURLParams's (aws/aws.go:206-261), which fails
+# on any parameter it does not know.
+OTHERS = ("key", "ssetype", "kmskeyid", "accelerate", "hostname_immutable", "dualstack", "fips",
+          "rate_limiter_capacity", "anonymous", "awssdk")  # fmt: skip
+FLAGS = ("use_path_style", "s3ForcePathStyle", "disable_https", "accelerate",
+         "hostname_immutable", "dualstack", "fips", "anonymous")  # fmt: skip
+# strconv.ParseBool's words, as gocloud reads a flag
+BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), "true"),
+         **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), "false")}  # fmt: skip
+FIX = "write it like s3://BUCKET?region=REGION&prefix=lambdas/"
 
 
-def is_store(setting: str | None) -> bool:
-    return bool(setting) and str(setting).startswith(SCHEME)
+def go_query(query: str) -> dict[str, str]:
+    """Each parameter's first value, as Go's url.Values parses `query` (net/url parseQuery):
+    a pair holding ';' or a bad %-escape is dropped, '+' is a space, and bytes that are
+    not UTF-8 are kept (as surrogates)."""
+    found: dict[str, str] = {}
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if not pair or ";" in pair or re.search(r"%(?![0-9A-Fa-f]{2})", pair):
+            continue
+        unescape = [unquote_to_bytes(p.replace("+", " ")).decode("utf-8", "surrogateescape")
+                    for p in (key, value)]  # fmt: skip
+        found.setdefault(unescape[0], unescape[1])
+    return found
 
 
-def store_url(setting: str) -> str | None:
+def registry_url(setting: str) -> str | None:
     """The registry's URL fit for a lock and a plan: bucket and path, and only the
-    parameters that say where the bucket is (no user, password or other parameter, and no
-    user in the endpoint); None when it names no bucket."""
+    parameters that say where the bucket is (no user, password or other parameter, no
+    user in the endpoint, a flag as true or false); None when it names no bucket."""
     try:
         parts = urlsplit(setting)
-        bucket = parts.hostname or ""
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items() if k in KEPT}
+        bucket = parts.netloc.rpartition("@")[2]  # u.Host: as written, without the user
+        query = {k: v for k, v in go_query(parts.query).items() if k in KEPT}
         if "endpoint" in query:
             endpoint = urlsplit(query["endpoint"] if "//" in query["endpoint"]
                                 else "//" + query["endpoint"])  # fmt: skip
-            host = endpoint.hostname or ""
             port = f":{endpoint.port}" if endpoint.port else ""
             scheme = f"{endpoint.scheme}://" if endpoint.scheme else ""
-            query["endpoint"] = f"{scheme}{host}{port}{endpoint.path}"
+            query["endpoint"] = f"{scheme}{endpoint.hostname or ''}{port}{endpoint.path}"
     except ValueError:
         return None
     if parts.scheme != "s3" or not bucket:
         return None
-    shown = urlencode(sorted(query.items()), safe=":/")
+    for flag in set(FLAGS) & query.keys():
+        query[flag] = BOOLS.get(query[flag], query[flag])
+    shown = urlencode(sorted(query.items()), safe=":/", errors="surrogateescape")
     return f"{SCHEME}{bucket}{parts.path}{'?' + shown if shown else ''}"
+
+
+def refusal(setting: str) -> str | None:
+    """Why olmirror neither writes nor reads the s3:// registry `setting`, with the fix;
+    None when it writes and reads it where OpenLambda does."""
+    query = go_query(urlsplit(setting).query)
+    prefix = query.get("prefix", "")
+    unknown = sorted(k for k in query if k not in KEPT + OTHERS)
+    wrong = sorted(k for k in FLAGS if k in query and query[k] not in BOOLS)
+    if re.search(r"[\x00-\x1f\x7f]", setting):
+        return f"Go's net/url refuses a URL with a control character, so OpenLambda does; {FIX}"
+    if unknown or wrong:
+        what = f"unknown parameter {unknown[0]!r}" if unknown else f"{wrong[0]} not true or false"
+        return f"gocloud.dev v0.42 cannot open it ({what}), so OpenLambda runs no lambda; {FIX}"
+    if "key" in query:
+        return f"its `key` parameter makes every lambda the one object {query['key']!r}; {FIX}"
+    if re.search(r"[\ud800-\udfff]", prefix):
+        return f"its prefix is not UTF-8, which gocloud refuses in a key; {FIX}"
+    if re.search(r"[\x00-\x1f]", prefix) or "../" in prefix:
+        return (
+            f"its prefix {prefix!r} holds a control character or '../', which gocloud's s3blob "
+            "writes escaped (__0x2f__ for the '/'), so OpenLambda reads other keys than the "
+            f"prefix names; {FIX}"
+        )
+    if "//" in prefix or prefix.startswith("/"):
+        return (
+            f"its prefix {prefix!r} holds an empty folder ('//' or a leading '/'), which "
+            f"stores other than AWS refuse or fold in a key; {FIX}"
+        )
+    return None
+
+
+def store_url(setting: str) -> str | None:
+    """`registry_url`, or None when it names no bucket or one olmirror refuses (`refusal`)."""
+    url = registry_url(setting)
+    return url if url is not None and refusal(setting) is None else None
 
 
 def key_prefix(url: str) -> str:
     """What gocloud puts before every key: the `prefix` parameter, verbatim."""
-    return {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}.get("prefix", "")
+    return go_query(urlsplit(url).query).get("prefix", "")
 
 
 def lambda_key(url: str, name: str) -> str:
+    """The key a lambda is, as s3blob sends it (a refused prefix is never used)."""
     return f"{key_prefix(url)}{name}{EXTENSION}"
 
 
 def object_url(url: str, name: str) -> str:
     """How a plan names a lambda's object: s3://<bucket>/<key>."""
-    return f"{SCHEME}{urlsplit(url).hostname}/{lambda_key(url, name)}"
+    return f"{SCHEME}{location(url).bucket}/{lambda_key(url, name)}"
 
 
 def location(url: str) -> BucketLocation:
@@ -74,5 +140,6 @@ def host_name(url: str) -> str:
 
 
 def store_id(url: str) -> str:
-    """What two registry URLs share when they hold the same objects: bucket and prefix."""
+    """What two registry URLs share when they hold the same objects: bucket, prefix,
+    endpoint, region and profile (the URL's path and its flags do not count)."""
     return f"{host_name(url)} {key_prefix(url)}"

@@ -1,129 +1,89 @@
 """The lambdas of a registry in an S3 bucket, read from this machine.
 
 The same answer as the host probe's for a registry folder (`remote.probe._lambdas`):
-each top-level `<prefix><name>.tar.gz` with the requirements files inside it. One
-listing, then one GET a tarball, AT_ONCE at a time. A tarball is anyone's data: the
-object is read only up to MAX_TARBALL, its members are counted and their sizes summed
-while listed, and only a member named requirements.in or requirements.txt that is a
-regular file of at most MAX_REQUIREMENTS is read (a link, a folder, a device or an
-oversized member is an error told on that lambda, never followed).
+each top-level `<prefix><name>.tar.gz`, with the requirements files inside it, read by
+the probe's own reader (`remote.probe.tarball_requirements`: a tar.gz is anyone's data,
+read as a stream within bounds, only its requirements files kept). One listing, then
+one GET a tarball, and only of a tarball that may hold a lambda to mirror: not one the
+spec declares there (olmirror writes it), not one named as no lambda is, not one larger
+than the probe reads, and not one the lock recorded with the ETag and size listed now
+(its requirements are the lock's). At most AT_ONCE tarballs are in memory at once,
+whatever the number of buckets read together.
 """
 
 from __future__ import annotations
 
 import io
-import tarfile
-import zlib
+import threading
 from collections.abc import Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from olmirror.connection.bucket import AT_ONCE, SCHEME, BucketConnection, bucket_of, failure
+from olmirror.connection.bucket import BucketConnection, bucket_of
 from olmirror.connection.hosts import Connections, in_parallel
 from olmirror.errors import OlmirrorError
 from olmirror.openlambda.blob_store import EXTENSION, host_name, key_prefix, store_id
-from olmirror.remote.probe import MAX_REQUIREMENTS, MAX_TARBALL, REQUIREMENTS_FILES
+from olmirror.openlambda.registry import FoundLambda, is_lambda_name
+from olmirror.remote import probe
 
-MAX_MEMBERS = 10000
-MAX_UNPACKED = 1 << 30  # a tarball's members together: a gzip bomb stops here
+AT_ONCE = 4  # tarballs read at once, each at most probe.MAX_TARBALL bytes
+_reading = threading.BoundedSemaphore(AT_ONCE)
 
 Files = dict[str, dict[str, str]]
 
 
-def _listing(conn: BucketConnection, prefix: str) -> dict[str, int]:
-    """{key: size} of the objects right under `prefix` (S3's '/' delimiter: no deeper)."""
-    found: dict[str, int] = {}
-    token: dict[str, str] = {}
-    while True:
-        try:
-            page = conn.client.list_objects_v2(
-                Bucket=conn.location.bucket, Prefix=prefix, Delimiter="/", **token
-            )
-        except Exception as exc:
-            where = f"list {SCHEME}{conn.location.bucket}/{prefix}"
-            raise failure(exc, conn.location, where) from None
-        found |= {item["Key"]: item["Size"] for item in page.get("Contents", [])}
-        if not page.get("IsTruncated"):
-            return found
-        token = {"ContinuationToken": page["NextContinuationToken"]}
-
-
-def _get(conn: BucketConnection, key: str) -> bytes | None:
-    """The object's first MAX_TARBALL + 1 bytes; None when it is gone since the listing."""
-    from botocore.exceptions import ClientError
-
-    try:
-        answer = conn.client.get_object(
-            Bucket=conn.location.bucket, Key=key, Range=f"bytes=0-{MAX_TARBALL}"
-        )
-        return answer["Body"].read(MAX_TARBALL + 1)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-            return None
-        raise failure(exc, conn.location, f"read {SCHEME}{conn.location.bucket}/{key}") from None
-    except Exception as exc:
-        raise failure(exc, conn.location, f"read {SCHEME}{conn.location.bucket}/{key}") from None
-
-
-def tarball_requirements(data: bytes) -> Files:
-    """{file name: {"text"} or {"error"}} of a lambda tarball's requirements files."""
-    found: Files = {}
-    if len(data) > MAX_TARBALL:
-        return {REQUIREMENTS_FILES[1]: {"error": f"larger than {MAX_TARBALL} bytes"}}
-    members = unpacked = 0
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-            for member in archive:
-                members += 1
-                unpacked += max(member.size, 0)
-                if members > MAX_MEMBERS or unpacked > MAX_UNPACKED:
-                    why = f"more than {MAX_MEMBERS} members or {MAX_UNPACKED} bytes unpacked"
-                    return {REQUIREMENTS_FILES[1]: {"error": why}}
-                name = member.name[2:] if member.name.startswith("./") else member.name
-                if name not in REQUIREMENTS_FILES:
-                    continue
-                if not member.isfile() or member.size > MAX_REQUIREMENTS:
-                    found[name] = {"error": "not a regular file of at most 1 MiB"}
-                    continue
-                handle = archive.extractfile(member)
-                text = handle.read(MAX_REQUIREMENTS) if handle else b""
-                found[name] = {"text": text.decode("utf-8", errors="replace")}
-    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error) as exc:
-        return {REQUIREMENTS_FILES[1]: {"error": f"not a readable tar.gz ({exc})"}}
+def _tarballs(conn: BucketConnection, prefix: str) -> dict[str, tuple[str, int, str]]:
+    """{name: (key, size, ETag)} of each `<prefix><name>.tar.gz` right under `prefix` (the
+    listing is of the folder that holds it: gocloud's prefix need not end with '/')."""
+    found = {}
+    for key, (size, etag) in conn.listing(prefix.rpartition("/")[0]).items():
+        name = key[len(prefix) : -len(EXTENSION)]
+        if key.startswith(prefix) and key.endswith(EXTENSION) and name and "/" not in name:
+            found[name] = (key, size, etag)
     return found
 
 
+def _read(conn: BucketConnection, key: str, size: int) -> Files | None:
+    """The requirements files of the tarball `key`; None when it is gone since the listing."""
+    if size > probe.MAX_TARBALL:  # never read: the probe's answer for it
+        return probe.tarball_requirements(io.BytesIO(), size)
+    with _reading:
+        data = conn._object(key, content=True).content if size else b""
+        return None if data is None else probe.tarball_requirements(io.BytesIO(data), len(data))
+
+
 def survey(
-    conn: BucketConnection, url: str, declared: Collection[str] = frozenset()
+    conn: BucketConnection,
+    url: str,
+    declared: Collection[str] = frozenset(),
+    known: Mapping[str, FoundLambda] | None = None,
 ) -> dict[str, Any]:
-    """{"lambdas": {name: {"kind": "tarball", "files"}}} of the registry `url` in the
-    bucket `conn`, or {"error"} when the bucket cannot be listed or read. The `declared`
-    lambdas, which olmirror writes, are not read."""
-    prefix = key_prefix(url)
+    """{"lambdas": {name: {"kind": "tarball", "etag", "size", "files"?}}} of the registry
+    `url` in the bucket `conn`, or {"error"} when the bucket cannot be listed or read. The
+    `declared` lambdas are left out; a lambda the lock recorded (`known`) with the ETag and
+    size listed, and one whose name no lambda has, is not read: it comes without "files"."""
+    known = known or {}
     try:
-        listed = _listing(conn, prefix)
-        tarballs: dict[str, tuple[str, int]] = {}
-        for key, size in sorted(listed.items()):
-            name = key.removeprefix(prefix).removesuffix(EXTENSION)
-            if key.endswith(EXTENSION) and name and "/" not in name and name not in declared:
-                tarballs[name] = (key, size)
-
-        def read(item: tuple[str, int]) -> Files | None:
-            key, size = item
-            if size > MAX_TARBALL:
-                return {REQUIREMENTS_FILES[1]: {"error": f"larger than {MAX_TARBALL} bytes"}}
-            data = _get(conn, key) if size else b""  # a Range of nothing is refused
-            return None if data is None else tarball_requirements(data)
-
+        listed = {n: t for n, t in _tarballs(conn, key_prefix(url)).items() if n not in declared}
+        unread = {
+            name
+            for name, (_, size, etag) in listed.items()
+            if not is_lambda_name(name)
+            or (etag and name in known and (known[name].etag, known[name].size) == (etag, size))
+        }
+        wanted = sorted(listed.keys() - unread)
         with ThreadPoolExecutor(max_workers=AT_ONCE) as pool:
-            files = dict(zip(tarballs, pool.map(read, tarballs.values()), strict=True))
+            read = pool.map(lambda name: _read(conn, *listed[name][:2]), wanted)
+            files = dict(zip(wanted, read, strict=True))
     except OlmirrorError as exc:
         return {"error": str(exc)}
-    return {
-        "lambdas": {
-            name: {"kind": "tarball", "files": found} for name, found in files.items() if found
-        }
+    lambdas = {
+        name: {"kind": "tarball", "etag": etag, "size": size}
+        | ({} if name in unread else {"files": files[name]})
+        for name, (_, size, etag) in listed.items()
+        if name in unread or files[name]  # gone, or holding no requirements file: no lambda
     }
+    return {"lambdas": lambdas}
 
 
 def survey_buckets(
@@ -131,16 +91,22 @@ def survey_buckets(
     connections: Connections,
     forks: int,
     declared: Mapping[str, Collection[str]],
+    known: Mapping[str, Mapping[str, FoundLambda]],
 ) -> dict[str, dict]:
-    """`survey` of each registry URL, buckets in parallel, but for the lambdas `declared`
-    there (by `store_id`); one that cannot be reached is an {"error"} (the planner keeps
-    what the lock recorded of its lambdas)."""
+    """`survey` of each registry URL, by `store_id` (two URLs of one store are read once),
+    buckets in parallel, but for the lambdas `declared` there; `known`: the lambdas the
+    lock recorded there. One that cannot be reached is an {"error"} (the planner keeps what
+    the lock recorded of its lambdas)."""
+    stores: dict[str, str] = {}
+    for url in sorted(urls):
+        stores.setdefault(store_id(url), url)
 
-    def one(url: str) -> dict[str, Any]:
+    def one(store: str) -> dict[str, Any]:
+        url = stores[store]
         try:
             bucket = bucket_of(connections.get(host_name(url)))
-            return survey(bucket, url, declared.get(store_id(url), frozenset()))
+            return survey(bucket, url, declared.get(store, frozenset()), known.get(store))
         except OlmirrorError as exc:
             return {"error": str(exc)}
 
-    return in_parallel(sorted(urls), one, forks)
+    return in_parallel(sorted(stores), one, forks)

@@ -26,7 +26,6 @@ from olmirror.openlambda.registry import (
     REQUIREMENTS_IN,
     REQUIREMENTS_TXT,
     Registry,
-    declared_alongside,
     is_lambda_name,
     requirements_source,
     worker_dir,
@@ -102,6 +101,8 @@ class _Worker:
             if registry_folder(registry.elsewhere, worker_dir(self.worker)) is not None:
                 why = f"is outside the worker's folder {worker_dir(self.worker)}, where alone "
                 why += "olmirror writes"
+            elif registry.refused is not None:
+                why = f"is an s3:// registry olmirror does not use: {registry.refused}"
             elif scheme == "s3" and registry.generation == "legacy":
                 why = "is an S3 bucket, which this older OpenLambda does not read (a folder or "
                 why += "http(s) URL: src/worker/lambda/handlerPuller.go:105-145 at 63e30bc6)"
@@ -123,8 +124,10 @@ class _Worker:
             )
 
     def on_host(self, name: str, entry: dict[str, Any], registry: Registry) -> None:
-        """A lambda on the host that the spec does not declare: its files, line by line."""
-        files: dict[str, dict[str, str]] = entry["files"]
+        """A lambda on the host that the spec does not declare: its files, line by line
+        (none for a tarball in a bucket whose ETag is the one the lock recorded: its lines
+        were told when it was read)."""
+        files: dict[str, dict[str, str]] = entry.get("files", {})
         folder = registry.folder or ""
 
         def where(file: str) -> str:
@@ -173,7 +176,7 @@ class _Worker:
         txt = files.get(REQUIREMENTS_TXT, {})
         if "text" in txt:
             self._installed_lines(name, txt["text"], where(REQUIREMENTS_TXT))
-        elif not txt:
+        elif not txt and "files" in entry:
             self.add(
                 name,
                 where(REQUIREMENTS_TXT),
@@ -278,12 +281,12 @@ def registry_findings(
     surveys: dict[str, dict[str, Any]],
     planned: set[str],
     held: Held,
+    shared: dict[str, frozenset[str]],
 ) -> list[Finding]:
     """Findings for the workers on `planned` hosts. `surveys`: the probe's answer for each
-    worker seen in this plan; `held`: what the mirror holds, when its host was planned."""
+    worker seen in this plan; `held`: what the mirror holds, when its host was planned;
+    `shared`: the lambdas other workers declare in each worker's s3:// registry."""
     found: list[Finding] = []
-    buckets = {name: registry.bucket for name, registry in registries.items()}
-    shared = declared_alongside(loaded.spec.workers, buckets)
     for worker in (w for w in loaded.spec.workers if w.host in planned):
         report = _Worker(loaded, lock, worker, held)
         registry = registries[worker.name]
@@ -304,7 +307,7 @@ def registry_findings(
         if registry.packages is not None:
             pins = worker_pins(lock, loaded.spec, worker, registry)
             report.stale_packages(survey.get("installed", {}), pins, registry.packages)
-        readable = registry.folder or registry.bucket
+        readable = registry.folder or registry.s3_url
         on_host = survey.get("lambdas", {}) if readable else {}
         for name, entry in sorted(on_host.items()):
             if not is_lambda_name(name):

@@ -11,7 +11,8 @@ packages go to `Pkgs_dir` (`<worker>/lambda/packages`). With `allowlist.from_reg
 the lambdas found in the registry are mirrored too, each as its own requirement set.
 
 On the main branch the registry may also be an S3 bucket (`s3://...`, see `blob_store`):
-olmirror writes the declared lambdas there and reads the others from this machine.
+olmirror writes the declared lambdas there and reads the others from this machine; the
+lock keeps each found lambda's ETag and size, so that an unchanged one is not read again.
 
 What was found is recorded in the lock, so the next plan can assume it and still
 read each host once; only when a worker changed does a plan look at every host twice.
@@ -21,13 +22,15 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from olmirror.connection.bucket import is_bucket
 from olmirror.lock.lockfile import Lock
 from olmirror.lock.requirements_txt import parse_requirements
-from olmirror.openlambda.blob_store import is_store, object_url, store_id, store_url
+from olmirror.openlambda.blob_store import object_url, refusal, registry_url, store_id, store_url
 from olmirror.remote.probe import registry_folder
 from olmirror.spec import LoadedSpec, Worker
 from olmirror.spec.values import LAMBDA_NAME_PATTERN
@@ -43,6 +46,19 @@ class FoundLambda:
     name: str
     file: str
     requirements: tuple[tuple[str, str], ...]  # (requirement, "file:line")
+    etag: str | None = None  # in an s3:// registry: the tarball's, as listed when it was read
+    size: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        tarball = {"etag": self.etag, "size": self.size} if self.etag is not None else {}
+        return {"file": self.file, "requirements": [list(r) for r in self.requirements]} | tarball
+
+    @classmethod
+    def from_json(cls, name: str, item: dict[str, Any]) -> FoundLambda:
+        """A lock's entry; one written before ETags were recorded has none."""
+        etag, size = item.get("etag"), item.get("size")
+        tarball = (etag, size) if isinstance(etag, str) and isinstance(size, int) else (None, None)
+        return cls(name, item["file"], tuple((r, s) for r, s in item["requirements"]), *tarball)
 
 
 Generation = Literal["main", "legacy"]
@@ -58,34 +74,31 @@ class Registry:
     generation: Generation = "main"
     sandbox: str | None = None  # sock_base_path, when in the worker's folder
     packages: str | None = None  # Pkgs_dir
-    bucket: str | None = None  # an s3:// registry's URL (`blob_store.store_url`)
+    s3_url: str | None = None  # an s3:// registry's URL (`blob_store.store_url`)
+    refused: str | None = None  # why olmirror does not use the s3:// registry `elsewhere`
 
     def lambda_file(self, name: str, kind: str, file: str) -> str:
         """How a plan names a file of one of this registry's lambdas."""
-        if self.bucket is not None:
-            return f"{object_url(self.bucket, name)}:{file}"
-        return lambda_file(self.folder or "", name, kind, file)
+        if self.s3_url is not None:
+            return f"{object_url(self.s3_url, name)}:{file}"
+        return _in_folder(self.folder or "", name, kind, file)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "folder": self.folder,
-            **({"bucket": self.bucket} if self.bucket is not None else {}),
+            **({"bucket": self.s3_url} if self.s3_url is not None else {}),
             "elsewhere": self.elsewhere,
+            **({"refused": self.refused} if self.refused is not None else {}),
             "generation": self.generation,
             "sandbox": self.sandbox,
             "packages": self.packages,
-            "found": {
-                lam.name: {"file": lam.file, "requirements": [list(r) for r in lam.requirements]}
-                for lam in self.found
-            },
+            "found": {lam.name: lam.to_json() for lam in self.found},
         }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Registry:
-        found = tuple(
-            FoundLambda(name, item["file"], tuple((r, s) for r, s in item["requirements"]))
-            for name, item in sorted(raw["found"].items())
-        )
+        found = tuple(FoundLambda.from_json(n, item) for n, item in sorted(raw["found"].items()))
+        refused = raw.get("refused")
         return cls(
             raw["folder"],
             found,
@@ -93,11 +106,12 @@ class Registry:
             raw.get("generation", "main"),
             raw.get("sandbox"),
             raw.get("packages"),
-            _recorded_bucket(raw.get("bucket")),
+            _recorded_url(raw.get("bucket")),
+            refused if isinstance(refused, str) else None,
         )
 
 
-def _recorded_bucket(url: Any) -> str | None:
+def _recorded_url(url: Any) -> str | None:
     """A lock's s3:// registry URL, as `store_url` writes it; ValueError for another."""
     if url is not None and (not isinstance(url, str) or store_url(url) != url):
         raise ValueError(f"not an s3:// registry URL: {url!r}")
@@ -149,11 +163,16 @@ def _without_secrets(setting: str) -> str:
 
 
 def registry_from_probe(
-    worker: Worker, raw: dict[str, Any], discover: bool, shared: frozenset[str] = frozenset()
+    worker: Worker,
+    raw: dict[str, Any],
+    discover: bool,
+    shared: frozenset[str] = frozenset(),
+    known: Mapping[str, FoundLambda] | None = None,
 ) -> Registry:
     """What the probe found for `worker`: which OpenLambda it is, where its registry and
     sandbox are and, with `discover`, the lambdas in the registry that the spec does not
-    declare (`shared`: those other workers of an s3:// registry's bucket declare).
+    declare (`shared`: those other workers of an s3:// registry's bucket declare; `known`:
+    the lambdas the lock recorded there, which a survey did not read again).
 
     olmirror writes only inside the worker's own folder, so a registry elsewhere on the
     host is treated like one in another store: reported, never written to; so is a sandbox
@@ -185,27 +204,35 @@ def registry_from_probe(
         "packages": packages,
     }
     folder = resolved(raw["folder"], real.get("folder")) if raw["folder"] else None
-    bucket = store_url(raw["setting"]) if is_store(raw["setting"]) else None
-    if folder is not None or (bucket is not None and generation == "main"):
-        registry = Registry(folder, bucket=None if folder else bucket, **place)
+    setting = raw["setting"] if isinstance(raw["setting"], str) else ""
+    url = registry_url(setting) if is_bucket(setting) and generation == "main" else None
+    refused = refusal(setting) if url is not None else None
+    if folder is not None or (url is not None and refused is None):
+        registry = Registry(folder, s3_url=None if folder else url, **place)
+    elif refused is not None:
+        return Registry(None, elsewhere=url, refused=refused, **place)
     else:
         shown = raw["setting"] or raw["folder"] or ""
         return Registry(None, elsewhere=_without_secrets(shown), **place)
     found = []
     for name, entry in sorted(raw.get("lambdas", {}).items()) if discover else ():
+        declared = name in worker.lambdas or name in shared
+        if declared or not is_lambda_name(name):
+            continue
+        if "files" not in entry:  # listed as the lock recorded it: not read again
+            found += [known[name]] if known and name in known else []
+            continue
         files = entry["files"]
         source = requirements_source(files)
-        declared = name in worker.lambdas or name in shared
-        if declared or not is_lambda_name(name) or source is None:
-            continue
-        if "text" in files[source]:
+        if source is not None and "text" in files[source]:
             path = registry.lambda_file(name, entry["kind"], source)
             parsed = parse_requirements(files[source]["text"], path)
-            found.append(FoundLambda(name, path, parsed.requirements))
+            tarball = (entry["etag"], entry["size"]) if "etag" in entry else (None, None)
+            found.append(FoundLambda(name, path, parsed.requirements, *tarball))
     return replace(registry, found=tuple(found))
 
 
-def lambda_file(folder: str, name: str, kind: str, file: str) -> str:
+def _in_folder(folder: str, name: str, kind: str, file: str) -> str:
     """How a plan names a file of a lambda: <registry>/<name>/<file>, or, inside a tarball,
     <registry>/<name>.tar.gz:<file>."""
     if kind == "tarball":
@@ -226,24 +253,48 @@ def recorded_registries(loaded: LoadedSpec, lock: Lock | None) -> dict[str, Regi
     return {w.name: registry(w) for w in loaded.spec.workers}
 
 
-def declared_in(workers: list[Worker], buckets: dict[str, str | None]) -> dict[str, set[str]]:
-    """The lambdas declared in each s3:// registry (by `store_id`); `buckets`: each worker's
-    registry URL, or None."""
+def registry_urls(
+    registries: Mapping[str, Registry], answers: Mapping[str, dict[str, Any]]
+) -> dict[str, str | None]:
+    """Each worker's s3:// registry URL, or None: as its host's answer names it when that
+    could be read (`answers`, by worker), else as `registries` (the lock's) recorded it."""
+    urls = {name: registry.s3_url for name, registry in registries.items()}
+    for name, answer in answers.items():
+        setting = answer.get("setting")
+        if not answer.get("error"):
+            urls[name] = store_url(setting) if isinstance(setting, str) else None
+    return urls
+
+
+def declared_in(workers: list[Worker], urls: Mapping[str, str | None]) -> dict[str, set[str]]:
+    """The lambdas declared in each s3:// registry (by `store_id`); `urls`: each worker's
+    registry URL, or None (`registry_urls`)."""
     by_store: dict[str, set[str]] = {}
     for worker in workers:
-        if url := buckets.get(worker.name):
+        if url := urls.get(worker.name):
             by_store.setdefault(store_id(url), set()).update(worker.lambdas)
     return by_store
 
 
 def declared_alongside(
-    workers: list[Worker], buckets: dict[str, str | None]
+    workers: list[Worker], urls: Mapping[str, str | None]
 ) -> dict[str, frozenset[str]]:
     """Per worker, the lambdas other workers declare in the same s3:// registry: every
     worker reading a bucket runs them, so none is a lambda found there."""
-    by_store = declared_in(workers, buckets)
+    by_store = declared_in(workers, urls)
     return {
         w.name: frozenset(by_store[store_id(url)] - set(w.lambdas))
         for w in workers
-        if (url := buckets.get(w.name))
+        if (url := urls.get(w.name))
     }
+
+
+def recorded_lambdas(registries: Mapping[str, Registry]) -> dict[str, dict[str, FoundLambda]]:
+    """The lambdas the lock recorded in each s3:// registry (by `store_id`), with the ETag
+    they were read at: a survey does not read them again while it is the same."""
+    by_store: dict[str, dict[str, FoundLambda]] = {}
+    for registry in registries.values():
+        if registry.s3_url is not None:
+            known = by_store.setdefault(store_id(registry.s3_url), {})
+            known |= {lam.name: lam for lam in registry.found if lam.etag is not None}
+    return by_store

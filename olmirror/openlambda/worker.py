@@ -180,14 +180,14 @@ def lambda_resources(
 
 def bucket_lambdas(
     loaded: LoadedSpec, lock: Lock, worker: Worker, registry: Registry
-) -> tuple[str, list[Resource]]:
+) -> tuple[str, list[LambdaObject]]:
     """(the bucket's host, its resources) for an s3:// registry: each declared lambda as
     the object `<prefix><name>.tar.gz`. Nothing else is written there: the registry's own
     requirements files are the pip-mirror procedure's, which only a folder holds."""
-    assert registry.bucket is not None
-    host = host_name(registry.bucket)
-    objects: list[Resource] = [
-        LambdaObject(host, lambda_key(registry.bucket, name),
+    assert registry.s3_url is not None
+    host = host_name(registry.s3_url)
+    objects = [
+        LambdaObject(host, lambda_key(registry.s3_url, name),
                      tuple(_lambda_files(loaded, lock, worker, name)))
         for name in sorted(worker.lambdas)
     ]  # fmt: skip

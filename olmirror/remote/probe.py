@@ -25,7 +25,11 @@ if __name__ != "__main__":  # over SSH, url_check's source comes first (connecti
 
 MAX_CONTENT = 4 << 20
 MAX_REQUIREMENTS = 1 << 20
-MAX_TARBALL = 64 << 20
+MAX_TARBALL = 16 << 20  # a lambda's tar.gz holds its code
+MAX_UNPACKED = 256 << 20  # a tar.gz's bytes once unpacked: a gzip bomb stops here
+MAX_HEADER = 64 << 10  # one member's headers (pax, GNU long names) as tarfile reads them
+MAX_MEMBERS = 10000
+MAX_GLOBAL = 64  # records of a tar.gz's global pax headers, copied into every member
 MAX_ENTRIES = 10000
 CHUNK = 1 << 20
 REQUIREMENTS_FILES = ("requirements.in", "requirements.txt")
@@ -132,27 +136,84 @@ def _requirements_files(folder):
     return found
 
 
-def _tarball_requirements(path):
-    """{file name: {"text"} or {"error"}} of a <lambda>.tar.gz's requirements files."""
-    import tarfile  # only for registries that hold tarballs
+class _Gunzip:
+    """A tar.gz's tar bytes as tarfile asks for them, unpacked as they come, forward only:
+    at most MAX_TARBALL bytes of gzip read, MAX_UNPACKED unpacked, and `budget` handed
+    over (tarfile reads a pax header or a GNU long name whole, whatever size it claims)."""
 
-    found = {}
+    def __init__(self, raw, zlib):
+        self.raw, self.inflate = raw, zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.packed = self.position = 0
+        self.budget = MAX_HEADER
+
+    def _inflated(self, most):
+        """At most `most` more bytes of tar; b"" at the end of the gzip stream."""
+        out = b""
+        while not out and not self.inflate.eof:
+            data = self.inflate.unconsumed_tail or self.raw.read(CHUNK)
+            self.packed += 0 if self.inflate.unconsumed_tail else len(data)
+            if not data:
+                break
+            if self.packed > MAX_TARBALL:
+                raise ValueError(f"larger than {MAX_TARBALL} bytes")
+            out = self.inflate.decompress(data, most)
+            self.position += len(out)
+        if self.position > MAX_UNPACKED:
+            raise ValueError(f"more than {MAX_UNPACKED} bytes unpacked")
+        return out
+
+    def read(self, size=-1):
+        if size is None or not 0 <= size <= self.budget:
+            raise ValueError(f"a member's headers larger than {MAX_HEADER} bytes")
+        self.budget -= size
+        data, part = bytearray(), b"..."
+        while len(data) < size and part:
+            part = self._inflated(min(size - len(data), CHUNK))
+            data += part
+        return bytes(data)
+
+    def seek(self, offset, whence=0):
+        if whence or offset < self.position:
+            raise ValueError("a tar.gz is read forward only")
+        while self.position < offset and self._inflated(min(offset - self.position, CHUNK)):
+            pass
+        return self.position
+
+    def tell(self):
+        return self.position
+
+
+def tarball_requirements(raw, size):
+    """{file name: {"text"} or {"error"}} of the tar.gz of `size` bytes in the binary file
+    `raw`: members counted, and only a top-level requirements.in or requirements.txt that
+    is a regular file of at most MAX_REQUIREMENTS read (a link or a larger member is an
+    error told on it, never followed); an archive past a bound is one error, however built."""
+    import tarfile  # only for registries that hold tarballs
+    import zlib
+
+    if size > MAX_TARBALL:
+        return {REQUIREMENTS_FILES[1]: {"error": f"larger than {MAX_TARBALL} bytes"}}
+    found, stream = {}, _Gunzip(raw, zlib)
     try:
-        if os.lstat(path).st_size > MAX_TARBALL:
-            return {REQUIREMENTS_FILES[1]: {"error": f"larger than {MAX_TARBALL} bytes"}}
-        with tarfile.open(path, "r:gz") as archive:
-            for member in archive:
-                name = member.name[2:] if member.name.startswith("./") else member.name
-                if name not in REQUIREMENTS_FILES:
-                    continue
-                if not member.isfile() or member.size > MAX_REQUIREMENTS:
-                    found[name] = {"error": "not a regular file of at most 1 MiB"}
-                    continue
-                data = archive.extractfile(member).read()
-                found[name] = {"text": data.decode("utf-8", errors="replace")}
-    except (OSError, tarfile.TarError, EOFError) as exc:
-        return {REQUIREMENTS_FILES[1]: {"error": f"cannot read {path}: {exc}"}}
-    return found
+        archive = tarfile.open(fileobj=stream, mode="r:")  # noqa: SIM115 - nothing to close
+        for _ in range(MAX_MEMBERS + 1):
+            stream.budget = MAX_HEADER
+            member, archive.members = archive.next(), []  # each looked at once: none kept
+            if member is None:
+                return found
+            if len(archive.pax_headers) > MAX_GLOBAL:
+                raise ValueError(f"more than {MAX_GLOBAL} global pax header records")
+            name = member.name[2:] if member.name.startswith("./") else member.name
+            if name not in REQUIREMENTS_FILES:
+                continue
+            if not member.isfile() or member.size > MAX_REQUIREMENTS:
+                found[name] = {"error": "not a regular file of at most 1 MiB"}
+                continue
+            stream.budget = member.size
+            found[name] = {"text": archive.extractfile(member).read().decode("utf-8", "replace")}
+        raise ValueError(f"more than {MAX_MEMBERS} members")
+    except (OSError, EOFError, ValueError, RecursionError, tarfile.TarError, zlib.error) as exc:
+        return {REQUIREMENTS_FILES[1]: {"error": f"not a readable tar.gz ({exc})"}}
 
 
 def _lambdas(folder):
@@ -164,7 +225,11 @@ def _lambdas(folder):
         if name.startswith(".") or os.path.islink(path):
             continue
         if name.endswith(".tar.gz") and os.path.isfile(path):
-            files = _tarball_requirements(path)
+            try:
+                with open(path, "rb") as handle:
+                    files = tarball_requirements(handle, os.fstat(handle.fileno()).st_size)
+            except OSError as exc:
+                files = {REQUIREMENTS_FILES[1]: {"error": exc.strerror or str(exc)}}
             name = name[: -len(".tar.gz")]
             kind = "tarball"
         elif os.path.isdir(path):
@@ -321,14 +386,8 @@ def probe(request):
     )
     registries = {path: _registry(path) for path in request.get("registries", [])}
     trees = {folder: _tree(folder) for folder in request.get("trees", [])}
-    return {
-        "trees": trees,
-        "paths": paths,
-        "programs": programs,
-        "commands": commands,
-        "urls": urls,
-        "registries": registries,
-    }
+    return {"trees": trees, "paths": paths, "programs": programs, "commands": commands,
+            "urls": urls, "registries": registries}  # fmt: skip
 
 
 def answer_facts(request, _stdin):
