@@ -99,32 +99,41 @@ class BucketConnection(Connection):
         except (BotoCoreError, ClientError) as exc:
             raise failure(exc, self.location, what) from None
 
-    def listing(self, prefix: str) -> dict[str, tuple[int, str]]:
-        """Every key under the folder `prefix` ('' for the whole bucket): (size, ETag)."""
+    def listing(self, prefix: str, *, deeper: bool = True) -> dict[str, tuple[int, str]]:
+        """Every key under the folder `prefix` ('' for the whole bucket): (size, ETag);
+        without `deeper`, only the keys directly in it (the store leaves out the rest)."""
         found: dict[str, tuple[int, str]] = {}
         start = prefix.rstrip("/") + "/" if prefix else ""
-        token: dict[str, str] = {}
+        token: dict[str, str] = {} if deeper else {"Delimiter": "/"}
         while True:
             page = self._call(f"list {start or '/'}", "list_objects_v2", Prefix=start, **token)
             found |= {i["Key"]: (i["Size"], i.get("ETag", "")) for i in page.get("Contents", [])}
             if not page.get("IsTruncated"):
                 return found
-            token = {"ContinuationToken": page["NextContinuationToken"]}
+            token = {**token, "ContinuationToken": page["NextContinuationToken"]}
 
-    def _object(self, key: str, content: bool) -> PathFact:
+    def read_object(self, key: str, limit: int) -> bytes | None:
+        """The bytes of `key`, None when it is absent; an object over `limit` bytes is an
+        error before any of it is read (it may have grown since a listing)."""
+        return self._object(key, content=True, limit=limit).content
+
+    def _object(self, key: str, content: bool, limit: int = 0) -> PathFact:
         """A HEAD of `key` (size, the sha256 in its metadata), or a GET of it (its bytes,
-        hashed): a body cut once its headers came is read again, as boto3 does not."""
+        hashed, at most `limit` or MAX_READ of them): a body cut once its headers came is
+        read again, as boto3 does not."""
         from botocore import exceptions as boto
+
+        limit = limit or MAX_READ
 
         method = "get_object" if content else "head_object"
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 answer = getattr(self.client, method)(Bucket=self.location.bucket, Key=key)
-                if content and answer["ContentLength"] > MAX_READ:
+                if content and answer["ContentLength"] > limit:
                     answer["Body"].close()
                     raise OlmirrorError(
                         f"{key} holds {answer['ContentLength']} bytes, more than olmirror reads "
-                        f"({MAX_READ}); remove it or replace it with what olmirror wrote"
+                        f"of it ({limit}); remove it, or replace it with a smaller one"
                     )
                 body = answer["Body"].read() if content else None
                 break

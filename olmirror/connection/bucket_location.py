@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from olmirror.errors import OlmirrorError
 
 SCHEME = "s3://"
-TRUE = ("1", "true", "yes")
+TRUE = ("1", "t", "true")  # Go's strconv.ParseBool, lowercased
 PAGE_TYPES = {  # the mirror's index pages; a key ending in '/' is a page as pip asks for it
     "/": "text/html",
     "/index.html": "text/html",

@@ -36,7 +36,7 @@ def _tarballs(conn: BucketConnection, prefix: str) -> dict[str, tuple[str, int, 
     """{name: (key, size, ETag)} of each `<prefix><name>.tar.gz` right under `prefix` (the
     listing is of the folder that holds it: gocloud's prefix need not end with '/')."""
     found = {}
-    for key, (size, etag) in conn.listing(prefix.rpartition("/")[0]).items():
+    for key, (size, etag) in conn.listing(prefix.rpartition("/")[0], deeper=False).items():
         name = key[len(prefix) : -len(EXTENSION)]
         if key.startswith(prefix) and key.endswith(EXTENSION) and name and "/" not in name:
             found[name] = (key, size, etag)
@@ -48,7 +48,7 @@ def _read(conn: BucketConnection, key: str, size: int) -> Files | None:
     if size > probe.MAX_TARBALL:  # never read: the probe's answer for it
         return probe.tarball_requirements(io.BytesIO(), size)
     with _reading:
-        data = conn._object(key, content=True).content if size else b""
+        data = conn.read_object(key, probe.MAX_TARBALL) if size else b""
         return None if data is None else probe.tarball_requirements(io.BytesIO(data), len(data))
 
 
