@@ -39,7 +39,7 @@ import yaml
 from common import BENCH, REPO, STANDIN_OL, TESTS, Timed, base_env, timed, tree_size
 
 sys.path.insert(0, str(TESTS))
-from s3 import BUCKET, ENV, S3Server, start_s3
+from s3 import BUCKET, ENV, S3Server, running_s3
 from sshd import free_port
 from upstream import Project, Release, Upstream, running_upstream
 
@@ -106,13 +106,8 @@ def bucket_for(serve: str, work: Path) -> Iterator[S3Server | None]:
         yield None
         return
     os.environ.update(ENV)  # this process makes the bucket, as an operator would
-    server = start_s3(work)
-    try:
-        server.make_bucket()
+    with running_s3(work) as server:
         yield server
-    finally:
-        server.process.terminate()
-        server.process.wait(timeout=10)
 
 
 def write_spec(folder: Path, up: Upstream | None, count: int, s3: S3Server | None) -> Path:

@@ -7,6 +7,7 @@ as the AWS chain reads them; instance metadata is off so nothing leaves this mac
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
@@ -118,19 +119,26 @@ def start_s3(folder: Path) -> S3Server:
     return S3Server(endpoint, log, process)
 
 
-@pytest.fixture
-def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    """A fresh S3 server with the mirror's bucket, and the AWS chain pointed at it."""
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    server = start_s3(tmp_path)
+@contextlib.contextmanager
+def running_s3(folder: Path) -> Iterator[S3Server]:
+    """An S3 server with the mirror's bucket, stopped at the end (ENV must be set)."""
+    server = start_s3(folder)
     try:
         server.make_bucket()
         yield server
     finally:
         server.process.terminate()
         server.process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """A fresh S3 server with the mirror's bucket, and the AWS chain pointed at it."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with running_s3(tmp_path) as server:
+        yield server
 
 
 class _Flaky(BaseHTTPRequestHandler):

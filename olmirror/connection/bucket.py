@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from functools import cached_property
-from typing import Any
+from typing import Any, BinaryIO
 
 from olmirror.connection.base import (
     CommandResult,
@@ -238,16 +238,8 @@ class BucketConnection(Connection):
                     "since it was fetched: run `olmirror apply` again to fetch it anew"
                 )
             stream.seek(0)
-            answer = self._call(
-                f"upload {key}",
-                "put_object",
-                Key=key,
-                Body=stream,
-                ContentType=content_type(key),
-                Metadata={SHA256: sha256},
-                ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
-            )
-        self._record(key, [sha256, size, answer.get("ETag", "")])
+            etag = self._put(key, stream, digest, f"upload {key}")
+        self._record(key, [sha256, size, etag])
         return size
 
     def delete(self, keys: Iterable[str]) -> None:
@@ -272,14 +264,15 @@ class BucketConnection(Connection):
                     "again"
                 )
 
-    def _put(self, key: str, data: bytes) -> str:
-        """PUT `data` at `key` with its sha256 in the metadata; the object's ETag."""
-        digest = hashlib.sha256(data)
+    def _put(self, key: str, body: bytes | BinaryIO, digest: Any = None, what: str = "") -> str:
+        """PUT `body` at `key`, its sha256 (`digest`, of bytes computed here) in the
+        metadata and as the request's checksum; the object's ETag."""
+        digest = digest or hashlib.sha256(body)  # type: ignore[arg-type]
         answer = self._call(
-            f"write {key}",
+            what or f"write {key}",
             "put_object",
             Key=key,
-            Body=data,
+            Body=body,
             ContentType=content_type(key),
             Metadata={SHA256: digest.hexdigest()},
             ChecksumSHA256=base64.b64encode(digest.digest()).decode(),
