@@ -201,10 +201,9 @@ def apply_plan(
 
     The mirror host goes first (workers elsewhere check that it answers), then the bucket
     it is published to (from the folder the mirror host filled), then the other hosts and
-    the mirror host's own workers,
-    then, only when the plan is complete and every host converged, the changes that wait
-    for all of them (the mirror's removals). Final events are lasting lines (a change
-    made, a sync's summary); others are transient.
+    the mirror host's own workers, then, only when the plan is complete and every host
+    converged, the changes that wait for all of them (the mirror's removals). Final
+    events are lasting lines (a change made, a sync's summary); others are transient.
     """
     by_host = {h.host: _part(h, last=False) for h in plan.hosts}
     mirror, bucket = ((plan.mirror or {}).get(key) for key in ("host", "bucket"))

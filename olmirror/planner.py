@@ -198,11 +198,10 @@ def plan_spec(
     every = sorted({LOCAL, spec.mirror.host, *serve_bucket, *registry_hosts,
                     *(w.host for w in spec.workers)})  # fmt: skip
     names = limit_hosts(every, limit)
-    if serve_bucket & set(names) and spec.mirror.host not in names:
+    if location is not None and location.name in names and spec.mirror.host not in names:
         raise OlmirrorError(
-            f"--limit: the bucket {location.name if location else ''} is published from the "
-            f"mirror folder on {spec.mirror.host!r}, under its apply lock; add "
-            f"{spec.mirror.host} to --limit"
+            f"--limit: the bucket {location.name} is published from the mirror folder on "
+            f"{spec.mirror.host!r}, under its apply lock; add {spec.mirror.host} to --limit"
         )
     loaded, undetected = with_detected_targets(loaded, connections, names, forks)
     workers = [w for w in loaded.spec.workers if w.host in names]

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from urllib.parse import unquote_to_bytes, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from olmirror.connection.bucket import SCHEME, BucketLocation
+from olmirror.connection.bucket_location import BOOLS, go_query
 
 EXTENSION = ".tar.gz"  # common.LambdaFileExtension, go/common/consts.go:12
 # The parameters a plan and the lock keep: where the bucket is and how it is reached.
@@ -33,25 +34,7 @@ OTHERS = ("key", "ssetype", "kmskeyid", "accelerate", "hostname_immutable", "dua
           "rate_limiter_capacity", "anonymous", "awssdk")  # fmt: skip
 FLAGS = ("use_path_style", "s3ForcePathStyle", "disable_https", "accelerate",
          "hostname_immutable", "dualstack", "fips", "anonymous")  # fmt: skip
-# strconv.ParseBool's words, as gocloud reads a flag
-BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), "true"),
-         **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), "false")}  # fmt: skip
 FIX = "write it like s3://BUCKET?region=REGION&prefix=lambdas/"
-
-
-def go_query(query: str) -> dict[str, str]:
-    """Each parameter's first value, as Go's url.Values parses `query` (net/url parseQuery):
-    a pair holding ';' or a bad %-escape is dropped, '+' is a space, and bytes that are
-    not UTF-8 are kept (as surrogates)."""
-    found: dict[str, str] = {}
-    for pair in query.split("&"):
-        key, _, value = pair.partition("=")
-        if not pair or ";" in pair or re.search(r"%(?![0-9A-Fa-f]{2})", pair):
-            continue
-        unescape = [unquote_to_bytes(p.replace("+", " ")).decode("utf-8", "surrogateescape")
-                    for p in (key, value)]  # fmt: skip
-        found.setdefault(unescape[0], unescape[1])
-    return found
 
 
 def registry_url(setting: str) -> str | None:

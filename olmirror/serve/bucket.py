@@ -35,6 +35,7 @@ from olmirror.connection.bucket import (
     bucket_of,
     saving_manifest,
 )
+from olmirror.connection.bucket_location import is_page
 from olmirror.errors import OlmirrorError
 from olmirror.lock import simple_api
 from olmirror.lock.lockfile import Lock
@@ -65,10 +66,6 @@ def location_of(spec: Spec) -> BucketLocation | None:
 def _outdated(fact: PathFact, wanted: BucketObject) -> bool:
     sized = wanted.size is None or fact.size == wanted.size
     return fact.kind != "file" or not sized or fact.sha256 != wanted.sha256
-
-
-def _is_page(key: str) -> bool:
-    return key.endswith(("/", f"/{PAGE}", "/index.v1_json"))
 
 
 def _root_pages(location: BucketLocation) -> set[str]:
@@ -110,10 +107,11 @@ class BucketObjects(Resource):
     def apply(self, conn: Connection) -> None:
         bucket = bucket_of(conn)
         stale = self._stale(bucket.gather(self.request()))
-        pages = [o for o in stale if _is_page(o.key)]
-        roots = [o for o in pages if o.key in _root_pages(bucket.location)]
+        pages = [o for o in stale if is_page(o.key)]
+        root_pages = _root_pages(bucket.location)
+        roots = [o for o in pages if o.key in root_pages]
         batches = (  # a page never lists a file not yet there; the root index lists pages
-            [o for o in stale if not _is_page(o.key)],
+            [o for o in stale if not is_page(o.key)],
             [o for o in pages if o not in roots],
             roots,
         )
